@@ -1,0 +1,429 @@
+"""Our numbers next to the paper's, in the paper's table layout: Markdown, LaTeX and CSV.
+
+A *cell* is one network configuration (every resolved config field except the seed) on one table
+column (e.g. one dataset). Its value is the median of its finished runs, the paper's statistic
+(wrn-paper.md §2), shown with n, min-max and the bootstrap interval of `analysis.stats`; next to it
+the paper's value, the delta (ours - paper) and whether the paper's value lies inside our interval.
+Diverged, failed, corrupt and unfinished runs never enter a median: they appear as a note in their
+cell ("1 diverged").
+
+Paper values come from the spec's tidy CSV (results/paper/<spec>.csv): key columns named like
+RunConfig fields, then ``metric`` and ``value`` (and ``method`` on reference rows of other methods).
+A paper row belongs to every cell whose config agrees on all its key columns; a paper row no cell
+matches (a reference method, or a configuration nobody has run) is still shown, with the paper's value
+alone, so the table always has the paper's rows.
+
+For ablation tables (the spec's ``table.baseline``, a partial config such as {"block": "B(3,3)"}),
+each other cell is compared with the baseline cell of its column as a difference of medians with a
+bootstrap interval, next to the paper's difference, so a reader sees which orderings our runs support.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import stats
+from analysis.collect import CONFIG_FIELDS, FINISHED, Collection, _hashable
+from experiments.spec import matches, read_paper_results
+from experiments.store import atomic_write_text
+from wrn.config import RunConfig
+
+NOT_KEY_FIELDS = ("seed",)
+
+# How a metric or field is named in headers and axis labels (units included).
+DISPLAY_NAMES = {
+    "test_error": "test error (%)", "time_ms": "time per minibatch (ms)", "params": "# params",
+    "epoch_time_s": "time per epoch (s)", "train_loss": "training loss", "flops": "FLOPs",
+    "label": "network", "block": "block type", "depth": "depth", "k": "k", "dataset": "dataset",
+    "dropout": "dropout", "arch": "architecture", "method": "method", "top1_error": "top-1 error (%)",
+    "top5_error": "top-5 error (%)",
+}
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "imagenet": "ImageNet"}
+
+VERDICT_MARKS = {stats.INSIDE: "inside", stats.OUTSIDE: "OUTSIDE", stats.TOO_FEW: "n<3",
+                 stats.NO_PAPER: "", stats.NO_RUNS: ""}
+
+
+def display_name(name: str) -> str:
+    return DISPLAY_NAMES.get(name, name.replace("_", " "))
+
+
+def display_value(field_name: str, value: Any) -> str:
+    """A key value as the paper writes it (datasets as CIFAR-10, dropout as a tick or blank)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if field_name == "dataset":
+        return DATASET_NAMES.get(str(value), str(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# ------------------------------------------------------------------------------------------- layout
+@dataclass
+class SpecTable:
+    """One spec's table: tidy ``cells`` (one row per cell, in the paper's row order), the finished
+    values and config of each cell, ``comparisons`` against the baseline, and the layout."""
+
+    spec: str
+    title: str
+    metric: str
+    row_fields: list[str]
+    column_field: str | None
+    extra: list[str]
+    cells: pd.DataFrame
+    comparisons: pd.DataFrame
+    values: dict[int, list[float]] = field(default_factory=dict)  # cell index -> finished values
+    baseline: dict[str, Any] | None = None
+
+    @property
+    def finished_runs(self) -> int:
+        return int(self.cells["n"].sum()) if len(self.cells) else 0
+
+
+def _cell_fields(frame: pd.DataFrame, layout: list[str]) -> tuple[list[str], list[str]]:
+    """(key fields, shown extra fields): the table's fields plus every other config field that varies
+    between runs, so two different configs never share a median. A varying field that the table's
+    fields already determine (blocks_per_group by depth, say) is keyed on but not shown."""
+    varying = [f for f in CONFIG_FIELDS
+               if f not in layout and f not in NOT_KEY_FIELDS and f in frame.columns
+               and frame[f].astype(str).nunique(dropna=False) > 1]
+    if not layout:
+        return varying, varying
+    as_text = frame[layout + varying].astype(str)
+    shown = [f for f in varying if (as_text.groupby(layout)[f].nunique(dropna=False) > 1).any()]
+    return layout + varying, shown
+
+
+def _note(states: pd.Series) -> str:
+    counts = states[states != FINISHED].value_counts()
+    return ", ".join(f"{int(n)} {state}" for state, n in counts.items())
+
+
+def _paper_groups(spec) -> list[tuple[dict[str, Any], str | None, dict[str, float]]]:
+    """The paper's rows grouped by key: [(keys, method, {metric: value})], in the CSV's order."""
+    out: list[tuple[dict[str, Any], str | None, dict[str, float]]] = []
+    index: dict[tuple, int] = {}
+    for row in read_paper_results(spec):
+        ident = (tuple(sorted((k, repr(v)) for k, v in row.keys.items())), row.method)
+        if ident not in index:
+            index[ident] = len(out)
+            out.append((dict(row.keys), row.method, {}))
+        out[index[ident]][2][row.metric] = row.value
+    return out
+
+
+def _cell_record(group: pd.DataFrame, metric: str, extra: list[str]) -> tuple[dict[str, Any], list[float]]:
+    first = group.iloc[0]
+    finished = group[group["state"] == FINISHED]
+    values = [float(v) for v in finished[metric].dropna()]
+    summary = stats.summarize(values)
+    record = {f: first[f] for f in CONFIG_FIELDS if f not in NOT_KEY_FIELDS}
+    record.update(label=group["label"].dropna().mode().iat[0] if group["label"].notna().any() else "",
+                  method="", n=summary.n, median=summary.median, min=summary.min, max=summary.max,
+                  ci_low=summary.ci_low, ci_high=summary.ci_high, runs=len(group),
+                  notes=_note(group["state"]),
+                  seeds=";".join(str(int(s)) for s in sorted(finished["seed"].dropna())),
+                  config=RunConfig.from_dict(first["config"]))
+    for name in extra:
+        have = finished[name].dropna() if name in finished else pd.Series(dtype=float)
+        record[name] = float(np.median(have)) if len(have) else math.nan
+    return record, values
+
+
+def _paper_only_record(spec_plan, keys: dict[str, Any], method: str | None) -> dict[str, Any]:
+    """A row for paper numbers no run matches: its fields from the spec's planned network of that
+    key (so the row and label read as for a run), or the paper's own key cells and method."""
+    record: dict[str, Any] = {f: math.nan for f in CONFIG_FIELDS if f not in NOT_KEY_FIELDS}
+    planned = next((p for p in spec_plan if not method and matches(keys, p.config)), None)
+    if planned is not None:
+        record.update({f: _hashable(getattr(planned.config, f)) for f in record})
+        record["label"] = planned.label
+    else:
+        record.update({k: v for k, v in keys.items() if k in record})
+        record["label"] = method or " ".join(f"{k}={v}" for k, v in keys.items())
+    nan = math.nan
+    record.update(method=method or "", n=0, median=nan, min=nan, max=nan, ci_low=nan, ci_high=nan, runs=0,
+                  notes="", seeds="", config=None)
+    return record
+
+
+def build_table(spec, collection: Collection) -> SpecTable:
+    """The table of `spec` from its collected runs and the paper's CSV."""
+    layout_spec = spec.table
+    metric, column, extra = layout_spec.metric, layout_spec.columns, list(layout_spec.extra)
+    rows = list(layout_spec.rows)
+    runs = collection.runs[collection.runs["config"].notna()] if len(collection.runs) else collection.runs
+    layout = [f for f in rows + ([column] if column else []) if f in CONFIG_FIELDS]
+    key_fields, shown = _cell_fields(runs, layout)
+    if "label" in rows:
+        key_fields.append("label")
+
+    records: list[dict[str, Any]] = []
+    values: list[list[float]] = []
+    if len(runs):
+        for _, group in runs.groupby([runs[f].astype(str) for f in key_fields], sort=False):
+            record, cell_values = _cell_record(group, metric, extra)
+            records.append(record)
+            values.append(cell_values)
+    order = [math.inf] * len(records)
+    for name in ["paper", *(f"paper_{e}" for e in extra)]:
+        for record in records:
+            record[name] = math.nan
+
+    # Attach the paper's rows; a row no run matches becomes a paper-only row.
+    for position, (keys, method, metrics) in enumerate(_paper_groups(spec)):
+        hits = [i for i, r in enumerate(records)
+                if r["config"] is not None and not method and matches(keys, r["config"])]
+        if not hits:
+            record = _paper_only_record(collection.plan, keys, method)
+            record["paper"] = math.nan
+            for e in extra:
+                record[f"paper_{e}"] = math.nan
+            records.append(record)
+            values.append([])
+            order.append(math.inf)
+            hits = [len(records) - 1]
+        for i in hits:
+            if metric in metrics:
+                records[i]["paper"] = metrics[metric]
+            for e in extra:
+                if e in metrics:
+                    records[i][f"paper_{e}"] = metrics[e]
+            order[i] = min(order[i], position)
+
+    ranked = sorted(range(len(records)), key=lambda i: order[i])
+    cells = pd.DataFrame([records[i] for i in ranked])
+    values_by_cell = {new: values[old] for new, old in enumerate(ranked)}
+    if cells.empty:
+        cells = pd.DataFrame(columns=["label", "method", "n", "median", "min", "max", "ci_low", "ci_high",
+                                      "paper", "notes", "config", *extra, *(f"paper_{e}" for e in extra)])
+    cells["delta"] = cells["median"] - cells["paper"]
+    cells["verdict"] = [stats.verdict(stats.summarize(values_by_cell[i]), cells.at[i, "paper"])
+                        for i in cells.index]
+    table = SpecTable(spec=spec.name, title=spec.title, metric=metric,
+                      row_fields=rows + [f for f in shown if f not in rows], column_field=column,
+                      extra=extra, cells=cells, comparisons=pd.DataFrame(), values=values_by_cell,
+                      baseline=layout_spec.baseline)
+    table.comparisons = compare_to_baseline(table)
+    return table
+
+
+def compare_to_baseline(table: SpecTable) -> pd.DataFrame:
+    """Every run cell against the baseline cell of its column: median difference with its interval,
+    the paper's difference and whether our runs support the paper's ordering (empty without a
+    baseline, or when the baseline has no runs)."""
+    cells = table.cells
+    if not table.baseline or cells.empty:
+        return pd.DataFrame()
+    is_run = cells["config"].notna()
+    is_base = is_run & pd.Series([c is not None and matches(table.baseline, c) for c in cells["config"]],
+                                 index=cells.index)
+    out = []
+    column_values = list(dict.fromkeys(cells.loc[is_run, table.column_field])) if table.column_field else [None]
+    for col_value in column_values:
+        in_column = (cells[table.column_field] == col_value) if table.column_field else is_run
+        bases = cells.index[is_base & in_column]
+        if len(bases) == 0:
+            continue
+        b = bases[0]
+        for i in cells.index[is_run & in_column & ~is_base]:
+            diff = stats.median_difference(table.values[i], table.values[b])
+            paper_diff = cells.at[i, "paper"] - cells.at[b, "paper"]
+            row = {f: cells.at[i, f] for f in table.row_fields if f in cells}
+            if table.column_field:
+                row[table.column_field] = col_value
+            row.update(label=cells.at[i, "label"], baseline=cells.at[b, "label"], n=diff.n_variant,
+                       n_baseline=diff.n_baseline, diff=diff.diff, ci_low=diff.ci_low,
+                       ci_high=diff.ci_high, paper_diff=paper_diff,
+                       verdict=stats.ordering_verdict(diff, paper_diff))
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------------------------------- rendering
+def _fmt(value: float, digits: int = 2) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _fmt_signed(value: float, digits: int = 2) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:+.{digits}f}"
+
+
+def _fmt_paper(value: float) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:g}"
+
+
+def _fmt_extra(name: str, value: float, paper: bool) -> str:
+    if value is None or not np.isfinite(value):
+        return ""
+    if name == "params":
+        return f"{value / 1e6:.1f}M" if paper else f"{int(round(value)):,}"
+    return f"{value:g}" if paper else f"{value:.1f}"
+
+
+def _digits(metric: str) -> int:
+    return 1 if metric == "time_ms" else 2
+
+
+def _ours(cell: pd.Series, digits: int) -> str:
+    if cell["n"] == 0:
+        text = "—"
+    else:
+        text = _fmt(cell["median"], digits)
+        if np.isfinite(cell["ci_low"]):
+            text += f" [{_fmt(cell['ci_low'], digits)}, {_fmt(cell['ci_high'], digits)}]"
+        text += f" n={int(cell['n'])}"
+        if cell["n"] > 1:
+            text += f" ({_fmt(cell['min'], digits)}–{_fmt(cell['max'], digits)})"
+    if cell.get("notes"):
+        text += f"; {cell['notes']}"
+    return text
+
+
+def layout_frame(table: SpecTable) -> pd.DataFrame:
+    """The table as the paper lays it out, as strings: one row per network, per column value the
+    columns ours / paper / Δ / paper in CI, then the extra columns (ours and paper)."""
+    cells = table.cells
+    if cells.empty:
+        return pd.DataFrame()
+    digits = _digits(table.metric)
+    row_fields = [f for f in table.row_fields if f in cells.columns]
+    row_keys = cells[row_fields].astype(str).agg("|".join, axis=1) if row_fields else pd.Series("", index=cells.index)
+    col_values = list(dict.fromkeys(cells[table.column_field])) if table.column_field else [None]
+    records = []
+    for key in dict.fromkeys(row_keys):
+        group = cells[row_keys == key]
+        first = group.iloc[0]
+        record = {display_name(f): display_value(f, first[f]) for f in row_fields}
+        if "label" in row_fields and first.get("method"):
+            record[display_name("label")] = first["method"]
+        for name in table.extra:
+            source = group[group[name].notna()] if name in group else group.iloc[0:0]
+            paper_source = group[group[f"paper_{name}"].notna()]
+            record[f"{display_name(name)} (ours)"] = _fmt_extra(name, source[name].iat[0], False) if len(source) else ""
+            record[f"{display_name(name)} (paper)"] = (
+                _fmt_extra(name, paper_source[f"paper_{name}"].iat[0], True) if len(paper_source) else "")
+        for col in col_values:
+            prefix = f"{display_value(table.column_field, col)} " if col is not None else ""
+            match = group[group[table.column_field] == col] if col is not None else group
+            if len(match):
+                cell = match.iloc[0]
+                record[f"{prefix}ours"] = _ours(cell, digits)
+                record[f"{prefix}paper"] = _fmt_paper(cell["paper"])
+                record[f"{prefix}Δ"] = _fmt_signed(cell["delta"], digits)
+                record[f"{prefix}paper in CI"] = VERDICT_MARKS.get(cell["verdict"], "")
+            else:
+                for suffix in ("ours", "paper", "Δ", "paper in CI"):
+                    record[f"{prefix}{suffix}"] = ""
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def comparisons_frame(table: SpecTable) -> pd.DataFrame:
+    """The baseline comparisons as strings, for Markdown and LaTeX."""
+    comps = table.comparisons
+    if comps.empty:
+        return pd.DataFrame()
+    digits = _digits(table.metric)
+    out = pd.DataFrame({
+        display_name("label"): comps["label"],
+        "vs": comps["baseline"],
+    })
+    if table.column_field:
+        out.insert(1, display_name(table.column_field),
+                   [display_value(table.column_field, v) for v in comps[table.column_field]])
+    out["n (variant/baseline)"] = [f"{a}/{b}" for a, b in zip(comps["n"], comps["n_baseline"], strict=True)]
+    out["ours Δ median [95% CI]"] = [
+        "—" if not np.isfinite(d) else _fmt_signed(d, digits) + (f" [{_fmt_signed(lo, digits)}, {_fmt_signed(hi, digits)}]" if np.isfinite(lo) else "")
+        for d, lo, hi in zip(comps["diff"], comps["ci_low"], comps["ci_high"], strict=True)]
+    out["paper Δ"] = [_fmt_signed(v, digits) for v in comps["paper_diff"]]
+    out["paper's ordering"] = comps["verdict"]
+    return out
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    def clean(text: Any) -> str:
+        return str(text).replace("|", "\\|")
+    header = "| " + " | ".join(clean(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(clean(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "<": r"$<$", ">": r"$>$", "–": "--", "—": "---", "Δ": r"$\Delta$"}
+
+
+def latex_escape(text: Any) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def _latex_tabular(frame: pd.DataFrame) -> str:
+    spec = "l" * len(frame.columns)
+    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(latex_escape(c) for c in frame.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_escape(v) for v in row) + r" \\" for row in frame.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+def method_note(table: SpecTable) -> str:
+    what = display_name(table.metric)
+    return (f"Ours: median {what} over finished runs [bootstrap 95% CI, {stats.RESAMPLES:,} percentile "
+            f"resamples, seed {stats.SEED}] n=runs (min–max). Δ = ours − paper. \"paper in CI\": whether the "
+            f"paper's value lies inside our interval (judged from n ≥ {stats.MIN_N_FOR_VERDICT}). Diverged, "
+            f"failed and unfinished runs are noted, never in a median.")
+
+
+def to_markdown(table: SpecTable, heading: str = "") -> str:
+    parts = [f"## {heading or table.title}", ""]
+    layout = layout_frame(table)
+    if table.finished_runs == 0:
+        parts += ["**No finished runs yet**: only the paper's values are shown.", ""]
+    if not layout.empty:
+        parts += [_markdown(layout), ""]
+    parts += [method_note(table), ""]
+    comps = comparisons_frame(table)
+    if not comps.empty:
+        parts += ["### Against the paper's baseline", "",
+                  f"Δ = median(variant) − median(baseline) in {display_name(table.metric)}; "
+                  "\"supported\": our 95% interval excludes 0 on the paper's side; \"contradicted\": on the "
+                  "other side; \"unresolved\": it contains 0.", "", _markdown(comps), ""]
+    return "\n".join(parts)
+
+
+def to_latex(table: SpecTable) -> str:
+    """A booktabs table (needs \\usepackage{booktabs}) of the layout and, if any, the comparisons."""
+    parts = [f"% {table.title}: generated by analysis.report; {method_note(table)}"]
+    layout = layout_frame(table)
+    if not layout.empty:
+        parts.append(_latex_tabular(layout))
+    comps = comparisons_frame(table)
+    if not comps.empty:
+        parts += ["", f"% Against the baseline {table.baseline}", _latex_tabular(comps)]
+    return "\n".join(parts) + "\n"
+
+
+def write_tables(table: SpecTable, out_dir: Path) -> list[Path]:
+    """<spec>.md, <spec>.tex, <spec>.csv (tidy cells) and, for ablations, <spec>.vs_baseline.csv."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix, text in ((".md", to_markdown(table)), (".tex", to_latex(table)),
+                         (".csv", table.cells.to_csv(index=False))):
+        path = out_dir / f"{table.spec}{suffix}"
+        atomic_write_text(path, text)
+        written.append(path)
+    if not table.comparisons.empty:
+        path = out_dir / f"{table.spec}.vs_baseline.csv"
+        atomic_write_text(path, table.comparisons.to_csv(index=False))
+        written.append(path)
+    return written

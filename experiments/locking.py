@@ -1,0 +1,113 @@
+"""One owner per run, also across hosts on a shared filesystem.
+
+The lock is a file created with O_CREAT|O_EXCL (atomic on local filesystems and NFSv3+), holding the
+owner's host and pid. The owner refreshes its mtime as a heartbeat. A lock is stale when its heartbeat
+is older than `STALE_AFTER_S`, or when it names this host and a pid that no longer exists; a stale lock
+is broken by renaming it away (atomic, so two contenders cannot both break it and both win).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+HEARTBEAT_S = 10.0
+STALE_AFTER_S = 120.0
+
+
+class RunLocked(RuntimeError):
+    """Another live process owns the run."""
+
+
+def _owner() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time()}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lock_is_live(path: Path) -> bool:
+    path = Path(path)
+    try:
+        age = time.time() - path.stat().st_mtime
+        owner = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if age > STALE_AFTER_S:
+        return False
+    if owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", -1))):
+        return False
+    return True
+
+
+class RunLock:
+    """Context manager: acquire the run's lock or raise `RunLocked`; heartbeat while held."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> None:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if lock_is_live(self.path):
+                    raise RunLocked(f"{self.path.parent} is being trained by {self._describe()}")
+                stale = self.path.with_name(f".{self.path.name}.stale.{os.getpid()}")
+                try:
+                    os.replace(self.path, stale)
+                    stale.unlink(missing_ok=True)
+                except FileNotFoundError:
+                    pass  # another contender broke it first; try again
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(_owner(), f)
+            self._thread = threading.Thread(target=self._heartbeat, daemon=True)
+            self._thread.start()
+            return
+        raise RunLocked(f"{self.path.parent}: could not take the lock")
+
+    def _describe(self) -> str:
+        try:
+            o = json.loads(self.path.read_text())
+            return f"pid {o.get('pid')} on {o.get('host')}"
+        except (OSError, ValueError):
+            return "another process"
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            owner = json.loads(self.path.read_text())
+            if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+                self.path.unlink()
+        except (OSError, ValueError):
+            pass
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

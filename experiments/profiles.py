@@ -1,0 +1,116 @@
+"""Run profiles: named scalings of every spec (the paper's recipe, a CPU smoke test, ...).
+
+They are data in `experiments/profiles.toml` (its header documents the keys and how to add one), so a
+profile's effect on every run is visible in one file and recorded through the run config it changes.
+This module loads and validates them; `experiments.spec.expand` applies them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from experiments.spec import (
+    SETTABLE_FIELDS,
+    SpecError,
+    check_partial,
+    display_path,
+    fail,
+    parse_timing,
+)
+from wrn.config import DATASETS, suggest
+
+PROFILES_FILE = Path(__file__).resolve().parent / "profiles.toml"
+_PROFILE_KEYS = ("description", "seeds", "config", "config_by_dataset", "data", "timing")
+_DATA_KEYS = ("synthetic", "train_images", "test_images")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated profile. `seeds` None keeps each spec's seeds; `data` is {} for the real data or
+    {"synthetic": True, "train_images": n, "test_images": m}; `timing` overrides warmup/repeats."""
+
+    name: str
+    description: str
+    seeds: int | None
+    config: dict[str, Any]
+    config_by_dataset: dict[str, dict[str, Any]]
+    data: dict[str, Any]
+    timing: dict[str, int] = field(default_factory=dict)
+    path: Path = PROFILES_FILE
+
+
+def profile_names(path: Path | str = PROFILES_FILE) -> list[str]:
+    return list(_read(Path(path)))
+
+
+def load_profile(name: str, path: Path | str = PROFILES_FILE) -> Profile:
+    """The profile `name` of `path` (default: experiments/profiles.toml), validated."""
+    path = Path(path)
+    where = display_path(path)
+    profiles = _read(path)
+    if name not in profiles:
+        raise SpecError(f"{where}: unknown profile {name!r}{suggest(str(name), profiles)}; "
+                        f"the profiles are: {', '.join(profiles)}")
+    raw = profiles[name]
+    if not isinstance(raw, dict):
+        raise fail(where, name, raw, "expected a table of profile keys")
+    for key in raw:
+        if key not in _PROFILE_KEYS:
+            raise fail(where, f"{name}.{key}", raw[key],
+                       f"unknown key{suggest(key, _PROFILE_KEYS)}; allowed: {', '.join(_PROFILE_KEYS)}")
+    description = raw.get("description")
+    if not isinstance(description, str) or not description.strip():
+        raise fail(where, f"{name}.description", description, "expected a non-empty string")
+    seeds = raw.get("seeds")
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise fail(where, f"{name}.seeds", seeds, "expected an integer n >= 1 (seeds 0..n-1)")
+    config = check_partial(where, f"{name}.config", raw.get("config", {}), SETTABLE_FIELDS)
+    by_dataset = {}
+    raw_by_dataset = raw.get("config_by_dataset", {})
+    if not isinstance(raw_by_dataset, dict):
+        raise fail(where, f"{name}.config_by_dataset", raw_by_dataset, "expected a table {dataset = {fields}}")
+    for dataset, layer in raw_by_dataset.items():
+        if dataset not in DATASETS:
+            raise fail(where, f"{name}.config_by_dataset", dataset,
+                       f"allowed datasets: {', '.join(DATASETS)}{suggest(dataset, DATASETS)}")
+        by_dataset[dataset] = check_partial(where, f"{name}.config_by_dataset.{dataset}", layer, SETTABLE_FIELDS)
+    data = _parse_data(where, f"{name}.data", raw.get("data", {}))
+    timing = parse_timing(where, f"{name}.timing", raw.get("timing", {}), required=False)
+    return Profile(name=name, description=" ".join(description.split()), seeds=seeds, config=config,
+                   config_by_dataset=by_dataset, data=data, timing=timing, path=path)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    where = display_path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise SpecError(f"{where}: cannot read: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{where}: invalid TOML: {err}") from None
+
+
+def _parse_data(where: str, prefix: str, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise fail(where, prefix, raw, "expected a table {synthetic, train_images, test_images}")
+    for key, value in raw.items():
+        if key not in _DATA_KEYS:
+            raise fail(where, f"{prefix}.{key}", value,
+                       f"unknown key{suggest(key, _DATA_KEYS)}; allowed: {', '.join(_DATA_KEYS)}")
+    if not raw.get("synthetic", False):
+        if "synthetic" in raw and raw["synthetic"] is not False:
+            raise fail(where, f"{prefix}.synthetic", raw["synthetic"], "expected true or false")
+        for key in ("train_images", "test_images"):
+            if key in raw:
+                raise fail(where, f"{prefix}.{key}", raw[key], "only generated data has a size: set synthetic = true")
+        return {}
+    if raw["synthetic"] is not True:
+        raise fail(where, f"{prefix}.synthetic", raw["synthetic"], "expected true or false")
+    for key in ("train_images", "test_images"):
+        value = raw.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise fail(where, f"{prefix}.{key}", value, "expected an integer >= 1 (synthetic data needs a size)")
+    return dict(raw)

@@ -1,0 +1,92 @@
+"""Fake run folders in the run store's real format, for testing the analysis without training.
+
+Each helper writes what `wrn.train` and the runner would leave behind for a run in a given state
+(contract: docs_tmp/CONTRACTS.md, "Run store"), so the analysis is tested through the same reader,
+`experiments.store.read_run`, that it uses on real results.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from experiments.store import atomic_write_json, run_dir, run_id
+from wrn.config import RunConfig, resolve
+from wrn.names import render_label
+
+STATES = ("done", "diverged", "interrupted", "failed", "corrupt", "todo")
+
+
+def make_config(**fields: Any) -> RunConfig:
+    """A resolved config from RunConfig fields (paper defaults for everything not given)."""
+    return resolve(RunConfig(**fields))
+
+
+def write_run(results: Path, spec: str, config: RunConfig | dict[str, Any], *, state: str = "done",
+              test_error: float = 5.0, epochs: int = 4, params: int = 1_000_000,
+              epoch_time_s: float = 60.0, timing: dict[str, Any] | None = None,
+              label: str | None = None) -> Path:
+    """Write one run folder of `spec` in `state` and return it.
+
+    A "done" train run has `epochs` lines of metrics ending at `test_error`; a timing run (pass
+    `timing`, e.g. {"ms_median": 68.0}) has a result with a timing block and no final metrics."""
+    if state not in STATES:
+        raise ValueError(f"state={state!r}: allowed {', '.join(STATES)}")
+    cfg = make_config(**config) if isinstance(config, dict) else resolve(config)
+    rid = run_id(cfg)
+    path = run_dir(Path(results), spec, rid)
+    path.mkdir(parents=True, exist_ok=True)
+    label = label or render_label(cfg)
+    atomic_write_json(path / "config.json", {"run_id": rid, "spec": spec, "label": label,
+                                             "config": cfg.to_dict(), "created_at": "2024-01-01T00:00:00Z"})
+    if state == "todo":
+        return path
+    atomic_write_json(path / "provenance.json", {
+        "git_commit": "0" * 40, "git_dirty": False, "packages": {"torch": "2.14.1"}, "host": "testhost",
+        "python": "3.12", "device": "cpu", "device_name": "cpu", "started_at": "2024-01-01T00:00:00Z"})
+    n_epochs = epochs if state in ("done", "diverged") else max(1, epochs // 2)
+    if timing is None:
+        lines = [_epoch_line(cfg, e, epochs, test_error) for e in range(1, n_epochs + 1)]
+        (path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    if state == "interrupted":
+        (path / "checkpoint.pt").write_bytes(b"fake checkpoint")
+    elif state == "failed":
+        atomic_write_json(path / "failure.json", {"error_type": "RuntimeError", "message": "CUDA out of memory",
+                                                  "traceback_tail": "...", "at": "2024-01-01T01:00:00Z"})
+    elif state == "corrupt":
+        (path / "result.json").write_text('{"run_id": "' + rid + '", "status": "do')
+    elif state in ("done", "diverged"):
+        atomic_write_json(path / "result.json", _result(cfg, rid, spec, label, state, test_error, epochs,
+                                                        params, epoch_time_s, timing))
+    return path
+
+
+def _epoch_line(cfg: RunConfig, epoch: int, epochs: int, final_error: float) -> dict[str, Any]:
+    progress = epoch / epochs
+    return {"epoch": epoch, "lr": cfg.lr_at(epoch), "train_loss": 2.0 * (1 - progress) + 0.01,
+            "train_error": 60.0 * (1 - progress), "test_loss": 1.5 * (1 - progress) + 0.2,
+            "test_error": final_error + 40.0 * (1 - progress), "train_time_s": 60.0,
+            "images_per_s": 800.0}
+
+
+def _result(cfg, rid, spec, label, state, test_error, epochs, params, epoch_time_s, timing):
+    diverged = state == "diverged"
+    final = None
+    if timing is None and not diverged:
+        final = {"epoch": epochs, "test_error": test_error, "test_loss": 0.2, "train_error": 0.1,
+                 "train_loss": 0.01, "lr": cfg.lr_at(epochs)}
+    timing_block = None
+    if timing is not None:
+        ms = float(timing["ms_median"])
+        timing_block = {"batch_size": 32, "ms_median": ms, "ms_min": timing.get("ms_min", ms * 0.98),
+                        "ms_max": timing.get("ms_max", ms * 1.05), "repeats": 20}
+    return {
+        "run_id": rid, "spec": spec, "label": label, "kind": "timing" if timing else "train",
+        "status": state, "final": final, "diverged": {"epoch": epochs, "step": 17} if diverged else None,
+        "params": params, "flops": 2 * params, "epoch_time_s": epoch_time_s,
+        "train_time_s": epoch_time_s * epochs, "images_per_s": 800.0, "timing": timing_block,
+        "runtime": {"device": "cpu", "device_name": "cpu", "precision": "fp32", "channels_last": False,
+                    "tf32": False, "compile": False, "torch": "2.14.1"},
+        "finished_at": "2024-01-02T00:00:00Z",
+    }

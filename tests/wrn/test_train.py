@@ -1,0 +1,124 @@
+"""The training engine: recipe, metrics, exact resume, determinism and divergence, on CPU."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+
+from wrn import checkpoint
+from wrn.config import RunConfig, resolve
+from wrn.fake_data import write_fake_dataset
+from wrn.train import TrainingInterrupted, train
+
+TIME_FIELDS = ("train_time_s", "images_per_s")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_fake_dataset("cifar10", root, n_train=96, n_test=48, seed=0)
+    return root
+
+
+def tiny(**overrides) -> RunConfig:
+    base = dict(dataset="cifar10", depth=10, k=1, preprocessing="meanstd", epochs=3, batch_size=16,
+                eval_batch_size=48, lr_milestones=(3,), seed=0)
+    base.update(overrides)
+    return RunConfig(**base)
+
+
+def metrics(run_dir) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIME_FIELDS} for r in rows]
+
+
+def weights(run_dir) -> dict[str, torch.Tensor]:
+    return checkpoint.load_latest(run_dir)["model"]
+
+
+def test_lr_schedule_matches_the_official_code():
+    cfg = resolve(RunConfig(dataset="cifar10"))
+    trace = {e: cfg.lr_at(e) for e in (1, 59, 60, 119, 120, 159, 160, 200)}
+    assert trace[1] == trace[59] == 0.1
+    assert trace[60] == pytest.approx(0.02) and trace[119] == pytest.approx(0.02)
+    assert trace[120] == pytest.approx(0.004) and trace[159] == pytest.approx(0.004)
+    assert trace[160] == pytest.approx(0.0008) and trace[200] == pytest.approx(0.0008)
+    svhn = resolve(RunConfig(dataset="svhn", depth=16, k=4))
+    assert [svhn.lr_at(e) for e in (79, 80, 119, 120, 160)] == pytest.approx([0.01, 0.001, 0.001, 1e-4, 1e-4])
+    assert (svhn.epochs, svhn.crop_padding, svhn.hflip, svhn.preprocessing) == (160, 0, False, "div255")
+
+
+def test_two_epochs_learn_and_write_one_metrics_line_each(tmp_path, data_dir):
+    result = train(tiny(epochs=2, lr_milestones=(5,), lr=0.05), tmp_path, data_dir, device="cpu")
+    rows = metrics(tmp_path)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[1]["train_loss"] < rows[0]["train_loss"]
+    assert set(rows[0]) >= {"epoch", "lr", "train_loss", "train_error", "test_loss", "test_error"}
+    assert result["status"] == "done" and result["final"]["epoch"] == 2
+    assert result["final"]["test_error"] == rows[-1]["test_error"]  # final epoch, never the best
+    assert result["params"] > 0 and result["flops"] > 0
+    assert result["runtime"]["precision"] == "fp32" and result["runtime"]["device"] == "cpu"
+
+
+def test_same_seed_same_numbers(tmp_path, data_dir):
+    train(tiny(dropout=0.3), tmp_path / "a", data_dir, device="cpu")
+    train(tiny(dropout=0.3), tmp_path / "b", data_dir, device="cpu")
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+    wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("stop_after_steps", [1, 6, 7, 13])  # mid-epoch, last step, epoch boundary
+def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, data_dir, stop_after_steps):
+    cfg = tiny(dropout=0.3)  # dropout consumes the global RNG: its state must survive the resume
+    train(cfg, tmp_path / "straight", data_dir, device="cpu")
+
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > stop_after_steps
+
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, tmp_path / "resumed", data_dir, device="cpu", should_stop=stop)
+    result = train(cfg, tmp_path / "resumed", data_dir, device="cpu")
+    assert metrics(tmp_path / "resumed") == metrics(tmp_path / "straight")
+    ws, wr = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    assert all(torch.equal(ws[k], wr[k]) for k in ws)
+    assert result["final"]["epoch"] == 3
+
+
+def test_momentum_is_reset_at_each_lr_drop(tmp_path, data_dir):
+    train(tiny(reset_momentum_on_decay=True, lr_milestones=(2,)), tmp_path / "reset", data_dir, device="cpu")
+    train(tiny(reset_momentum_on_decay=False, lr_milestones=(2,)), tmp_path / "keep", data_dir, device="cpu")
+    reset, keep = metrics(tmp_path / "reset"), metrics(tmp_path / "keep")
+    assert reset[0] == keep[0]  # identical before the drop
+    assert reset[1]["lr"] == pytest.approx(0.02) and reset[1] != keep[1]
+
+
+def test_non_finite_loss_marks_the_run_diverged(tmp_path, data_dir):
+    result = train(tiny(lr=1e30), tmp_path, data_dir, device="cpu")
+    assert result["status"] == "diverged" and result["final"] is None
+    assert result["diverged"]["epoch"] == 1 and 0 <= result["diverged"]["step"] < 6
+    again = train(tiny(lr=1e30), tmp_path, data_dir, device="cpu")  # resuming keeps the verdict
+    assert again["diverged"] == result["diverged"]
+
+
+def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, data_dir):
+    train(tiny(epochs=2), tmp_path, data_dir, device="cpu")
+    current = tmp_path / checkpoint.CURRENT
+    data = bytearray(current.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    current.write_bytes(bytes(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        state = checkpoint.load_latest(tmp_path)
+    assert state["epoch"] == 2  # the previous checkpoint: epoch 1 done, about to run epoch 2
+    assert any("damaged checkpoint" in str(w.message) for w in caught)
+    current.write_bytes(bytes(data[: len(data) // 3]))  # truncated
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert checkpoint.load_latest(tmp_path)["epoch"] == 2

@@ -1,0 +1,99 @@
+"""Write ``wrn-manifest.json`` for prepared data: the route by which non-official files (a subset,
+a re-export, the generated smoke data) go through the real torchvision loader instead of around it.
+
+torchvision only accepts its official files (hard-coded md5 sums). A manifest records every file's
+sha256 and the train/test counts; the loader (wrn.datasets) then checks the files against the
+manifest instead, and the parsed arrays against its counts. The manifest is written only after the
+data has been loaded and checked through that same route, so a manifest never vouches for a folder
+the loader would reject.
+
+Usage: ``python -m wrn.manifest DATA_DIR --dataset {cifar10,cifar100,svhn,imagenet}``, where
+DATA_DIR is what training gets as ``--data-dir`` (the manifest goes into the dataset's own folder:
+cifar-10-batches-py/, cifar-100-python/, svhn/ or imagenet/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from wrn import datasets
+from wrn.datasets import MANIFEST_FORMAT, MANIFEST_NAME, DataError, Manifest
+
+DATASETS = (*datasets.ARRAY_DATASETS, "imagenet")
+
+
+def build_manifest(name: str, data_dir: str | Path) -> dict:
+    """Hash, load and check `name` under `data_dir`; return the manifest's JSON object."""
+    if name not in DATASETS:
+        raise DataError(f"dataset={name!r}: allowed: {', '.join(DATASETS)}")
+    data_dir = Path(data_dir)
+    folder = datasets.dataset_folder(name, data_dir)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder (DATA_DIR is the directory passed as --data-dir; "
+                        f"{name} files go in {folder.name}/ under it)")
+    if name == "imagenet":
+        try:
+            files = datasets.image_folder_files(folder)
+        except (FileNotFoundError, OSError) as exc:
+            raise DataError(f"{folder}: not a valid ImageFolder tree ({exc})") from None
+    else:
+        per_file = datasets.array_file_counts(name, data_dir)
+        files = list(per_file)
+    hashes = {rel: datasets.sha256_file(folder / rel) for rel in files}
+    if name == "imagenet":
+        counts = {s: sum(1 for f in files if f.startswith(sub + "/"))
+                  for s, sub in datasets.IMAGENET_SPLITS.items()}
+    else:
+        layout = datasets.dataset_layout(name)
+        counts = {"train": sum(per_file[f] for f in layout.train),
+                  "test": sum(per_file[f] for f in layout.test)}
+    manifest = Manifest(path=folder / MANIFEST_NAME, dataset=name, counts=counts, files=hashes,
+                        _verified=True)
+    # The loader's own route, with this manifest in memory: what it rejects is never written.
+    if name == "imagenet":
+        datasets._load_image_folders(data_dir, manifest, None, None)
+    else:
+        datasets._load_arrays(name, data_dir, manifest, download=False)
+    return {"format": MANIFEST_FORMAT, "dataset": name, "counts": counts,
+            "files": dict(sorted(hashes.items()))}
+
+
+def write_manifest(name: str, data_dir: str | Path) -> Path:
+    """Build the manifest and write it atomically into the dataset's folder; returns its path."""
+    content = build_manifest(name, data_dir)
+    path = datasets.dataset_folder(name, data_dir) / MANIFEST_NAME
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".wrn-manifest.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(content, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m wrn.manifest", description=__doc__.split("\n\n")[0])
+    parser.add_argument("data_dir", metavar="DATA_DIR", help="the directory passed to training as --data-dir")
+    parser.add_argument("--dataset", required=True, choices=DATASETS)
+    args = parser.parse_args(argv)
+    try:
+        path = write_manifest(args.dataset, args.data_dir)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    content = json.loads(path.read_text())
+    print(f"wrote {path}: {len(content['files'])} files, train {content['counts']['train']}, "
+          f"test {content['counts']['test']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

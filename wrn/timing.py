@@ -1,0 +1,81 @@
+"""Forward+backward time per minibatch, as the paper's Figure 4 measures it (Titan X, cudnn v5,
+minibatch 32): a measurement of the training step alone, no data loading and no training run."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from wrn.config import RunConfig, resolve
+from wrn.train import autocast_context, make_optimizer, pick_device, runtime_settings, seed_everything
+
+
+def measure_step_time(
+    cfg: RunConfig, batch_size: int = 32, warmup: int = 5, repeats: int = 20, device=None
+) -> dict[str, Any]:
+    """Median (and min/max) milliseconds of one forward+backward+update on random input.
+
+    CUDA steps are timed with CUDA events so that the measurement is the device's time, not the
+    host's launch time; CPU steps with a monotonic clock."""
+    from wrn.models import build_model, count_params, forward_flops
+
+    cfg = resolve(cfg)
+    device = pick_device(device)
+    settings = runtime_settings(cfg, device)
+    seed_everything(cfg.seed)
+    model = build_model(cfg).to(device)
+    if settings["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg, device)
+    size = cfg.image_size
+    x = torch.randn(batch_size, 3, size, size, device=device)
+    if settings["channels_last"]:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, cfg.num_classes, (batch_size,), device=device)
+    model.train()
+
+    def step() -> None:
+        with autocast_context(settings, device):
+            loss = F.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(warmup):
+        step()
+    times_ms = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            torch.cuda.synchronize(device)
+            times_ms.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            step()
+            times_ms.append(1000 * (time.perf_counter() - t0))
+    return {
+        "kind": "timing",
+        "status": "done",
+        "final": None,
+        "diverged": None,
+        "params": count_params(model),
+        "flops": forward_flops(cfg),
+        "epoch_time_s": None,
+        "train_time_s": None,
+        "images_per_s": batch_size * 1000 / statistics.median(times_ms),
+        "timing": {
+            "batch_size": batch_size,
+            "ms_median": statistics.median(times_ms),
+            "ms_min": min(times_ms),
+            "ms_max": max(times_ms),
+            "repeats": repeats,
+        },
+        "runtime": settings,
+    }
