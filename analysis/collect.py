@@ -17,7 +17,7 @@ reported as "corrupt", as the store does for a result file it cannot parse.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +41,21 @@ RUNTIME_COLUMNS = {"precision": "runtime_precision", "channels_last": "runtime_c
                    "device": "device"}
 
 FINISHED = "done"
-UNFINISHED_STATES = ("todo", "queued", "running", "interrupted")
 
 
 @dataclass
 class Collection:
-    """Everything the store holds for one spec (see the module docstring)."""
+    """Everything the store holds for one spec, or for several (see the module docstring)."""
 
     spec: str
     kind: str
     runs: pd.DataFrame
     epochs: pd.DataFrame
-    planned: int | None = None
+    plan: list = field(default_factory=list)  # the spec's PlannedRuns (paper profile); [] if unknown
+
+    @property
+    def planned(self) -> int | None:
+        return len(self.plan) if self.plan else None
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -69,22 +72,16 @@ class Collection:
         return {str(k): int(v) for k, v in self.runs["state"].value_counts().sort_index().items()}
 
     def summary_line(self) -> str:
-        """One line on progress, e.g. "3 of 30 runs done; 1 diverged, 2 failed, 24 not started"."""
+        """One line on progress, e.g. "3 of 30 planned runs done; 1 diverged, 2 failed"."""
         counts = self.counts()
         done = counts.get(FINISHED, 0)
-        total = self.planned if self.planned is not None else len(self.runs)
-        parts = [f"{n} {state}" for state, n in counts.items() if state != FINISHED]
-        if self.planned is not None:
-            missing = self.planned - len(self.runs[self.runs["in_plan"]])
-            if missing > 0:
-                parts.append(f"{missing} not started")
-            stale = int((~self.runs["in_plan"]).sum())
-            if stale:
-                parts.append(f"{stale} not in the current plan")
-        return f"{done} of {total} runs done" + (f"; {', '.join(parts)}" if parts else "")
+        head = (f"{done} of {self.planned} planned runs done" if self.planned is not None
+                else f"{done} of {len(self.runs)} runs done")
+        others = [f"{n} {state}" for state, n in counts.items() if state != FINISHED]
+        return head + (f" ({len(self.runs)} run folders: {', '.join(others)})" if others else "")
 
 
-def _hashable(value: Any) -> Any:
+def hashable(value: Any) -> Any:
     """Lists (lr_milestones) become strings so that config columns can be grouped and joined on."""
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
@@ -114,13 +111,26 @@ def _check_numbers(rec: RunRecord, kind: str) -> str:
     return ""
 
 
+def _checked_config(rec: RunRecord) -> dict[str, Any] | None:
+    """The run's config dict if it is a valid RunConfig, else None (the run is then unreadable)."""
+    if not isinstance(rec.config, dict):
+        return None
+    try:
+        RunConfig.from_dict(rec.config)
+    except (ValueError, TypeError):
+        return None
+    return rec.config
+
+
 def _run_row(rec: RunRecord, kind: str) -> dict[str, Any]:
     row: dict[str, Any] = {"run_id": rec.run_id, "spec": rec.spec, "label": rec.label,
                            "state": rec.state, "reason": rec.reason, "epochs_done": rec.epochs_done,
-                           "path": str(rec.path)}
-    if isinstance(rec.config, dict):
+                           "path": str(rec.path), "config": _checked_config(rec)}
+    if row["config"] is None and rec.state != "corrupt" and rec.config is not None:
+        row["state"], row["reason"] = "corrupt", "unreadable config.json: not a RunConfig"
+    if row["config"] is not None:
         for name in CONFIG_FIELDS:
-            row[name] = _hashable(rec.config.get(name))
+            row[name] = hashable(rec.config.get(name))
     if rec.state == FINISHED:
         problem = _check_numbers(rec, kind)
         if problem:
@@ -129,6 +139,9 @@ def _run_row(rec: RunRecord, kind: str) -> dict[str, Any]:
     final = result.get("final") if isinstance(result.get("final"), dict) else {}
     for key, column in FINAL_COLUMNS.items():
         row[column] = _number(final.get(key))
+    # ImageNet reports top-1 (the test error) and top-5; a result may name them itself.
+    row["top1_error"] = _number(final.get("top1_error", final.get("test_error")))
+    row["top5_error"] = _number(final.get("top5_error"))
     for key in RESULT_COLUMNS:
         row[key] = _number(result.get(key))
     timing = result.get("timing") if isinstance(result.get("timing"), dict) else {}
@@ -159,27 +172,55 @@ def _epoch_rows(rec: RunRecord, state: str) -> list[dict[str, Any]]:
     return rows
 
 
-def collect(results: Path, spec: str, kind: str = "train", planned_ids: set[str] | None = None,
-            ) -> Collection:
-    """All run folders of `spec` under `results` (see the module docstring).
+def collect(results: Path, spec: str, kind: str = "train", plan: list | None = None) -> Collection:
+    """All run folders of the spec named `spec` under `results` (see the module docstring).
 
-    `planned_ids` are the run ids the spec's current plan asks for; when given, ``planned`` is their
-    number and ``runs["in_plan"]`` tells apart runs of an older version of the spec."""
+    `plan` is the spec's list of planned runs (`experiments.spec.expand`), which gives the number of
+    runs the spec asks for and the names of networks nobody has run yet."""
     rows, epoch_rows = [], []
     for rec in spec_runs(Path(results), spec):
         row = _run_row(rec, kind)
         rows.append(row)
         epoch_rows.extend(_epoch_rows(rec, row["state"]))
-    columns = ["run_id", "spec", "label", "state", "reason", "epochs_done", "path", *CONFIG_FIELDS]
-    runs = pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
+    return Collection(spec=spec, kind=kind, runs=_runs_frame(rows), epochs=_epochs_frame(epoch_rows, rows),
+                      plan=list(plan or []))
+
+
+def _runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    columns = ["run_id", "spec", "label", "state", "reason", "epochs_done", "path", "config", *CONFIG_FIELDS,
+               *FINAL_COLUMNS.values(), "top1_error", "top5_error", *RESULT_COLUMNS, *TIMING_COLUMNS.values()]
+    runs = pd.DataFrame(rows)
     for name in columns:
         if name not in runs.columns:
             runs[name] = None
-    runs["in_plan"] = runs["run_id"].isin(planned_ids) if planned_ids is not None else True
-    runs["in_plan"] = runs["in_plan"].astype(bool)
-    epochs = pd.DataFrame(epoch_rows) if epoch_rows else pd.DataFrame(columns=["run_id", "state", "epoch"])
-    if len(epochs):
-        config_cols = ["run_id", "label", *CONFIG_FIELDS]
-        epochs = epochs.merge(runs[config_cols], on="run_id", how="left")
-    return Collection(spec=spec, kind=kind, runs=runs, epochs=epochs,
-                      planned=len(planned_ids) if planned_ids is not None else None)
+    return runs
+
+
+def _epochs_frame(epoch_rows: list[dict[str, Any]], rows: list[dict[str, Any]]) -> pd.DataFrame:
+    if not epoch_rows:
+        return pd.DataFrame(columns=["run_id", "state", "epoch", "label", *CONFIG_FIELDS])
+    epochs = pd.DataFrame(epoch_rows)
+    config = pd.DataFrame([{"run_id": r["run_id"], "label": r["label"],
+                            **{f: r.get(f) for f in CONFIG_FIELDS}} for r in rows])
+    return epochs.merge(config, on="run_id", how="left")
+
+
+def collect_spec(spec, results: Path) -> Collection:
+    """`collect` for a loaded `experiments.spec.Spec`, with its plan under the paper profile."""
+    from experiments.spec import SpecError, expand
+
+    try:
+        plan = expand(spec)
+    except (SpecError, OSError, ValueError):
+        plan = []
+    return collect(results, spec.name, spec.kind, plan)
+
+
+def collect_all(results: Path, specs) -> Collection:
+    """The runs of several specs in one frame (column ``spec`` tells them apart)."""
+    parts = [collect_spec(spec, results) for spec in specs]
+    runs = pd.concat([p.runs for p in parts], ignore_index=True) if parts else _runs_frame([])
+    epochs = pd.concat([p.epochs for p in parts if len(p.epochs)], ignore_index=True) \
+        if any(len(p.epochs) for p in parts) else _epochs_frame([], [])
+    return Collection(spec="all", kind="mixed", runs=runs, epochs=epochs,
+                      plan=[run for p in parts for run in p.plan])

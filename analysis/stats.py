@@ -115,8 +115,8 @@ def ordering_verdict(difference: Difference, paper_diff: float | None) -> str:
     """Do our runs support the paper's ordering of variant vs baseline?
 
     "supported": our interval excludes 0 on the same side as the paper's difference; "contradicted":
-    it excludes 0 on the other side; "unresolved": it contains 0, or the paper has no difference to
-    order (equal values), or too few runs (fewer than 3 on either side)."""
+    it excludes 0 on the other side; "unresolved": it contains 0 (or the paper's values are equal).
+    Fewer than 3 runs on either side: "n<3"; no paper difference: "no paper value"."""
     if min(difference.n_variant, difference.n_baseline) < MIN_N_FOR_VERDICT:
         return TOO_FEW
     if paper_diff is None or not np.isfinite(paper_diff):

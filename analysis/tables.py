@@ -20,6 +20,7 @@ bootstrap interval, next to the paper's difference, so a reader sees which order
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
-from analysis.collect import CONFIG_FIELDS, FINISHED, Collection, _hashable
+from analysis.collect import CONFIG_FIELDS, FINISHED, Collection, hashable
 from experiments.spec import matches, read_paper_results
 from experiments.store import atomic_write_text
 from wrn.config import RunConfig
@@ -60,6 +61,8 @@ def display_value(field_name: str, value: Any) -> str:
         return ""
     if field_name == "dataset":
         return DATASET_NAMES.get(str(value), str(value))
+    if field_name == "dropout":  # the paper ticks it; the rate is the dataset's (0.3 CIFAR, 0.4 SVHN)
+        return "✓" if float(value) > 0 else ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -130,28 +133,51 @@ def _cell_record(group: pd.DataFrame, metric: str, extra: list[str]) -> tuple[di
                   ci_low=summary.ci_low, ci_high=summary.ci_high, runs=len(group),
                   notes=_note(group["state"]),
                   seeds=";".join(str(int(s)) for s in sorted(finished["seed"].dropna())),
-                  config=RunConfig.from_dict(first["config"]))
+                  config=dataclasses.replace(RunConfig.from_dict(first["config"]), seed=0), paper_keys={})
     for name in extra:
         have = finished[name].dropna() if name in finished else pd.Series(dtype=float)
         record[name] = float(np.median(have)) if len(have) else math.nan
     return record, values
 
 
-def _paper_only_record(spec_plan, keys: dict[str, Any], method: str | None) -> dict[str, Any]:
-    """A row for paper numbers no run matches: its fields from the spec's planned network of that
-    key (so the row and label read as for a run), or the paper's own key cells and method."""
-    record: dict[str, Any] = {f: math.nan for f in CONFIG_FIELDS if f not in NOT_KEY_FIELDS}
-    planned = next((p for p in spec_plan if not method and matches(keys, p.config)), None)
-    if planned is not None:
-        record.update({f: _hashable(getattr(planned.config, f)) for f in record})
-        record["label"] = planned.label
-    else:
-        record.update({k: v for k, v in keys.items() if k in record})
-        record["label"] = method or " ".join(f"{k}={v}" for k, v in keys.items())
+def _empty_record(method: str = "") -> dict[str, Any]:
     nan = math.nan
-    record.update(method=method or "", n=0, median=nan, min=nan, max=nan, ci_low=nan, ci_high=nan, runs=0,
-                  notes="", seeds="", config=None)
+    record: dict[str, Any] = {f: nan for f in CONFIG_FIELDS if f not in NOT_KEY_FIELDS}
+    record.update(label="", method=method, n=0, median=nan, min=nan, max=nan, ci_low=nan, ci_high=nan,
+                  runs=0, notes="", seeds="", config=None, paper_keys={})
     return record
+
+
+def _planned_records(plan, keys: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows for a network the spec plans but nobody has run yet, one per distinct planned network that
+    matches the paper's `keys`: the row and its label then read as they will once it runs."""
+    records, seen = [], set()
+    for planned in plan:
+        network = dataclasses.replace(planned.config, seed=0)
+        if network in seen or not matches(keys, planned.config):
+            continue
+        seen.add(network)
+        record = _empty_record()
+        record.update({f: hashable(getattr(network, f)) for f in CONFIG_FIELDS if f not in NOT_KEY_FIELDS})
+        record.update(label=planned.label, config=network, notes="not run")
+        records.append(record)
+    return records
+
+
+def _reference_record(keys: dict[str, Any], method: str) -> dict[str, Any]:
+    """A row for another paper's method (a reference row, never trained)."""
+    record = _empty_record(method)
+    record.update({k: v for k, v in keys.items() if k in record})
+    record.update(label=method, paper_keys=dict(keys))
+    return record
+
+
+def _hits(record: dict[str, Any], keys: dict[str, Any], method: str | None) -> bool:
+    """Whether a paper row (its filled key cells; an empty cell matches anything) belongs to a cell."""
+    if method:
+        return record["method"] == method and all(record["paper_keys"].get(k) == v for k, v in keys.items()
+                                                  if k in record["paper_keys"])
+    return record["config"] is not None and not record["method"] and matches(keys, record["config"])
 
 
 def build_table(spec, collection: Collection) -> SpecTable:
@@ -160,10 +186,8 @@ def build_table(spec, collection: Collection) -> SpecTable:
     metric, column, extra = layout_spec.metric, layout_spec.columns, list(layout_spec.extra)
     rows = list(layout_spec.rows)
     runs = collection.runs[collection.runs["config"].notna()] if len(collection.runs) else collection.runs
-    layout = [f for f in rows + ([column] if column else []) if f in CONFIG_FIELDS]
+    layout = [f for f in rows + ([column] if column else []) if f in CONFIG_FIELDS or f == "label"]
     key_fields, shown = _cell_fields(runs, layout)
-    if "label" in rows:
-        key_fields.append("label")
 
     records: list[dict[str, Any]] = []
     values: list[list[float]] = []
@@ -172,24 +196,30 @@ def build_table(spec, collection: Collection) -> SpecTable:
             record, cell_values = _cell_record(group, metric, extra)
             records.append(record)
             values.append(cell_values)
+    for record in records:
+        record["paper"] = math.nan
+        record.update({f"paper_{e}": math.nan for e in extra})
     order = [math.inf] * len(records)
-    for name in ["paper", *(f"paper_{e}" for e in extra)]:
-        for record in records:
-            record[name] = math.nan
 
-    # Attach the paper's rows; a row no run matches becomes a paper-only row.
-    for position, (keys, method, metrics) in enumerate(_paper_groups(spec)):
-        hits = [i for i, r in enumerate(records)
-                if r["config"] is not None and not method and matches(keys, r["config"])]
+    # Attach the paper's rows: first those with the table's metric (they define the paper's cells),
+    # then extra-only rows (a parameter count given once per network for all columns).
+    groups = list(enumerate(_paper_groups(spec)))
+    groups = [g for g in groups if metric in g[1][2]] + [g for g in groups if metric not in g[1][2]]
+    for position, (keys, method, metrics) in groups:
+        hits = [i for i, r in enumerate(records) if _hits(r, keys, method)]
         if not hits:
-            record = _paper_only_record(collection.plan, keys, method)
-            record["paper"] = math.nan
-            for e in extra:
-                record[f"paper_{e}"] = math.nan
-            records.append(record)
-            values.append([])
-            order.append(math.inf)
-            hits = [len(records) - 1]
+            new = _planned_records(collection.plan, keys) if not method else []
+            if not new and (method or metric in metrics):
+                new = [_reference_record(keys, method) if method else
+                       {**_empty_record(), **{k: v for k, v in keys.items() if k in CONFIG_FIELDS},
+                        "label": " ".join(f"{k}={v}" for k, v in keys.items()), "notes": "not in the spec"}]
+            for record in new:
+                record["paper"] = math.nan
+                record.update({f"paper_{e}": math.nan for e in extra})
+                records.append(record)
+                values.append([])
+                order.append(math.inf)
+            hits = list(range(len(records) - len(new), len(records)))
         for i in hits:
             if metric in metrics:
                 records[i]["paper"] = metrics[metric]
@@ -198,12 +228,13 @@ def build_table(spec, collection: Collection) -> SpecTable:
                     records[i][f"paper_{e}"] = metrics[e]
             order[i] = min(order[i], position)
 
-    ranked = sorted(range(len(records)), key=lambda i: order[i])
+    plan_position = _plan_positions(collection.plan, records, column)
+    ranked = sorted(range(len(records)), key=lambda i: (order[i], plan_position[i]))
     cells = pd.DataFrame([records[i] for i in ranked])
     values_by_cell = {new: values[old] for new, old in enumerate(ranked)}
     if cells.empty:
-        cells = pd.DataFrame(columns=["label", "method", "n", "median", "min", "max", "ci_low", "ci_high",
-                                      "paper", "notes", "config", *extra, *(f"paper_{e}" for e in extra)])
+        cells = pd.DataFrame(columns=[*_empty_record(), "paper", *extra, *(f"paper_{e}" for e in extra)])
+    cells = cells.drop(columns="paper_keys")
     cells["delta"] = cells["median"] - cells["paper"]
     cells["verdict"] = [stats.verdict(stats.summarize(values_by_cell[i]), cells.at[i, "paper"])
                         for i in cells.index]
@@ -215,35 +246,56 @@ def build_table(spec, collection: Collection) -> SpecTable:
     return table
 
 
+def _plan_positions(plan, records: list[dict[str, Any]], column: str | None) -> list[float]:
+    """Where each cell's network first appears in the spec's plan (the spec lists rows in the paper's
+    order), to order cells the paper does not, and the columns (CIFAR-10 before CIFAR-100)."""
+    first: dict[tuple, int] = {}
+    for i, planned in enumerate(plan):
+        key = (planned.label, getattr(planned.config, column) if column else None)
+        first.setdefault(key, i)
+    return [first.get((r["label"], r.get(column) if column else None), math.inf) for r in records]
+
+
+def _closest_baseline(config: RunConfig, bases: list[tuple[int, RunConfig]]) -> int:
+    """The baseline cell that differs from `config` in the fewest fields: the no-dropout network of the
+    same depth and width for a dropout variant, the single B(3,3) network for every block type."""
+    mine = config.to_dict()
+
+    def shared(base: RunConfig) -> int:
+        theirs = base.to_dict()
+        return sum(mine[f] == theirs[f] for f in mine if f not in NOT_KEY_FIELDS)
+
+    return max(bases, key=lambda item: shared(item[1]))[0]
+
+
 def compare_to_baseline(table: SpecTable) -> pd.DataFrame:
-    """Every run cell against the baseline cell of its column: median difference with its interval,
-    the paper's difference and whether our runs support the paper's ordering (empty without a
-    baseline, or when the baseline has no runs)."""
+    """Every run cell against its baseline cell (same column; the closest if there are several):
+    difference of medians with its interval, the paper's difference and whether our runs support the
+    paper's ordering. Empty without a baseline or without runs of it."""
     cells = table.cells
     if not table.baseline or cells.empty:
         return pd.DataFrame()
-    is_run = cells["config"].notna()
-    is_base = is_run & pd.Series([c is not None and matches(table.baseline, c) for c in cells["config"]],
-                                 index=cells.index)
+    run_cells = [i for i in cells.index if cells.at[i, "runs"] > 0]
+    is_base = {i: matches(table.baseline, cells.at[i, "config"]) for i in run_cells}
     out = []
-    column_values = list(dict.fromkeys(cells.loc[is_run, table.column_field])) if table.column_field else [None]
-    for col_value in column_values:
-        in_column = (cells[table.column_field] == col_value) if table.column_field else is_run
-        bases = cells.index[is_base & in_column]
-        if len(bases) == 0:
+    for i in run_cells:
+        if is_base[i]:
             continue
-        b = bases[0]
-        for i in cells.index[is_run & in_column & ~is_base]:
-            diff = stats.median_difference(table.values[i], table.values[b])
-            paper_diff = cells.at[i, "paper"] - cells.at[b, "paper"]
-            row = {f: cells.at[i, f] for f in table.row_fields if f in cells}
-            if table.column_field:
-                row[table.column_field] = col_value
-            row.update(label=cells.at[i, "label"], baseline=cells.at[b, "label"], n=diff.n_variant,
-                       n_baseline=diff.n_baseline, diff=diff.diff, ci_low=diff.ci_low,
-                       ci_high=diff.ci_high, paper_diff=paper_diff,
-                       verdict=stats.ordering_verdict(diff, paper_diff))
-            out.append(row)
+        column_value = cells.at[i, table.column_field] if table.column_field else None
+        bases = [(j, cells.at[j, "config"]) for j in run_cells if is_base[j]
+                 and (not table.column_field or cells.at[j, table.column_field] == column_value)]
+        if not bases:
+            continue
+        b = _closest_baseline(cells.at[i, "config"], bases)
+        diff = stats.median_difference(table.values[i], table.values[b])
+        paper_diff = cells.at[i, "paper"] - cells.at[b, "paper"]
+        row = {f: cells.at[i, f] for f in table.row_fields if f in cells}
+        if table.column_field:
+            row[table.column_field] = column_value
+        row.update(label=cells.at[i, "label"], baseline=cells.at[b, "label"], n=diff.n_variant,
+                   n_baseline=diff.n_baseline, diff=diff.diff, ci_low=diff.ci_low, ci_high=diff.ci_high,
+                   paper_diff=paper_diff, verdict=stats.ordering_verdict(diff, paper_diff))
+        out.append(row)
     return pd.DataFrame(out)
 
 
@@ -256,8 +308,8 @@ def _fmt_signed(value: float, digits: int = 2) -> str:
     return "" if value is None or not np.isfinite(value) else f"{value:+.{digits}f}"
 
 
-def _fmt_paper(value: float) -> str:
-    return "" if value is None or not np.isfinite(value) else f"{value:g}"
+def _fmt_paper(value: float, digits: int) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
 def _fmt_extra(name: str, value: float, paper: bool) -> str:
@@ -295,15 +347,14 @@ def layout_frame(table: SpecTable) -> pd.DataFrame:
         return pd.DataFrame()
     digits = _digits(table.metric)
     row_fields = [f for f in table.row_fields if f in cells.columns]
-    row_keys = cells[row_fields].astype(str).agg("|".join, axis=1) if row_fields else pd.Series("", index=cells.index)
+    row_keys = pd.Series(["|".join(display_value(f, cells.at[i, f]) for f in row_fields) for i in cells.index],
+                         index=cells.index)
     col_values = list(dict.fromkeys(cells[table.column_field])) if table.column_field else [None]
     records = []
     for key in dict.fromkeys(row_keys):
         group = cells[row_keys == key]
         first = group.iloc[0]
         record = {display_name(f): display_value(f, first[f]) for f in row_fields}
-        if "label" in row_fields and first.get("method"):
-            record[display_name("label")] = first["method"]
         for name in table.extra:
             source = group[group[name].notna()] if name in group else group.iloc[0:0]
             paper_source = group[group[f"paper_{name}"].notna()]
@@ -316,7 +367,7 @@ def layout_frame(table: SpecTable) -> pd.DataFrame:
             if len(match):
                 cell = match.iloc[0]
                 record[f"{prefix}ours"] = _ours(cell, digits)
-                record[f"{prefix}paper"] = _fmt_paper(cell["paper"])
+                record[f"{prefix}paper"] = _fmt_paper(cell["paper"], digits)
                 record[f"{prefix}Δ"] = _fmt_signed(cell["delta"], digits)
                 record[f"{prefix}paper in CI"] = VERDICT_MARKS.get(cell["verdict"], "")
             else:
@@ -412,13 +463,19 @@ def to_latex(table: SpecTable) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_tables(table: SpecTable, out_dir: Path) -> list[Path]:
-    """<spec>.md, <spec>.tex, <spec>.csv (tidy cells) and, for ablations, <spec>.vs_baseline.csv."""
+def tidy_cells(table: SpecTable) -> pd.DataFrame:
+    """The cells as written to <spec>.csv: every number, no Python objects."""
+    return table.cells.drop(columns=["config"], errors="ignore")
+
+
+def write_tables(table: SpecTable, out_dir: Path, appendix: str = "") -> list[Path]:
+    """<spec>.md (with `appendix` at its end), <spec>.tex, <spec>.csv (tidy cells) and, for
+    ablations, <spec>.vs_baseline.csv."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for suffix, text in ((".md", to_markdown(table)), (".tex", to_latex(table)),
-                         (".csv", table.cells.to_csv(index=False))):
+    for suffix, text in ((".md", to_markdown(table) + appendix), (".tex", to_latex(table)),
+                         (".csv", tidy_cells(table).to_csv(index=False))):
         path = out_dir / f"{table.spec}{suffix}"
         atomic_write_text(path, text)
         written.append(path)

@@ -135,7 +135,7 @@ def _main(argv: list[str] | None) -> int:
     from experiments.plan import describe, format_table
 
     device_type = "cuda" if (args.executor == "slurm" or torch.cuda.is_available()) else "cpu"
-    sizes = _synthetic_sizes(profile)
+    sizes = _synthetic_sizes(planned)
     rows = describe(planned, device_type, args.device_tflops, spec.kind, sizes)
     for row in rows:
         if (store.run_dir(args.results, spec.name, row.run_id)).is_dir():
@@ -161,9 +161,10 @@ def _main(argv: list[str] | None) -> int:
 
         check_available()
     _check_results_writable(args.results)
-    data_dir = _data_dir(args, profile, {r.config.dataset for r in todo})
+    data_dir = _data_dir(args, sizes, {r.config.dataset for r in todo})
 
-    run_dirs = [_materialise(args.results, spec, row) for row in todo]
+    timing = {p.run_id: p.timing for p in planned}
+    run_dirs = [_materialise(args.results, spec, row, timing[row.run_id]) for row in todo]
     if args.executor == "slurm":
         from experiments.slurm import submit_runs, wait_for
 
@@ -202,11 +203,14 @@ def _report(spec, results: Path) -> int:
     return 1 if "failed" in states else 0
 
 
-def _synthetic_sizes(profile) -> tuple[int, int] | None:
-    data = profile.data or {}
-    if data.get("synthetic"):
-        return int(data["train_images"]), int(data["test_images"])
-    return None
+def _synthetic_sizes(planned) -> tuple[int, int] | None:
+    """The generated data's size when the runs train on synthetic data (one source per launch)."""
+    from wrn.config import synthetic_sizes
+
+    sources = {p.config.data_source for p in planned}
+    if len(sources) > 1:
+        raise UserError(f"data_source: {sorted(sources)}: one launch trains on one data source")
+    return synthetic_sizes(sources.pop()) if sources else None
 
 
 def _check_results_writable(results: Path) -> None:
@@ -223,24 +227,23 @@ def _check_results_writable(results: Path) -> None:
                         f"at least {MIN_FREE_BYTES // 2**20} MiB needed for checkpoints")
 
 
-def _data_dir(args, profile, datasets: set[str]) -> Path:
-    """The dataset folder: for a synthetic profile, small generated datasets in the real on-disk
-    formats under <results>/data/synthetic (read back through the real loaders)."""
-    data = profile.data or {}
-    if not data.get("synthetic"):
+def _data_dir(args, sizes: tuple[int, int] | None, datasets: set[str]) -> Path:
+    """The dataset folder: for synthetic runs, small generated datasets in the real on-disk formats
+    under <results>/data/synthetic-<train>-<test> (read back through the real loaders)."""
+    if sizes is None:
         data_dir = args.data_dir or Path(os.environ.get("WRN_DATA_DIR", "data"))
         if args.data_dir is not None and not args.data_dir.is_dir():
             raise UserError(f"--data-dir: {args.data_dir}: no such folder")
         return data_dir.absolute()
     from wrn.fake_data import write_fake_dataset
 
-    root = args.results / "data" / "synthetic"
+    root = args.results / "data" / f"synthetic-{sizes[0]}-{sizes[1]}"
     for name in sorted(datasets):
-        write_fake_dataset(name, root, int(data["train_images"]), int(data["test_images"]), seed=0)
+        write_fake_dataset(name, root, sizes[0], sizes[1], seed=0)
     return root
 
 
-def _materialise(results: Path, spec, row) -> Path:
+def _materialise(results: Path, spec, row, timing: dict | None) -> Path:
     """The run's folder with its config.json (kept if already there: same id, same config)."""
     path = store.run_dir(results, spec.name, row.run_id)
     if (path / store.CONFIG).exists():
@@ -249,8 +252,8 @@ def _materialise(results: Path, spec, row) -> Path:
     meta = {"run_id": row.run_id, "spec": spec.name, "label": row.label, "kind": spec.kind,
             "config": row.config.to_dict(),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if spec.kind == "timing":
-        meta["timing"] = dict(spec.timing)
+    if timing is not None:
+        meta["timing"] = dict(timing)
     store.atomic_write_json(path / store.CONFIG, meta)
     return path
 

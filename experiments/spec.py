@@ -80,6 +80,7 @@ METRICS = ("test_error", "test_loss", "train_error", "train_loss", "params", "fl
            "time_ms", "top1_error", "top5_error")
 FIGURE_KINDS = ("pointplot", "curves", "timing_bars", "error_vs_params")
 CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
+FIELD_ANNOTATIONS = {f.name: f.type for f in fields(RunConfig)}
 # `seed` comes from the spec's `seeds` (or --seeds), never from a config layer.
 SETTABLE_FIELDS = tuple(name for name in CONFIG_FIELDS if name != "seed")
 SELECT_FIELDS = SETTABLE_FIELDS + ("label",)
@@ -455,8 +456,6 @@ def _check_value(where: str, dotted: str, field: str, value: Any) -> None:
         raise fail(where, dotted, value, f"expected {what}")
 
 
-FIELD_ANNOTATIONS = {f.name: f.type for f in fields(RunConfig)}
-
 
 def _check_metric(where: str, field: str, value: Any, allowed: Iterable[str]) -> None:
     allowed = tuple(allowed)
@@ -519,6 +518,7 @@ class _Network:
     fields: dict[str, Any]
     sources: dict[str, tuple[str, str]]  # field -> (file, dotted key)
     dataset: str
+    position: str  # "rows[2] with grid {...}", for messages
 
 
 def _merge(layers: Iterable[tuple[str, str, dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
@@ -576,7 +576,7 @@ def _networks(spec: Spec) -> list[_Network]:
                 raise fail(where, "rows", row, f"{position} gives the same run as {seen[rid]}; "
                                                "each run must be listed once")
             seen[rid] = position
-            out.append(_Network(fields=merged, sources=sources, dataset=dataset))
+            out.append(_Network(fields=merged, sources=sources, dataset=dataset, position=position))
             resolved.append(config)
     for i, entry in enumerate(spec.exclude):
         if i not in used_excludes:
@@ -607,7 +607,7 @@ def expand(spec: Spec, profile: Any = "paper", overrides: dict[str, Any] | None 
         profile = load_profile(profile)
     overrides = dict(overrides or {})
     for field, value in overrides.items():
-        _check_field_name("--set", "--set", field, SETTABLE_FIELDS)
+        _check_field_name("--set", "key", field, SETTABLE_FIELDS)
         _check_value("--set", field, field, value)
     if seeds is not None:
         seed_list = parse_seeds("--seeds", "seeds", seeds)
@@ -619,31 +619,40 @@ def expand(spec: Spec, profile: Any = "paper", overrides: dict[str, Any] | None 
     if spec.kind == "timing":
         timing = {**spec.timing, **profile.timing}
     profile_file = display_path(profile.path)
-    planned: list[tuple[dict[str, Any], dict[str, tuple[str, str]]]] = []
+    planned: list[tuple[dict[str, Any], dict[str, tuple[str, str]], str]] = []
     for net in _networks(spec):
         merged, sources = _merge([
+            (profile_file, f"{profile.name}.data", _data_source(profile)),
             (profile_file, f"{profile.name}.config", profile.config),
             (profile_file, f"{profile.name}.config_by_dataset.{net.dataset}",
              profile.config_by_dataset.get(net.dataset, {})),
             ("--set", "", overrides),
         ])
         sources = {f: (file, dotted.lstrip(".")) for f, (file, dotted) in sources.items()}
-        planned.append(({**net.fields, **merged}, {**net.sources, **sources}))
+        planned.append(({**net.fields, **merged}, {**net.sources, **sources}, net.position))
     runs: list[PlannedRun] = []
     seen: dict[str, str] = {}
     for seed in seed_list:
-        for fields_, sources in planned:
+        for fields_, sources, position in planned:
             config = _resolve({**fields_, "seed": seed}, sources, spec.where)
             rid = run_id(config)
             label = render_label(config)
             if rid in seen:
-                raise SpecError(f"{spec.where}: runs {seen[rid]} and {label} (seed {seed}) became the same run "
-                                f"{rid} under profile {profile.name!r} and --set {overrides}; "
-                                "drop the override that erases the factor the spec varies")
-            seen[rid] = f"{label} (seed {seed})"
+                raise SpecError(f"{spec.where}: {seen[rid]} and {position} become the same run {label} (seed "
+                                f"{seed}, run id {rid}) under profile {profile.name!r} and --set {overrides}: "
+                                "allowed: overrides that keep the spec's runs distinct")
+            seen[rid] = position
             runs.append(PlannedRun(run_id=rid, spec=spec.name, label=label, config=config,
                                    timing=None if timing is None else {**timing, "batch_size": config.batch_size}))
     return runs
+
+
+def _data_source(profile) -> dict[str, Any]:
+    """A profile's `data` table as the run-config field that makes it part of each run's identity."""
+    data = profile.data or {}
+    if not data.get("synthetic"):
+        return {}
+    return {"data_source": f"synthetic:{data['train_images']}:{data['test_images']}"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -659,9 +668,9 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         if not isinstance(item, str) or "=" not in item:
-            raise fail("--set", "--set", item, "expected key=value, e.g. epochs=2 or lr_milestones=[60,120]")
+            raise fail("--set", "item", item, "expected key=value, e.g. epochs=2 or lr_milestones=[60,120]")
         key, text = (part.strip() for part in item.split("=", 1))
-        _check_field_name("--set", key or "--set", key, SETTABLE_FIELDS)
+        _check_field_name("--set", "key", key, SETTABLE_FIELDS)
         if key in out:
             raise fail("--set", key, text, "given twice; give each field once")
         value = _toml_literal(text)

@@ -62,7 +62,8 @@ alive "$BASE/munge/munged.pid" || runuser -u munge -- /usr/sbin/munged \
 if [ "$ACCOUNTING" = slurmdbd ]; then
   ACCOUNTING_CONF="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
-AccountingStoragePort=${DBD_PORT}"
+AccountingStoragePort=${DBD_PORT}
+AccountingStoragePass=${BASE}/munge/munge.socket.2"
   mkdir -p "$BASE/mysql"
   if [ ! -d "$BASE/mysql/data/mysql" ]; then
     mariadb-install-db --no-defaults --datadir="$BASE/mysql/data" --user=root \
@@ -72,7 +73,7 @@ AccountingStoragePort=${DBD_PORT}"
   fi
   alive "$BASE/run/mariadbd.pid" || (setsid mariadbd --no-defaults --datadir="$BASE/mysql/data" --user=root \
       --socket="$BASE/mysql/mysqld.sock" --pid-file="$BASE/run/mariadbd.pid" --port="$DB_PORT" \
-      --bind-address=127.0.0.1 --log-error="$BASE/log/mariadbd.log" --innodb-buffer-pool-size=32M \
+      --bind-address=127.0.0.1 --log-error="$BASE/log/mariadbd.log" --innodb-buffer-pool-size=128M --innodb-lock-wait-timeout=900 \
       --skip-name-resolve </dev/null >/dev/null 2>&1 &)
   for i in $(seq 1 100); do
     mariadb-admin --no-defaults --socket="$BASE/mysql/mysqld.sock" -u root ping >/dev/null 2>&1 && break

@@ -73,6 +73,9 @@ class ConfigError(ValueError):
 class RunConfig:
     # --- data -------------------------------------------------------------------------------
     dataset: str = "cifar10"
+    # "real", or "synthetic:<train images>:<test images>": small generated data in the real on-disk
+    # format (the smoke profile). Part of the run's identity, so smoke runs never pose as real ones.
+    data_source: str = "real"
     preprocessing: str | None = None  # meanstd | zca | div255; None = the paper's default
     norm_stats: str = "official"  # mean/std source: the official constants, or the training set's
     crop_padding: int | None = None  # pixels of padding before the random crop; 0 = no crop
@@ -169,11 +172,22 @@ def _check_type(name: str, value: Any, kind: type | tuple[type, ...], what: str)
         raise ConfigError(name, value, f"expected {what}")
 
 
+def synthetic_sizes(data_source: str) -> tuple[int, int] | None:
+    """(train, test) image counts of a "synthetic:N:M" data source; None for the real data."""
+    if data_source == "real":
+        return None
+    parts = data_source.split(":") if isinstance(data_source, str) else []
+    if len(parts) == 3 and parts[0] == "synthetic" and all(p.isdigit() and int(p) > 0 for p in parts[1:]):
+        return int(parts[1]), int(parts[2])
+    raise ConfigError("data_source", data_source,
+                      "allowed: real, or synthetic:<train images>:<test images> (e.g. synthetic:64:32)")
+
+
 def resolve(config: RunConfig) -> RunConfig:
     """Fill every dataset-dependent default from the paper's recipe and validate every field.
 
     The result is what is hashed, run and recorded; `resolve(resolve(c)) == resolve(c)`."""
-    from wrn.names import blocks_per_group, parse_block
+    from wrn.names import blocks_per_group, format_block, parse_block
 
     _check_choice("dataset", config.dataset, DATASETS)
     _check_choice("arch", config.arch, ARCHS)
@@ -246,14 +260,17 @@ def resolve(config: RunConfig) -> RunConfig:
     if c.preprocessing == "zca" and c.dataset not in ("cifar10", "cifar100"):
         raise ConfigError("preprocessing", c.preprocessing, "zca is defined for CIFAR only")
 
+    synthetic_sizes(c.data_source)  # raises ConfigError unless "real" or "synthetic:N:M"
     if c.arch == "wrn":
-        parse_block(c.block)  # raises ConfigError with the allowed forms
+        c = dataclasses.replace(c, block=format_block(parse_block(c.block)))  # one spelling, one run id
         n = blocks_per_group(c.depth, c.block, c.depth_convention)
     elif c.arch == "preact_resnet":
         if c.k != 1:
             raise ConfigError("k", c.k, "preact_resnet is the thin baseline: k must be 1")
         if c.block not in (RunConfig.block, "bottleneck"):
             raise ConfigError("block", c.block, "preact_resnet uses its own bottleneck block: leave block unset")
+        if c.dropout:
+            raise ConfigError("dropout", c.dropout, "preact_resnet has no dropout (He et al.'s network): 0")
         if (c.depth - 2) % 9 != 0 or c.depth < 11:
             lower = max(11, (c.depth - 2) // 9 * 9 + 2)
             raise ConfigError("depth", c.depth,

@@ -1,0 +1,1 @@
+"""Speed measurements of the suite (not tests: machines are noisy, so speed lives here)."""

@@ -1,0 +1,464 @@
+"""Training speed of the suite against a conventional PyTorch loop on the same network and data.
+
+    python -m benchmarks.train_speed --model WRN-16-2            # a table
+    python -m benchmarks.train_speed --model WRN-16-2 --json     # one JSON object
+
+Everything is measured in one process on generated data in the real on-disk format (written by
+`wrn.fake_data`, read through the real loaders), each side after a warm-up epoch and as the median over
+repeated epochs:
+
+* suite: `wrn.train.train` itself, the code every run goes through. Its per-epoch `images_per_s` is
+  the data pipeline plus the training step, device-synchronised, evaluation excluded; one number per
+  precision asked for (`--precision fp32 bf16`, channels_last by the engine's rule unless forced).
+* baseline: the loop most PyTorch code uses: torchvision's dataset class over the same files, PIL
+  transforms (reflect Pad, RandomCrop, RandomHorizontalFlip, ToTensor, Normalize), a DataLoader, fp32
+  in NCHW, the same network from `wrn.models.build_model`, the same SGD (PyTorch's default
+  implementation), and the usual `loss.item()` per step.
+* the data pipelines alone: `wrn.data.make_pipeline(...).train_batches` against that DataLoader.
+* peak: a timed matrix multiply in the mode's precision on the same device, so that the achieved rate
+  (3 x forward FLOPs per trained image, counted by torch.utils.flop_counter, as `wrn.throughput`
+  counts them) becomes a fraction of what this device really does, not of a datasheet.
+
+Both sides normalise by mean/std (the suite's `preprocessing="meanstd"`), so they do the same work per
+image; ZCA, the paper's CIFAR default, whitens the stored set once and costs nothing per step.
+`--concurrent N` also trains N suite processes at once on the device (what `python -m experiments.run
+--runs-per-gpu N` does) and compares their total images/s with one run alone. The achieved rate is
+printed as the `--device-tflops` that dry-run estimates take.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from wrn.config import ConfigError, RunConfig, resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ("cifar10", "cifar100")
+TEST_IMAGES = 256  # evaluated after every suite epoch (untimed); kept small so it costs little wall time
+EPOCH_IMAGES = 50_000  # a CIFAR training epoch, for "seconds per epoch"
+
+
+class BenchmarkError(RuntimeError):
+    """A measurement that could not be made (a diverged or failed run, a failed worker)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    """The systems settings of one suite measurement, as `RunConfig` fields."""
+
+    precision: str  # auto | fp32 | bf16
+    channels_last: str  # auto | on | off
+    compile: bool
+
+
+# ------------------------------------------------------------------------------------------------
+# Configs and devices
+# ------------------------------------------------------------------------------------------------
+def bench_config(model: str, dataset: str, batch_size: int | None, epochs: int, mode: Mode) -> RunConfig:
+    """The resolved config both sides train: the paper's recipe for `dataset`, mean/std normalisation."""
+    from wrn.names import parse_label
+
+    return resolve(RunConfig(dataset=dataset, **parse_label(model), epochs=epochs, batch_size=batch_size,
+                             preprocessing="meanstd", precision=mode.precision,
+                             channels_last=mode.channels_last, compile=mode.compile))
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_epoch_seconds(run_epoch: Callable[[], None], device: torch.device, warmup: int,
+                         repeats: int) -> float:
+    """Median wall time of `run_epoch` over `repeats` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        run_epoch()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        started = time.perf_counter()
+        run_epoch()
+        synchronize(device)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+# ------------------------------------------------------------------------------------------------
+# The suite
+# ------------------------------------------------------------------------------------------------
+def measure_suite(cfg: RunConfig, data_dir: Path, device: torch.device, warmup: int) -> dict[str, Any]:
+    """Train `cfg` with the engine in a throw-away run directory; the median per-epoch images/s of the
+    epochs after `warmup`, as the engine itself records them in metrics.jsonl."""
+    from wrn.train import train
+
+    with tempfile.TemporaryDirectory(prefix="wrn-bench-") as tmp:
+        run_dir = Path(tmp) / "run"
+        result = train(cfg, run_dir, data_dir, device, progress=False, download=False)
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    if result["status"] != "done" or len(rows) != cfg.epochs:
+        raise BenchmarkError(f"the suite's run ended {result['status']} after {len(rows)} of {cfg.epochs} "
+                             f"epochs ({result['diverged']})")
+    return {"img_s": statistics.median(r["images_per_s"] for r in rows[warmup:]), "runtime": result["runtime"]}
+
+
+def measure_suite_data(cfg: RunConfig, data_dir: Path, device: torch.device, warmup: int,
+                       repeats: int) -> float:
+    """Images/s of the suite's training batches alone (load, shuffle, augment, normalise, on device)."""
+    from wrn.data import make_pipeline
+
+    pipeline = make_pipeline(cfg, data_dir, device, download=False)
+    epochs = iter(range(1, warmup + repeats + 1))
+
+    def run_epoch() -> None:
+        for _ in pipeline.train_batches(next(epochs)):
+            pass
+
+    seconds = median_epoch_seconds(run_epoch, device, warmup, repeats)
+    return pipeline.steps_per_epoch * cfg.batch_size / seconds
+
+
+# ------------------------------------------------------------------------------------------------
+# The conventional baseline
+# ------------------------------------------------------------------------------------------------
+def conventional_loader(cfg: RunConfig, data_dir: Path, device: torch.device, workers: int):
+    """torchvision's dataset over the same files with the usual PIL transforms, in a DataLoader.
+
+    Persistent workers, so that their start-up is not charged to every epoch of the baseline."""
+    from torch.utils.data import DataLoader
+    from torchvision import transforms
+
+    from wrn import datasets
+    from wrn.preprocess import OFFICIAL_MEAN, OFFICIAL_STD
+
+    steps: list[Any] = []
+    if cfg.crop_padding:
+        steps += [transforms.Pad(cfg.crop_padding, padding_mode="reflect" if cfg.pad_mode == "reflect" else "constant"),
+                  transforms.RandomCrop(cfg.image_size)]
+    if cfg.hflip:
+        steps.append(transforms.RandomHorizontalFlip())
+    steps += [transforms.ToTensor(),  # to the 0-1 scale, hence the official 0-255 constants / 255
+              transforms.Normalize([m / 255 for m in OFFICIAL_MEAN], [s / 255 for s in OFFICIAL_STD])]
+    cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[cfg.dataset]
+    manifest = datasets.read_manifest(datasets.dataset_folder(cfg.dataset, data_dir), cfg.dataset)
+    dataset = cls(root=str(data_dir), train=True, transform=transforms.Compose(steps), download=False,
+                  manifest=manifest)
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=cfg.drop_last,
+                      num_workers=workers, persistent_workers=workers > 0,
+                      pin_memory=device.type == "cuda")
+
+
+def measure_baseline(cfg: RunConfig, data_dir: Path, device: torch.device, workers: int, warmup: int,
+                     repeats: int) -> dict[str, float]:
+    """Images/s of the conventional loop: training (data + step) and its DataLoader alone."""
+    from wrn.models import build_model
+    from wrn.train import seed_everything
+
+    seed_everything(cfg.seed)
+    loader = conventional_loader(cfg, data_dir, device, workers)
+    images = len(loader) * cfg.batch_size
+
+    def data_epoch() -> None:
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    data_seconds = median_epoch_seconds(data_epoch, device, warmup, repeats)
+
+    model = build_model(cfg).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.dampening,
+                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    model.train()
+
+    def train_epoch() -> None:
+        running_loss, correct = 0.0, 0
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            running_loss += loss.item()
+            correct += (out.argmax(1) == y).sum().item()
+
+    train_seconds = median_epoch_seconds(train_epoch, device, warmup, repeats)
+    return {"img_s": images / train_seconds, "data_img_s": images / data_seconds}
+
+
+# ------------------------------------------------------------------------------------------------
+# Peak and concurrency
+# ------------------------------------------------------------------------------------------------
+def matmul_peak(device: torch.device, precision: str, tf32: bool = False) -> float:
+    """FLOP/s of a large square matrix multiply in `precision` on `device`, measured now: the ceiling
+    the network's convolutions are compared with. Random operands (zeros run faster than real data),
+    several pairs on CUDA so that repeats do not run out of the L2 cache, CUDA events there."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    n, pairs, warmup, repeats = (8192, 3, 5, 30) if device.type == "cuda" else (2048, 1, 1, 5)
+    gen = torch.Generator(device=device).manual_seed(0)
+    operands = [(torch.randn(n, n, device=device, dtype=dtype, generator=gen),
+                 torch.randn(n, n, device=device, dtype=dtype, generator=gen)) for _ in range(pairs)]
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        for i in range(warmup):
+            torch.mm(*operands[i % pairs])
+        times = []
+        for i in range(repeats):
+            a, b = operands[i % pairs]
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                torch.mm(a, b)
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end) / 1000)
+            else:
+                started = time.perf_counter()
+                torch.mm(a, b)
+                times.append(time.perf_counter() - started)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+    return 2 * n**3 / statistics.median(times)
+
+
+def measure_concurrent(args: argparse.Namespace, mode: Mode, processes: int, data_dir: Path,
+                       device: torch.device) -> dict[str, Any]:
+    """Total images/s of `processes` suite trainings running at once on `device`, each in its own
+    process as the runner's `--runs-per-gpu` starts them, the CPU threads split between them."""
+    cores = torch.get_num_threads() if device.type == "cpu" else (os.cpu_count() or 1)
+    threads = max(1, cores // processes)
+    cmd = [sys.executable, "-m", "benchmarks.train_speed", "--worker", "--data-dir", str(data_dir),
+           "--model", args.model, "--dataset", args.dataset, "--device", str(device),
+           "--precision", mode.precision, "--channels-last", mode.channels_last,
+           "--batch-size", str(args.batch_size), "--train-images", str(args.train_images),
+           "--repeats", str(args.repeats), "--threads", str(threads), *(["--compile"] if mode.compile else [])]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    workers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(processes)]
+    rates = []
+    for worker in workers:
+        out, err = worker.communicate()
+        if worker.returncode != 0:
+            tail = " | ".join(err.strip().splitlines()[-3:])
+            raise BenchmarkError(f"a concurrent worker exited {worker.returncode}: {tail}")
+        rates.append(json.loads(out.strip().splitlines()[-1])["suite_img_s"])
+    return {"processes": processes, "threads_each": threads, "per_process_img_s": rates,
+            "total_img_s": sum(rates)}
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="WRN-16-2", help="a paper-style network name (default WRN-16-2)")
+    p.add_argument("--dataset", default="cifar10", choices=DATASETS, help="format and recipe (default cifar10)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=("auto", "fp32", "bf16"),
+                   help="suite modes to measure, each against the same baseline (default: fp32 bf16)")
+    p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"),
+                   help="suite memory format; auto: the engine's rule, on with bf16 (default)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the suite's model")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the recipe's (128 for CIFAR)")
+    p.add_argument("--train-images", type=int, default=None,
+                   help="generated training images per epoch (default 1024 on CPU, 10240 on CUDA)")
+    p.add_argument("--repeats", type=int, default=3, help="timed epochs after one warm-up (default 3)")
+    p.add_argument("--data-repeats", type=int, default=7,
+                   help="timed epochs of the data pipelines alone (default 7)")
+    p.add_argument("--baseline-workers", type=int, default=None,
+                   help="DataLoader workers of the baseline (default 0 on CPU: workers would take "
+                        "cores from the model's own threads; cpu_count/2 on CUDA, at most 8)")
+    p.add_argument("--no-baseline", action="store_true", help="measure only the suite (ratios are null)")
+    p.add_argument("--concurrent", type=int, default=0, metavar="N",
+                   help="also train N suite processes at once and compare total images/s with one")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--data-dir", type=Path, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    for name, low in (("batch_size", 1), ("train_images", 1), ("repeats", 1), ("data_repeats", 1),
+                      ("baseline_workers", 0), ("concurrent", 0), ("threads", 1)):
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise UsageError(f"--{name.replace('_', '-')}: {value}: expected an integer >= {low}")
+    return args
+
+
+class UsageError(ValueError):
+    pass
+
+
+def pick_bench_device(name: str) -> torch.device:
+    from wrn.train import pick_device
+
+    try:
+        device = pick_device(name)
+    except RuntimeError as exc:
+        raise UsageError(f"--device: {name!r}: {exc}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device: {name!r}: allowed: cpu, cuda, cuda:N, auto")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device: {name!r}: no CUDA device here; allowed: cpu, auto")
+    return device
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """All measurements of one invocation, as the JSON object `--json` prints."""
+    from wrn.fake_data import write_fake_dataset
+    from wrn.models import build_model, count_params, forward_flops
+    from wrn.train import runtime_settings
+
+    device = pick_bench_device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.train_images is None:
+        args.train_images = 10_240 if device.type == "cuda" else 1024
+    warmup = 1
+    modes = [Mode(p, args.channels_last, args.compile) for p in dict.fromkeys(args.precision)]
+    configs = [bench_config(args.model, args.dataset, args.batch_size, warmup + args.repeats, m) for m in modes]
+    base_cfg = dataclasses.replace(configs[0], precision="fp32", channels_last="off", compile=False)
+    args.batch_size = base_cfg.batch_size
+    if args.train_images < base_cfg.batch_size:
+        raise UsageError(f"--train-images: {args.train_images}: expected at least one batch "
+                         f"({base_cfg.batch_size} images)")
+
+    if args.worker:
+        return {"suite_img_s": measure_suite(configs[0], args.data_dir, device, warmup)["img_s"]}
+
+    log = (lambda msg: print(f"[train_speed] {msg}", file=sys.stderr, flush=True))
+    with tempfile.TemporaryDirectory(prefix="wrn-bench-data-") as tmp:
+        data_dir = Path(tmp)
+        write_fake_dataset(args.dataset, data_dir, args.train_images, TEST_IMAGES, seed=0)
+        flops = forward_flops(base_cfg)
+        out: dict[str, Any] = {
+            "model": args.model, "dataset_format": args.dataset, "device": device.type,
+            "device_name": runtime_settings(base_cfg, device)["device_name"],
+            "threads": torch.get_num_threads(), "batch_size": base_cfg.batch_size,
+            "train_images": args.train_images, "warmup_epochs": warmup, "repeats": args.repeats,
+            "params": count_params(build_model(base_cfg)), "forward_flops": flops,
+            "train_flops_per_image": 3 * flops,
+        }
+        baseline: dict[str, float | None] = {"img_s": None, "data_img_s": None}
+        workers = args.baseline_workers
+        if workers is None:
+            workers = 0 if device.type == "cpu" else min(8, (os.cpu_count() or 2) // 2)
+        if not args.no_baseline:
+            log(f"baseline: DataLoader ({workers} workers) + PIL transforms, fp32 NCHW")
+            baseline = measure_baseline(base_cfg, data_dir, device, workers, warmup, args.repeats)
+        out.update(baseline_img_s=baseline["img_s"], baseline_workers=None if args.no_baseline else workers,
+                   baseline_data_img_s=baseline["data_img_s"])
+        log("data pipeline alone")
+        data_img_s = measure_suite_data(configs[0], data_dir, device, warmup, args.data_repeats)
+        out.update(data_img_s=data_img_s, data_ratio=_ratio(data_img_s, baseline["data_img_s"]))
+
+        peaks: dict[tuple[str, bool], float] = {}
+        out["modes"] = []
+        for cfg in configs:
+            settings = runtime_settings(cfg, device)
+            log(f"suite: {settings['precision']}, channels_last {settings['channels_last']}"
+                f"{', compiled' if cfg.compile else ''}")
+            suite = measure_suite(cfg, data_dir, device, warmup)
+            key = (settings["precision"], cfg.tf32)
+            if key not in peaks:
+                peaks[key] = matmul_peak(device, *key)
+            achieved = 3 * flops * suite["img_s"]
+            out["modes"].append({
+                "precision": settings["precision"], "channels_last": settings["channels_last"],
+                "compile": cfg.compile, "suite_img_s": suite["img_s"],
+                "ratio": _ratio(suite["img_s"], baseline["img_s"]),
+                "epoch_50k_s": EPOCH_IMAGES / suite["img_s"], "achieved_flops": achieved,
+                "peak_flops": peaks[key], "mfu": achieved / peaks[key], "device_tflops": achieved / 1e12,
+            })
+        fastest = max(out["modes"], key=lambda m: m["suite_img_s"])
+        out.update({k: fastest[k] for k in ("precision", "channels_last", "compile", "suite_img_s", "ratio",
+                                             "epoch_50k_s", "achieved_flops", "peak_flops", "mfu",
+                                             "device_tflops")})
+        out["concurrent"] = None
+        if args.concurrent:
+            mode = modes[out["modes"].index(fastest)]
+            log(f"{args.concurrent} concurrent suite processes")
+            conc = measure_concurrent(args, mode, args.concurrent, data_dir, device)
+            conc.update(single_img_s=fastest["suite_img_s"],
+                        ratio=conc["total_img_s"] / fastest["suite_img_s"])
+            out["concurrent"] = conc
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a / b
+
+
+def format_report(r: dict[str, Any]) -> str:
+    def rate(x):
+        return "-" if x is None else f"{x:,.0f}"
+
+    def times(x):
+        return "" if x is None else f"{x:.2f}x"
+
+    lines = [
+        f"{r['model']} on {r['device']} ({r['device_name']}, {r['threads']} threads); generated "
+        f"{r['dataset_format']}-format data, {r['train_images']} training images, batch {r['batch_size']}; "
+        f"median of {r['repeats']} epochs after {r['warmup_epochs']} warm-up",
+        f"params {r['params']:,}; forward {r['forward_flops'] / 1e9:.3f} GFLOP/image, "
+        f"training {r['train_flops_per_image'] / 1e9:.3f} GFLOP/image (3 x forward)",
+        "",
+        f"{'training (data + step, eval excluded)':<44}{'images/s':>10}{'vs baseline':>13}{'s/50k epoch':>13}"
+        f"{'TFLOP/s':>10}{'matmul peak':>13}{'of peak':>9}",
+    ]
+    if r["baseline_img_s"] is not None:
+        lines.append(f"{'  baseline: DataLoader(' + str(r['baseline_workers']) + ')+PIL, fp32 NCHW':<44}"
+                     f"{rate(r['baseline_img_s']):>10}{'1.00x':>13}{EPOCH_IMAGES / r['baseline_img_s']:>13.1f}")
+    for m in r["modes"]:
+        name = (f"  suite: {m['precision']}, {'channels_last' if m['channels_last'] else 'NCHW'}"
+                f"{', compiled' if m['compile'] else ''}")
+        lines.append(f"{name:<44}{rate(m['suite_img_s']):>10}{times(m['ratio']):>13}{m['epoch_50k_s']:>13.1f}"
+                     f"{m['achieved_flops'] / 1e12:>10.3f}{m['peak_flops'] / 1e12:>13.3f}{m['mfu']:>9.1%}")
+    lines += ["", f"{'data pipeline alone':<44}{'images/s':>10}{'vs baseline':>13}"]
+    if r["baseline_data_img_s"] is not None:
+        lines.append(f"{'  baseline: DataLoader(' + str(r['baseline_workers']) + ')+PIL transforms':<44}"
+                     f"{rate(r['baseline_data_img_s']):>10}{'1.00x':>13}")
+    lines.append(f"{'  suite: wrn.data.make_pipeline':<44}{rate(r['data_img_s']):>10}{times(r['data_ratio']):>13}")
+    c = r["concurrent"]
+    if c is not None:
+        lines += ["", f"concurrent: {c['processes']} suite processes ({c['threads_each']} threads each) "
+                      f"{rate(c['total_img_s'])} images/s in total vs {rate(c['single_img_s'])} alone "
+                      f"({c['ratio']:.2f}x; each: {', '.join(rate(x) for x in c['per_process_img_s'])})"]
+    lines += ["", f"dry-run rate for this device ({r['precision']}"
+                  f"{', channels_last' if r['channels_last'] else ''}): --device-tflops {r['device_tflops']:.3g}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from wrn.datasets import DataError
+
+    try:
+        args = parse_args(argv)
+        result = run(args)
+    except (UsageError, ConfigError) as exc:
+        print(f"train_speed: {exc}", file=sys.stderr)
+        return 2
+    except (DataError, BenchmarkError) as exc:
+        print(f"train_speed: {exc}", file=sys.stderr)
+        return 1
+    if args.json or args.worker:
+        print(json.dumps(result))
+    else:
+        print(format_report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

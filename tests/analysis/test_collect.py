@@ -1,0 +1,76 @@
+import json
+import math
+
+from fabricate import write_run
+
+from analysis.collect import collect, collect_all, collect_spec
+from experiments.spec import load_spec
+
+SPEC = "table_deepening"
+
+
+def _cfg(block, seed=0):
+    return dict(dataset="cifar10", depth=40, k=2, block=block, depth_convention="true", preprocessing="zca",
+                seed=seed)
+
+
+def test_one_row_per_run_and_only_done_runs_are_finished(tmp_path):
+    write_run(tmp_path, SPEC, _cfg("B(3,3)", 0), test_error=5.5, epochs=3)
+    write_run(tmp_path, SPEC, _cfg("B(3,3)", 1), state="diverged")
+    write_run(tmp_path, SPEC, _cfg("B(3,3)", 2), state="interrupted")
+    write_run(tmp_path, SPEC, _cfg("B(3,3)", 3), state="failed")
+    write_run(tmp_path, SPEC, _cfg("B(3,3)", 4), state="corrupt")
+    write_run(tmp_path, SPEC, _cfg("B(3)", 0), state="todo")
+    c = collect(tmp_path, SPEC)
+    assert len(c.runs) == 6
+    assert c.counts() == {"corrupt": 1, "diverged": 1, "done": 1, "failed": 1, "interrupted": 1, "todo": 1}
+    assert list(c.finished["test_error"]) == [5.5]
+    assert set(c.excluded["state"]) == {"corrupt", "diverged", "failed", "interrupted", "todo"}
+    corrupt = c.runs[c.runs["state"] == "corrupt"].iloc[0]
+    assert "unreadable result.json" in corrupt["reason"]
+    assert "CUDA out of memory" in c.runs[c.runs["state"] == "failed"].iloc[0]["reason"]
+    # config columns are typed values of the resolved config
+    done = c.finished.iloc[0]
+    assert (done["depth"], done["k"], done["block"], done["dropout"]) == (40, 2, "B(3,3)", 0.0)
+    assert done["label"] == "WRN-40-2-B(3,3)-true" and done["git_commit"] == "0" * 40
+
+
+def test_epochs_frame_is_long_with_config_columns(tmp_path):
+    write_run(tmp_path, SPEC, _cfg("B(3,3)", 0), epochs=4)
+    write_run(tmp_path, SPEC, _cfg("B(3)", 0), epochs=6)
+    epochs = collect(tmp_path, SPEC).epochs
+    assert len(epochs) == 10
+    assert {"epoch", "train_loss", "test_error", "label", "block", "dataset", "state"} <= set(epochs.columns)
+    assert sorted(epochs.groupby("block")["epoch"].max().items()) == [("B(3)", 6), ("B(3,3)", 4)]
+
+
+def test_done_result_without_final_error_is_unreadable(tmp_path):
+    path = write_run(tmp_path, SPEC, _cfg("B(3,3)", 0))
+    result = json.loads((path / "result.json").read_text())
+    result["final"] = None
+    (path / "result.json").write_text(json.dumps(result))
+    run = collect(tmp_path, SPEC).runs.iloc[0]
+    assert run["state"] == "corrupt" and "final.test_error" in run["reason"]
+
+
+def test_timing_runs_read_the_timing_block(tmp_path):
+    cfg = dict(dataset="cifar10", arch="wrn", depth=40, k=4, batch_size=32)
+    write_run(tmp_path, "figure_timing", cfg, timing={"ms_median": 68.0, "ms_min": 66.0, "ms_max": 71.0})
+    run = collect(tmp_path, "figure_timing", kind="timing").finished.iloc[0]
+    assert (run["time_ms"], run["time_ms_min"], run["time_ms_max"]) == (68.0, 66.0, 71.0)
+    assert math.isnan(run["test_error"])
+
+
+def test_collect_spec_knows_the_plan_and_collect_all_concatenates(tmp_path):
+    spec = load_spec(SPEC)
+    write_run(tmp_path, SPEC, _cfg("B(3,3)", 0))
+    c = collect_spec(spec, tmp_path)
+    assert c.planned == 20 and c.summary_line().startswith("1 of 20 planned runs done")
+    write_run(tmp_path, "table_width", dict(dataset="cifar10", depth=40, k=1, preprocessing="zca"))
+    both = collect_all(tmp_path, [spec, load_spec("table_width")])
+    assert sorted(both.runs["spec"]) == ["table_deepening", "table_width"]
+
+
+def test_nothing_there_gives_empty_frames(tmp_path):
+    c = collect(tmp_path / "missing", SPEC)
+    assert c.runs.empty and c.epochs.empty and c.counts() == {}

@@ -1,0 +1,102 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from fabricate import write_run  # noqa: E402
+
+from analysis.collect import collect_spec  # noqa: E402
+from analysis.figures import curves, error_vs_params, pointplot, timing_bars, write_figures  # noqa: E402
+from analysis.tables import build_table  # noqa: E402
+from experiments.spec import load_spec  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _setup(tmp_path, name, runs):
+    spec = load_spec(name)
+    for cfg, kwargs in runs:
+        write_run(tmp_path, name, cfg, **kwargs)
+    collection = collect_spec(spec, tmp_path)
+    return spec, build_table(spec, collection), collection
+
+
+def test_curves_have_one_solid_and_one_dashed_line_per_network_per_panel(tmp_path):
+    runs = [(dict(dataset=d, preprocessing="meanstd", **net), dict(test_error=e, epochs=5))
+            for d in ("cifar10", "cifar100")
+            for net, e in ((dict(arch="preact_resnet", depth=164, k=1), 5.5), (dict(depth=28, k=10), 4.1))]
+    runs.append((dict(dataset="cifar10", preprocessing="meanstd", depth=28, k=10, seed=1), dict(state="diverged")))
+    spec, table, collection = _setup(tmp_path, "figure_curves", runs)
+    fig = curves(spec.figures[0], table, collection)
+    loss_axes = [ax for ax in fig.axes if ax.get_ylabel().startswith("training loss")]
+    error_axes = [ax for ax in fig.axes if ax.get_ylabel().startswith("test error (%)")]
+    assert len(loss_axes) == len(error_axes) == 2
+    assert [ax.get_title() for ax in loss_axes] == ["CIFAR-10", "CIFAR-100"]
+    for loss_ax, error_ax in zip(loss_axes, error_axes, strict=True):
+        assert loss_ax.get_xlabel() == "epoch"
+        assert sorted(line.get_linestyle() for line in loss_ax.get_lines()) == ["--", "--"]
+        assert sorted(line.get_linestyle() for line in error_ax.get_lines()) == ["-", "-"]
+        assert {line.get_label() for line in error_ax.get_lines()} == {
+            "preact-ResNet-164 test error", "WRN-28-10 test error"}
+        legend = [t.get_text() for t in error_ax.get_legend().get_texts()]
+        assert any(t.startswith("WRN-28-10 (error 4.10%") for t in legend)
+    # the diverged seed is not drawn: 5 epochs, final error of the finished run
+    assert error_axes[0].get_lines()[1].get_ydata()[-1] in (4.1, 5.5)
+
+
+def test_curves_panels_can_be_hand_picked(tmp_path):
+    runs = [(dict(dataset="svhn", depth=16, k=4), {}), (dict(dataset="svhn", depth=16, k=4, dropout=True), {}),
+            (dict(dataset="svhn", depth=52, k=1), {})]
+    spec, table, collection = _setup(tmp_path, "figure_svhn", runs)
+    fig = curves(spec.figures[0], table, collection)
+    error_axes = [ax for ax in fig.axes if ax.get_ylabel().startswith("test error")]
+    assert [len(ax.get_lines()) for ax in error_axes] == [2, 2]
+    assert {line.get_label() for line in error_axes[1].get_lines()} == {
+        "WRN-16-4 test error", "WRN-16-4-dropout test error"}
+
+
+def test_pointplot_shows_every_seed_our_median_and_the_paper(tmp_path):
+    runs = [(dict(dataset="cifar10", depth=40, k=2, block=b, depth_convention="true", preprocessing="zca", seed=s),
+             dict(test_error=5.0 + s / 10)) for b in ("B(3)", "B(3,3)") for s in range(3)]
+    spec, table, collection = _setup(tmp_path, "table_deepening", runs)
+    fig = pointplot(spec.figures[0], table, collection)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "block type" and ax.get_ylabel() == "test error (%)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["B(3)", "B(3,3)", "B(3,3,3)", "B(3,3,3,3)"]
+    dots = sum(len(c.get_offsets()) for c in ax.collections)
+    assert dots == 6
+    paper = [line for line in ax.get_lines() if line.get_marker() == "X"]
+    assert sorted(float(line.get_ydata()[0]) for line in paper) == [5.43, 5.65, 5.93, 6.69]
+
+
+def test_timing_bars_and_error_vs_params(tmp_path):
+    runs = [(dict(dataset="cifar10", depth=40, k=4, batch_size=32), dict(timing={"ms_median": 70.0}))]
+    spec, table, collection = _setup(tmp_path, "figure_timing", runs)
+    fig = timing_bars(spec.figures[0], table, collection, {"WRN-40-4": 4.6})
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "time per minibatch (ms)"
+    heights = sorted(round(bar.get_height()) for container in ax.containers for bar in container
+                     if np.isfinite(bar.get_height()) and bar.get_height() > 0)
+    assert heights == [68, 70, 85, 164, 312, 512]  # ours (one network timed) and the paper's five
+    assert " 4.60%" in [t.get_text() for t in ax.texts]
+
+    runs = [(dict(dataset=d, depth=40, k=k, preprocessing="zca"), dict(params=p, test_error=e))
+            for d in ("cifar10", "cifar100") for k, p, e in ((1, 566_650, 7.0), (4, 8_952_570, 5.0))]
+    spec, table, collection = _setup(tmp_path / "w", "table_width", runs)
+    fig = error_vs_params(spec.figures[0], table, collection)
+    assert [ax.get_title() for ax in fig.axes] == ["CIFAR-10", "CIFAR-100"]
+    assert fig.axes[0].get_xscale() == "log" and "parameters" in fig.axes[0].get_xlabel()
+
+
+def test_write_figures_writes_png_and_pdf(tmp_path):
+    runs = [(dict(dataset="cifar10", depth=40, k=2, block="B(3,3)", depth_convention="true", preprocessing="zca"), {})]
+    spec, table, collection = _setup(tmp_path, "table_deepening", runs)
+    written = write_figures(spec, table, collection, tmp_path / "figures")
+    assert [p.name for p in written] == ["table_deepening_pointplot.png", "table_deepening_pointplot.pdf"]
+    assert all(p.stat().st_size > 1000 for p in written)

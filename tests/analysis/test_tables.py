@@ -1,0 +1,128 @@
+import math
+
+import pytest
+from fabricate import write_run
+
+from analysis import stats
+from analysis.collect import collect_spec
+from analysis.tables import build_table, layout_frame, to_latex, to_markdown, write_tables
+from experiments.spec import load_spec
+
+BASE = dict(dataset="cifar10", k=2, preprocessing="zca")
+
+
+def _block_type_table(tmp_path):
+    """Table 2 with B(3,3) 5 seeds near the paper, B(1,3,1) 5 seeds far above it plus one diverged,
+    B(3,1) 2 seeds, the other three networks not run."""
+    spec = load_spec("table_block_type")
+    for seed, err in enumerate([5.9, 5.5, 5.7, 5.6, 5.8]):
+        write_run(tmp_path, spec.name, dict(BASE, depth=28, block="B(3,3)", seed=seed), test_error=err,
+                  params=1_467_610, epoch_time_s=60.0 + seed)
+    for seed, err in enumerate([7.0, 7.1, 7.2, 7.3, 7.4]):
+        write_run(tmp_path, spec.name, dict(BASE, depth=40, block="B(1,3,1)", seed=seed), test_error=err,
+                  params=1_429_082)
+    write_run(tmp_path, spec.name, dict(BASE, depth=40, block="B(1,3,1)", seed=5), state="diverged")
+    for seed in (0, 1):
+        write_run(tmp_path, spec.name, dict(BASE, depth=40, block="B(3,1)", seed=seed), test_error=5.8)
+    return spec, build_table(spec, collect_spec(spec, tmp_path))
+
+
+def _cell(table, block):
+    return table.cells[table.cells["block"] == block].iloc[0]
+
+
+def test_cells_have_median_n_interval_delta_and_verdict(tmp_path):
+    _, table = _block_type_table(tmp_path)
+    base = _cell(table, "B(3,3)")
+    assert (base["n"], base["median"], base["min"], base["max"]) == (5, 5.7, 5.5, 5.9)
+    assert base["paper"] == 5.73 and base["delta"] == pytest.approx(-0.03)
+    assert base["verdict"] == stats.INSIDE
+    assert base["params"] == 1_467_610 and base["paper_params"] == 1_500_000
+    assert base["epoch_time_s"] == 62.0 and base["paper_epoch_time_s"] == 67.5
+    assert (base["ci_low"], base["ci_high"]) == stats.bootstrap_median_ci([5.9, 5.5, 5.7, 5.6, 5.8])
+    wide = _cell(table, "B(1,3,1)")
+    assert wide["n"] == 5 and wide["median"] == 7.2 and wide["verdict"] == stats.OUTSIDE
+    assert wide["notes"] == "1 diverged"  # listed, never in the median
+    assert _cell(table, "B(3,1)")["verdict"] == stats.TOO_FEW
+
+
+def test_table_has_the_papers_rows_in_the_papers_order(tmp_path):
+    _, table = _block_type_table(tmp_path)
+    assert list(table.cells["block"]) == ["B(1,3,1)", "B(3,1)", "B(1,3)", "B(3,1,1)", "B(3,3)", "B(3,1,3)"]
+    not_run = _cell(table, "B(1,3)")
+    assert not_run["n"] == 0 and not_run["paper"] == 6.42 and not_run["label"] == "WRN-40-2-B(1,3)"
+    layout = layout_frame(table)
+    assert list(layout["depth"]) == ["40", "40", "40", "40", "28", "22"]
+    assert layout.loc[4, "ours"].startswith("5.70 [") and "n=5 (5.50–5.90)" in layout.loc[4, "ours"]
+    assert layout.loc[0, "paper in CI"] == "OUTSIDE" and layout.loc[4, "paper in CI"] == "inside"
+    assert layout.loc[4, "# params (ours)"] == "1,467,610" and layout.loc[4, "# params (paper)"] == "1.5M"
+
+
+def test_every_variant_is_compared_with_the_papers_baseline(tmp_path):
+    _, table = _block_type_table(tmp_path)
+    comps = table.comparisons.set_index("block")
+    assert set(comps.index) == {"B(1,3,1)", "B(3,1)"}  # the run variants
+    row = comps.loc["B(1,3,1)"]
+    assert row["baseline"] == "WRN-28-2" and row["diff"] == pytest.approx(1.5)
+    assert row["paper_diff"] == pytest.approx(6.06 - 5.73)
+    assert row["ci_low"] > 0 and row["verdict"] == stats.SUPPORTED
+    assert comps.loc["B(3,1)", "verdict"] == stats.TOO_FEW
+
+
+def test_dropout_variants_compare_with_their_own_network_per_dataset(tmp_path):
+    spec = load_spec("table_dropout")
+    for dataset in ("cifar10", "svhn"):
+        pre = {"preprocessing": "meanstd"} if dataset == "cifar10" else {}
+        for depth, k in ((16, 4), (52, 1)):
+            for dropout in (False, True):
+                for seed in range(3):
+                    write_run(tmp_path, spec.name, dict(dataset=dataset, depth=depth, k=k, dropout=dropout, seed=seed, **pre),
+                              test_error=(6.0 if dropout else 5.0) + 0.1 * seed)
+    table = build_table(spec, collect_spec(spec, tmp_path))
+    comps = table.comparisons
+    assert len(comps) == 4
+    assert set(zip(comps["label"], comps["baseline"], strict=True)) == {
+        ("WRN-16-4-dropout", "WRN-16-4"), ("WRN-52-1-dropout", "WRN-52-1")}
+    svhn = comps[(comps["dataset"] == "svhn") & (comps["label"] == "WRN-16-4-dropout")].iloc[0]
+    assert svhn["diff"] == pytest.approx(1.0) and svhn["paper_diff"] == pytest.approx(1.64 - 1.85)
+    assert svhn["verdict"] == stats.CONTRADICTED
+    layout = layout_frame(table)
+    # one paper row per network whatever the dataset's dropout rate (0.3 CIFAR, 0.4 SVHN)
+    assert list(layout["network"][:2]) == ["WRN-16-4", "WRN-16-4-dropout"]
+    assert [c for c in layout.columns if c.endswith(" ours")] == ["CIFAR-10 ours", "CIFAR-100 ours", "SVHN ours"]
+
+
+def test_reference_rows_of_other_methods_are_shown(tmp_path):
+    spec = load_spec("table_comparison")
+    write_run(tmp_path, spec.name, dict(dataset="cifar10", depth=28, k=10, preprocessing="meanstd"), test_error=4.1)
+    table = build_table(spec, collect_spec(spec, tmp_path))
+    nin = table.cells[table.cells["label"] == "NIN [20]"]
+    assert sorted(nin["paper"]) == [8.81, 35.67] and (nin["n"] == 0).all()
+    wrn = table.cells[(table.cells["label"] == "WRN-28-10") & (table.cells["dataset"] == "cifar10")].iloc[0]
+    assert wrn["median"] == 4.1 and wrn["delta"] == pytest.approx(0.1)
+    assert "NIN [20]" in to_markdown(table)
+
+
+def test_written_files_and_escaped_latex(tmp_path):
+    _, table = _block_type_table(tmp_path)
+    written = write_tables(table, tmp_path / "tables")
+    assert [p.name for p in written] == ["table_block_type.md", "table_block_type.tex", "table_block_type.csv",
+                                         "table_block_type.vs_baseline.csv"]
+    tex = (tmp_path / "tables" / "table_block_type.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"\# params" in tex and "n$<$3" in tex
+    md = (tmp_path / "tables" / "table_block_type.md").read_text()
+    assert "| 28 | B(3,3) |" in md and "Against the paper's baseline" in md
+
+
+def test_no_finished_runs_still_gives_the_papers_table(tmp_path):
+    spec = load_spec("table_deepening")
+    write_run(tmp_path, spec.name, dict(dataset="cifar10", depth=40, k=2, block="B(3,3)", depth_convention="true",
+                                        preprocessing="zca"), state="failed")
+    table = build_table(spec, collect_spec(spec, tmp_path))
+    assert table.finished_runs == 0 and len(table.cells) == 4
+    assert table.cells["paper"].notna().all() and table.cells["median"].isna().all()
+    assert "1 failed" in list(table.cells["notes"])
+    assert "No finished runs yet" in to_markdown(table)
+    assert table.comparisons.empty
+    to_latex(table)
+    assert math.isnan(table.cells["delta"].iat[0])

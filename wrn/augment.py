@@ -1,0 +1,87 @@
+"""CIFAR's augmentation, batched on the training device: pad by `padding` pixels (reflection as in
+the official scripts, or zeros), take a random crop of the original size (offsets uniform over
+0..2*padding in each axis), flip horizontally with p = 0.5.
+
+Pad, crop and flip are all pure re-indexing, so each of the (2p+1)^2 * 2 possible outcomes is a
+fixed map from output pixel to source pixel of the *unpadded* image. The maps are built once; a
+batch is then one `gather` of the stored images (uint8 for meanstd/div255) through each image's
+map, with no padded copy, no per-image work and no DataLoader. Zero padding means zero *after*
+normalisation (the Lua code normalises before it pads), so it is applied as a mask after the
+normalisation step, which the caller passes in.
+
+Randomness comes only from the generator the caller passes (a CPU generator, seeded per step by
+the pipeline), so the same (seed, epoch, step) gives the same crops and flips on any device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+PAD_MODES = ("reflect", "zeros")
+
+
+def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
+    """Source index of padded position `index` (in unpadded coordinates) under reflection
+    padding without edge repeat (torch "reflect", Torch7 SpatialReflectionPadding)."""
+    index = index.abs()
+    return torch.where(index >= size, 2 * (size - 1) - index, index)
+
+
+class CropFlip:
+    """Random pad-crop-flip of (B, C, H, W) batches of a fixed image size."""
+
+    def __init__(self, height: int, width: int, padding: int, pad_mode: str = "reflect",
+                 hflip: bool = True, device: torch.device | str = "cpu"):
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode={pad_mode!r}: allowed: {', '.join(PAD_MODES)}")
+        if padding < 0 or (pad_mode == "reflect" and padding >= min(height, width)):
+            raise ValueError(f"crop_padding={padding}: reflection needs 0 <= padding < image size")
+        self.height, self.width, self.padding, self.pad_mode, self.hflip = height, width, padding, pad_mode, hflip
+        span, flips = 2 * padding + 1, 2 if hflip else 1
+        # Outcome k = (dy * span + dx) * flips + flip; row k of `maps` sends output pixels to sources.
+        dy, dx, flip = torch.meshgrid(torch.arange(span), torch.arange(span), torch.arange(flips), indexing="ij")
+        dy, dx, flip = dy.reshape(-1, 1, 1), dx.reshape(-1, 1, 1), flip.reshape(-1, 1, 1).bool()
+        rows = torch.arange(height).view(1, -1, 1) + dy - padding  # (K, H, 1) in unpadded coordinates
+        out_cols = torch.arange(width).view(1, 1, -1)
+        cols = torch.where(flip, width - 1 - out_cols, out_cols) + dx - padding  # (K, 1, W)
+        if pad_mode == "reflect":
+            self.maps = (_reflect(rows, height) * width + _reflect(cols, width)).reshape(len(dy), -1)
+            self.masks = None
+        else:
+            inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+            self.maps = (rows.clamp(0, height - 1) * width + cols.clamp(0, width - 1)).reshape(len(dy), -1)
+            self.masks = inside.reshape(len(dy), 1, height, width).to(device=device, dtype=torch.float32)
+        self.maps = self.maps.to(device)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.padding == 0 and not self.hflip
+
+    def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per image: vertical and horizontal crop offsets in 0..2*padding and a flip flag."""
+        offsets = torch.randint(0, 2 * self.padding + 1, (2, n), generator=generator)
+        flips = torch.rand(n, generator=generator) < 0.5 if self.hflip else torch.zeros(n, dtype=torch.bool)
+        return offsets[0], offsets[1], flips
+
+    def apply(self, images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flips: torch.Tensor,
+              normalize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Crop at (dy, dx) of the padded image, then flip where `flips`; `normalize` runs between
+        the re-indexing and the zero-padding mask. Same as F.pad + slicing + flip, image by image."""
+        n, c, h, w = images.shape
+        if (h, w) != (self.height, self.width):
+            raise ValueError(f"images are {h}x{w}, this augmentation was built for {self.height}x{self.width}")
+        outcome = (dy * (2 * self.padding + 1) + dx) * (2 if self.hflip else 1) + flips.long()
+        outcome = outcome.to(self.maps.device, non_blocking=True)
+        src = self.maps.index_select(0, outcome).unsqueeze(1).expand(n, c, h * w)
+        out = images.reshape(n, c, h * w).gather(2, src).view(n, c, h, w)
+        if normalize is not None:
+            out = normalize(out)
+        if self.masks is not None:
+            out = out * self.masks.index_select(0, outcome)
+        return out
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator,
+                 normalize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        return self.apply(images, *self.draw(len(images), generator), normalize=normalize)

@@ -1,0 +1,203 @@
+"""The data pipeline training sees: `make_pipeline(cfg, data_dir, device)`.
+
+CIFAR and SVHN live whole on the training device (uint8, or float32 once ZCA-whitened); a batch is
+an index_select of a shuffled permutation, then the batched crop/flip of wrn.augment and the
+per-batch normalisation. No DataLoader, no workers, no per-image Python (peers.md §C, airbench).
+
+Every random choice is a pure function of the config's seed and the position in training: the
+epoch's permutation of (seed, epoch), each step's crops and flips of (seed, epoch, step). Nothing
+carries over from one batch to the next, so a run resumed at any step sees exactly the batches the
+uninterrupted run would have seen, and `train_batches(e, start_step=s)` is the tail of
+`train_batches(e)`. The generators are CPU generators, so batches are also the same on any device.
+
+ImageNet cannot be device-resident; it goes through torchvision ImageFolder and a DataLoader with
+the same interface and the same stateless seeding (each image's transform is seeded by its
+position in the epoch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+from wrn.augment import CropFlip
+from wrn.config import ConfigError, RunConfig
+from wrn.datasets import DataError, data_cache_dir, load_arrays, load_image_folders
+from wrn.preprocess import IMAGENET_MEAN, IMAGENET_STD, make_normalizer, zca_transform, zca_whiten
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def derived_seed(purpose: str, *parts: int) -> int:
+    """A 63-bit seed from (purpose, seed, epoch, ...): well mixed, so neighbouring epochs or steps
+    get unrelated streams, and independent of any global RNG state."""
+    digest = hashlib.blake2b(f"wrn/{purpose}/{'/'.join(map(str, parts))}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "little") >> 1
+
+
+def seeded_generator(purpose: str, *parts: int) -> torch.Generator:
+    return torch.Generator().manual_seed(derived_seed(purpose, *parts))
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n, generator=seeded_generator("shuffle", seed, epoch))
+
+
+class DataPipeline:
+    """What training needs from the data, whatever the dataset."""
+
+    train_size: int
+    test_size: int
+    num_classes: int
+    batch_size: int
+    eval_batch_size: int
+    drop_last: bool
+    source: str  # how the data was verified: "official" (torchvision md5) or "manifest" (sha256)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Official Lua: 'skip-last' drops the last partial batch (390 steps on CIFAR at 128)."""
+        full, rest = divmod(self.train_size, self.batch_size)
+        return full if self.drop_last else full + (rest > 0)
+
+    def _check_start(self, start_step: int) -> None:
+        if not isinstance(start_step, int) or not 0 <= start_step <= self.steps_per_epoch:
+            raise ValueError(f"start_step={start_step!r}: expected an integer in 0..{self.steps_per_epoch}")
+
+    def _check_size(self) -> None:
+        if self.steps_per_epoch == 0:
+            raise DataError(f"{self.train_size} training images are fewer than batch_size={self.batch_size} "
+                            "with drop_last: an epoch would have no step")
+
+    def train_batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def test_batches(self) -> Iterator[Batch]:
+        raise NotImplementedError
+
+
+class TensorPipeline(DataPipeline):
+    """A dataset held whole on `device` (CIFAR, SVHN)."""
+
+    def __init__(self, cfg: RunConfig, train: Batch, test: Batch, num_classes: int,
+                 normalize: Callable[[torch.Tensor], torch.Tensor] | None, source: str,
+                 device: torch.device):
+        (self.train_x, self.train_y), (self.test_x, self.test_y) = train, test
+        self.train_size, self.test_size = len(self.train_x), len(self.test_x)
+        self.num_classes, self.source, self.device = num_classes, source, device
+        self.batch_size, self.eval_batch_size, self.drop_last = cfg.batch_size, cfg.eval_batch_size, cfg.drop_last
+        self.seed = cfg.seed
+        self.normalize = normalize
+        _, _, h, w = self.train_x.shape
+        augment = CropFlip(h, w, cfg.crop_padding, cfg.pad_mode, cfg.hflip, device)
+        self.augment = None if augment.is_identity else augment
+        self._check_size()
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.normalize is None else self.normalize(x)
+
+    def train_batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+        """Batches start_step.. of `epoch`: (x float32 NCHW, y int64) on the device."""
+        self._check_start(start_step)
+        perm = epoch_permutation(self.train_size, self.seed, epoch).to(self.device)
+        for step in range(start_step, self.steps_per_epoch):
+            idx = perm[step * self.batch_size:(step + 1) * self.batch_size]
+            x, y = self.train_x.index_select(0, idx), self.train_y.index_select(0, idx)
+            if self.augment is None:
+                x = self._prepare(x)
+            else:
+                x = self.augment(x, seeded_generator("augment", self.seed, epoch, step), self.normalize)
+            yield x.to(torch.float32), y
+
+    def test_batches(self) -> Iterator[Batch]:
+        """The test set in order, eval_batch_size at a time, the last partial batch included."""
+        for start in range(0, self.test_size, self.eval_batch_size):
+            end = start + self.eval_batch_size
+            yield self._prepare(self.test_x[start:end]).to(torch.float32), self.test_y[start:end]
+
+
+class _SeededPositions(torch.utils.data.Dataset):
+    """Position i of an epoch -> the i-th image of the epoch's permutation, its random transform
+    seeded by (seed, epoch, i), so DataLoader workers need no RNG state to reproduce a resume."""
+
+    def __init__(self, folder, perm: torch.Tensor, seed: int, epoch: int):
+        self.folder, self.perm, self.seed, self.epoch = folder, perm, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.perm)
+
+    def __getitem__(self, position: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derived_seed("augment", self.seed, self.epoch, position))
+            return self.folder[int(self.perm[position])]
+
+
+class ImageFolderPipeline(DataPipeline):
+    """ImageNet through ImageFolder and a DataLoader: RandomResizedCrop(image_size) + flip +
+    ImageNet mean/std for training; Resize(image_size * 256/224) + CenterCrop for testing.
+    fb.resnet.torch also used colour jitter and PCA lighting noise; they are not reproduced."""
+
+    def __init__(self, cfg: RunConfig, data_dir: Path, device: torch.device, workers: int | None):
+        import torchvision.transforms as T
+
+        if cfg.norm_stats != "official":
+            raise ConfigError("norm_stats", cfg.norm_stats, "imagenet uses the fixed ImageNet mean/std: official")
+        size = cfg.image_size
+        norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+        train_tf = T.Compose([T.RandomResizedCrop(size), *([T.RandomHorizontalFlip()] if cfg.hflip else []),
+                              T.ToTensor(), norm])
+        test_tf = T.Compose([T.Resize(round(size * 256 / 224)), T.CenterCrop(size), T.ToTensor(), norm])
+        self.train_set, self.test_set, self.source = load_image_folders(data_dir, train_tf, test_tf)
+        self.train_size, self.test_size = len(self.train_set), len(self.test_set)
+        self.num_classes = cfg.num_classes
+        self.batch_size, self.eval_batch_size, self.drop_last = cfg.batch_size, cfg.eval_batch_size, cfg.drop_last
+        self.seed, self.device = cfg.seed, device
+        self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
+        self._check_size()
+
+    def _loader(self, dataset, batch_size: int, positions: range | None = None):
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=positions,
+                                           num_workers=self.workers, pin_memory=self.device.type == "cuda")
+
+    def _to_device(self, batch) -> Batch:
+        x, y = batch
+        return x.to(self.device, non_blocking=True), y.to(self.device, dtype=torch.int64, non_blocking=True)
+
+    def train_batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+        self._check_start(start_step)
+        view = _SeededPositions(self.train_set, epoch_permutation(self.train_size, self.seed, epoch),
+                                self.seed, epoch)
+        end = min(self.steps_per_epoch * self.batch_size, self.train_size)
+        positions = range(start_step * self.batch_size, end)
+        for batch in self._loader(view, self.batch_size, positions):
+            yield self._to_device(batch)
+
+    def test_batches(self) -> Iterator[Batch]:
+        for batch in self._loader(self.test_set, self.eval_batch_size):
+            yield self._to_device(batch)
+
+
+def make_pipeline(cfg: RunConfig, data_dir: str | Path, device: torch.device | str,
+                  download: bool = True, *, workers: int | None = None) -> DataPipeline:
+    """The pipeline for resolved `cfg` with its data under `data_dir` on `device`.
+
+    `download` lets torchvision fetch a missing official CIFAR/SVHN set; `workers` is the ImageNet
+    DataLoader's worker count (default min(8, CPUs); CIFAR/SVHN use none)."""
+    if cfg.preprocessing is None or cfg.batch_size is None or cfg.crop_padding is None:
+        raise ValueError("make_pipeline needs a resolved RunConfig (wrn.config.resolve)")
+    device, data_dir = torch.device(device), Path(data_dir)
+    if cfg.dataset == "imagenet":
+        return ImageFolderPipeline(cfg, data_dir, device, workers)
+    data = load_arrays(cfg.dataset, data_dir, download=download)
+    if cfg.preprocessing == "zca":
+        mean, p = zca_transform(data.train_x, data_cache_dir(data_dir), device)
+        train_x, test_x = zca_whiten(data.train_x, mean, p), zca_whiten(data.test_x, mean, p)
+    else:
+        train_x, test_x = data.train_x.to(device), data.test_x.to(device)
+    normalize = make_normalizer(cfg.preprocessing, cfg.norm_stats, data.train_x, device)
+    return TensorPipeline(cfg, (train_x, data.train_y.to(device)), (test_x, data.test_y.to(device)),
+                          data.num_classes, normalize, data.source, device)
