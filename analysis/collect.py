@@ -205,12 +205,13 @@ def _epochs_frame(epoch_rows: list[dict[str, Any]], rows: list[dict[str, Any]]) 
     return epochs.merge(config, on="run_id", how="left")
 
 
-def collect_spec(spec, results: Path) -> Collection:
-    """`collect` for a loaded `experiments.spec.Spec`, with its plan under the paper profile."""
+def collect_spec(spec, results: Path, profile: str = "paper") -> Collection:
+    """`collect` for a loaded `experiments.spec.Spec`, with its plan under `profile` (what "planned"
+    counts against; the runs of every profile in the store are collected)."""
     from experiments.spec import SpecError, expand
 
     try:
-        plan = expand(spec)
+        plan = expand(spec, profile)
     except (SpecError, OSError, ValueError):
         plan = []
     return collect(results, spec.name, spec.kind, plan)

@@ -48,8 +48,10 @@ from wrn.config import ConfigError, RunConfig, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("cifar10", "cifar100")
-TEST_IMAGES = 256  # evaluated after every suite epoch (untimed); kept small so it costs little wall time
+TEST_IMAGES = 256  # at most; evaluated after every suite epoch (untimed), so kept small for wall time
 EPOCH_IMAGES = 50_000  # a CIFAR training epoch, for "seconds per epoch"
+DATA_SAMPLE_IMAGES = 4096  # least images per timed sample of a data pipeline alone
+PEAK_MATMUL_SIZE = {"cuda": 8192, "cpu": 2048}  # square operands of the peak measurement
 
 
 class BenchmarkError(RuntimeError):
@@ -117,18 +119,32 @@ def measure_suite(cfg: RunConfig, data_dir: Path, device: torch.device, warmup: 
 
 def measure_suite_data(cfg: RunConfig, data_dir: Path, device: torch.device, warmup: int,
                        repeats: int) -> float:
-    """Images/s of the suite's training batches alone (load, shuffle, augment, normalise, on device)."""
+    """Images/s of the suite's training batches alone (shuffle, crop, flip, normalise, on device)."""
     from wrn.data import make_pipeline
 
     pipeline = make_pipeline(cfg, data_dir, device, download=False)
-    epochs = iter(range(1, warmup + repeats + 1))
+    epoch = 0
 
     def run_epoch() -> None:
-        for _ in pipeline.train_batches(next(epochs)):
+        nonlocal epoch
+        epoch += 1
+        for _ in pipeline.train_batches(epoch):
             pass
 
-    seconds = median_epoch_seconds(run_epoch, device, warmup, repeats)
-    return pipeline.steps_per_epoch * cfg.batch_size / seconds
+    return data_rate(run_epoch, pipeline.steps_per_epoch * cfg.batch_size, device, warmup, repeats)
+
+
+def data_rate(run_epoch: Callable[[], None], images: int, device: torch.device, warmup: int,
+              repeats: int) -> float:
+    """Images/s of a data pipeline, each timed sample `DATA_SAMPLE_IMAGES` or more (whole epochs), so
+    that a fast pipeline over a small generated set is not timed on a few milliseconds."""
+    passes = -(-DATA_SAMPLE_IMAGES // images)
+
+    def run_sample() -> None:
+        for _ in range(passes):
+            run_epoch()
+
+    return passes * images / median_epoch_seconds(run_sample, device, warmup, repeats)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -162,7 +178,7 @@ def conventional_loader(cfg: RunConfig, data_dir: Path, device: torch.device, wo
 
 
 def measure_baseline(cfg: RunConfig, data_dir: Path, device: torch.device, workers: int, warmup: int,
-                     repeats: int) -> dict[str, float]:
+                     repeats: int, data_repeats: int) -> dict[str, float]:
     """Images/s of the conventional loop: training (data + step) and its DataLoader alone."""
     from wrn.models import build_model
     from wrn.train import seed_everything
@@ -175,7 +191,7 @@ def measure_baseline(cfg: RunConfig, data_dir: Path, device: torch.device, worke
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
-    data_seconds = median_epoch_seconds(data_epoch, device, warmup, repeats)
+    data_img_s = data_rate(data_epoch, images, device, warmup, data_repeats)
 
     model = build_model(cfg).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.dampening,
@@ -195,7 +211,7 @@ def measure_baseline(cfg: RunConfig, data_dir: Path, device: torch.device, worke
             correct += (out.argmax(1) == y).sum().item()
 
     train_seconds = median_epoch_seconds(train_epoch, device, warmup, repeats)
-    return {"img_s": images / train_seconds, "data_img_s": images / data_seconds}
+    return {"img_s": images / train_seconds, "data_img_s": data_img_s}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -206,7 +222,8 @@ def matmul_peak(device: torch.device, precision: str, tf32: bool = False) -> flo
     the network's convolutions are compared with. Random operands (zeros run faster than real data),
     several pairs on CUDA so that repeats do not run out of the L2 cache, CUDA events there."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    n, pairs, warmup, repeats = (8192, 3, 5, 30) if device.type == "cuda" else (2048, 1, 1, 5)
+    n = PEAK_MATMUL_SIZE[device.type]
+    pairs, warmup, repeats = (3, 5, 30) if device.type == "cuda" else (1, 1, 5)
     gen = torch.Generator(device=device).manual_seed(0)
     operands = [(torch.randn(n, n, device=device, dtype=dtype, generator=gen),
                  torch.randn(n, n, device=device, dtype=dtype, generator=gen)) for _ in range(pairs)]
@@ -274,13 +291,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="torch.compile the suite's model")
     p.add_argument("--batch-size", type=int, default=None, help="default: the recipe's (128 for CIFAR)")
     p.add_argument("--train-images", type=int, default=None,
-                   help="generated training images per epoch (default 1024 on CPU, 10240 on CUDA)")
+                   help="generated training images per epoch (default 512 on CPU, 10240 on CUDA)")
     p.add_argument("--repeats", type=int, default=3, help="timed epochs after one warm-up (default 3)")
-    p.add_argument("--data-repeats", type=int, default=7,
-                   help="timed epochs of the data pipelines alone (default 7)")
+    p.add_argument("--data-repeats", type=int, default=5,
+                   help=f"timed samples (>= {DATA_SAMPLE_IMAGES} images each) of the data pipelines alone "
+                        "(default 5)")
     p.add_argument("--baseline-workers", type=int, default=None,
-                   help="DataLoader workers of the baseline (default 0 on CPU: workers would take "
-                        "cores from the model's own threads; cpu_count/2 on CUDA, at most 8)")
+                   help="DataLoader workers of the baseline (default 2 on CPU, the usual CIFAR "
+                        "setting, which overlaps PIL with the step; cpu_count/2, at most 8, on CUDA)")
     p.add_argument("--no-baseline", action="store_true", help="measure only the suite (ratios are null)")
     p.add_argument("--concurrent", type=int, default=0, metavar="N",
                    help="also train N suite processes at once and compare total images/s with one")
@@ -306,9 +324,9 @@ def pick_bench_device(name: str) -> torch.device:
 
     try:
         device = pick_device(name)
-    except RuntimeError as exc:
-        raise UsageError(f"--device: {name!r}: {exc}") from None
-    if device.type not in ("cpu", "cuda"):
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
         raise UsageError(f"--device: {name!r}: allowed: cpu, cuda, cuda:N, auto")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device: {name!r}: no CUDA device here; allowed: cpu, auto")
@@ -325,7 +343,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.train_images is None:
-        args.train_images = 10_240 if device.type == "cuda" else 1024
+        args.train_images = 10_240 if device.type == "cuda" else 512
     warmup = 1
     modes = [Mode(p, args.channels_last, args.compile) for p in dict.fromkeys(args.precision)]
     configs = [bench_config(args.model, args.dataset, args.batch_size, warmup + args.repeats, m) for m in modes]
@@ -341,7 +359,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log = (lambda msg: print(f"[train_speed] {msg}", file=sys.stderr, flush=True))
     with tempfile.TemporaryDirectory(prefix="wrn-bench-data-") as tmp:
         data_dir = Path(tmp)
-        write_fake_dataset(args.dataset, data_dir, args.train_images, TEST_IMAGES, seed=0)
+        write_fake_dataset(args.dataset, data_dir, args.train_images, min(TEST_IMAGES, args.train_images))
         flops = forward_flops(base_cfg)
         out: dict[str, Any] = {
             "model": args.model, "dataset_format": args.dataset, "device": device.type,
@@ -354,10 +372,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         baseline: dict[str, float | None] = {"img_s": None, "data_img_s": None}
         workers = args.baseline_workers
         if workers is None:
-            workers = 0 if device.type == "cpu" else min(8, (os.cpu_count() or 2) // 2)
+            workers = 2 if device.type == "cpu" else min(8, (os.cpu_count() or 2) // 2)
         if not args.no_baseline:
             log(f"baseline: DataLoader ({workers} workers) + PIL transforms, fp32 NCHW")
-            baseline = measure_baseline(base_cfg, data_dir, device, workers, warmup, args.repeats)
+            baseline = measure_baseline(base_cfg, data_dir, device, workers, warmup, args.repeats,
+                                        args.data_repeats)
         out.update(baseline_img_s=baseline["img_s"], baseline_workers=None if args.no_baseline else workers,
                    baseline_data_img_s=baseline["data_img_s"])
         log("data pipeline alone")
@@ -368,8 +387,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["modes"] = []
         for cfg in configs:
             settings = runtime_settings(cfg, device)
-            log(f"suite: {settings['precision']}, channels_last {settings['channels_last']}"
-                f"{', compiled' if cfg.compile else ''}")
+            log(f"suite: {describe(settings['precision'], settings['channels_last'], cfg.compile)}")
             suite = measure_suite(cfg, data_dir, device, warmup)
             key = (settings["precision"], cfg.tf32)
             if key not in peaks:
@@ -397,6 +415,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def describe(precision: str, channels_last: bool, compiled: bool) -> str:
+    return f"{precision}, {'channels_last' if channels_last else 'NCHW'}{', compiled' if compiled else ''}"
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a / b
 
@@ -422,8 +444,7 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"{'  baseline: DataLoader(' + str(r['baseline_workers']) + ')+PIL, fp32 NCHW':<44}"
                      f"{rate(r['baseline_img_s']):>10}{'1.00x':>13}{EPOCH_IMAGES / r['baseline_img_s']:>13.1f}")
     for m in r["modes"]:
-        name = (f"  suite: {m['precision']}, {'channels_last' if m['channels_last'] else 'NCHW'}"
-                f"{', compiled' if m['compile'] else ''}")
+        name = f"  suite: {describe(m['precision'], m['channels_last'], m['compile'])}"
         lines.append(f"{name:<44}{rate(m['suite_img_s']):>10}{times(m['ratio']):>13}{m['epoch_50k_s']:>13.1f}"
                      f"{m['achieved_flops'] / 1e12:>10.3f}{m['peak_flops'] / 1e12:>13.3f}{m['mfu']:>9.1%}")
     lines += ["", f"{'data pipeline alone':<44}{'images/s':>10}{'vs baseline':>13}"]
@@ -436,8 +457,8 @@ def format_report(r: dict[str, Any]) -> str:
         lines += ["", f"concurrent: {c['processes']} suite processes ({c['threads_each']} threads each) "
                       f"{rate(c['total_img_s'])} images/s in total vs {rate(c['single_img_s'])} alone "
                       f"({c['ratio']:.2f}x; each: {', '.join(rate(x) for x in c['per_process_img_s'])})"]
-    lines += ["", f"dry-run rate for this device ({r['precision']}"
-                  f"{', channels_last' if r['channels_last'] else ''}): --device-tflops {r['device_tflops']:.3g}"]
+    lines += ["", f"dry-run rate for this device ({describe(r['precision'], r['channels_last'], r['compile'])}): "
+                  f"--device-tflops {r['device_tflops']:.3g}"]
     return "\n".join(lines)
 
 

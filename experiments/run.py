@@ -160,8 +160,11 @@ def _main(argv: list[str] | None) -> int:
         from experiments.slurm import check_available
 
         check_available()
+    if sizes is None:
+        data_dir = _real_data_dir(args, [r.config for r in todo])
     _check_results_writable(args.results)
-    data_dir = _data_dir(args, sizes, {r.config.dataset for r in todo})
+    if sizes is not None:
+        data_dir = _synthetic_data_dir(args.results, sizes, {r.config.dataset for r in todo})
 
     timing = {p.run_id: p.timing for p in planned}
     run_dirs = [_materialise(args.results, spec, row, timing[row.run_id]) for row in todo]
@@ -188,14 +191,14 @@ def _main(argv: list[str] | None) -> int:
         if counts["interrupted"]:
             _log("interrupted runs resume from their checkpoint on the next launch")
             return 130
-    return _report(spec, args.results)
+    return _report(spec, args.results, profile.name)
 
 
-def _report(spec, results: Path) -> int:
+def _report(spec, results: Path, profile: str) -> int:
     from analysis.report import write_index, write_spec_report
 
-    paths = write_spec_report(spec, results)
-    index = write_index(results)
+    paths = write_spec_report(spec, results, profile)
+    index = write_index(results, profile)
     for p in paths:
         _log(f"wrote {p}")
     _log(f"wrote {index}")
@@ -227,17 +230,35 @@ def _check_results_writable(results: Path) -> None:
                         f"at least {MIN_FREE_BYTES // 2**20} MiB needed for checkpoints")
 
 
-def _data_dir(args, sizes: tuple[int, int] | None, datasets: set[str]) -> Path:
-    """The dataset folder: for synthetic runs, small generated datasets in the real on-disk formats
-    under <results>/data/synthetic-<train>-<test> (read back through the real loaders)."""
-    if sizes is None:
-        data_dir = args.data_dir or Path(os.environ.get("WRN_DATA_DIR", "data"))
-        if args.data_dir is not None and not args.data_dir.is_dir():
-            raise UserError(f"--data-dir: {args.data_dir}: no such folder")
-        return data_dir.absolute()
+def _real_data_dir(args, configs) -> Path:
+    """The real datasets' folder, checked (and downloaded once, md5-verified, when missing) here,
+    before any run folder exists, rather than by every worker: a launch with missing or damaged data
+    stops with one line naming the file and writes nothing."""
+    from wrn.datasets import dataset_folder, load_arrays
+    from wrn.train import check_data_source
+
+    data_dir = args.data_dir or Path(os.environ.get("WRN_DATA_DIR", "data"))
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise UserError(f"--data-dir: {args.data_dir}: no such folder")
+    data_dir = data_dir.absolute()
+    for cfg in {c.dataset: c for c in configs}.values():
+        if cfg.dataset == "imagenet":
+            folder = dataset_folder("imagenet", data_dir)
+            if not all((folder / split).is_dir() for split in ("train", "val")):
+                raise UserError(f"--data-dir: {folder}: ImageNet needs train/ and val/ in ImageFolder "
+                                "layout (<split>/<class>/<image>); it cannot be downloaded automatically")
+            continue
+        arrays = load_arrays(cfg.dataset, data_dir, download=True)
+        check_data_source(cfg, len(arrays.train_y), len(arrays.test_y), data_dir)
+    return data_dir
+
+
+def _synthetic_data_dir(results: Path, sizes: tuple[int, int], datasets: set[str]) -> Path:
+    """Small generated datasets in the real on-disk formats under <results>/data/synthetic-<n>-<m>,
+    read back through the real loaders by the runs."""
     from wrn.fake_data import write_fake_dataset
 
-    root = args.results / "data" / f"synthetic-{sizes[0]}-{sizes[1]}"
+    root = results / "data" / f"synthetic-{sizes[0]}-{sizes[1]}"
     for name in sorted(datasets):
         write_fake_dataset(name, root, sizes[0], sizes[1], seed=0)
     return root

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -225,7 +226,7 @@ def submit_runs(run_dirs: list[Path], cluster: ClusterProfile, data_dir: Path | 
     if not run_dirs:
         return []
     results, spec = spec_dir.parent.parent, spec_dir.name
-    submission = results / "slurm" / spec / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    submission = results / "slurm" / spec / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     code = snapshot_code(submission / "code")
     jobs_dir = submission / "jobs"
     parallelism = min(max_parallel or cluster.array_parallelism, len(run_dirs))
@@ -353,11 +354,12 @@ def reconcile(run_dirs: Iterable[Path]) -> list[store.RunRecord]:
     return [store.read_run(r.path) for r in records]
 
 
-def wait_for(run_dirs: list[Path], poll_s: float = 10.0,
-             log: Callable[[str], None] | None = None) -> dict[str, int]:
+def wait_for(run_dirs: list[Path], poll_s: float = 10.0, log: Callable[[str], None] | None = None,
+             timeout_s: float | None = None) -> dict[str, int]:
     """Block until no run is queued or running; print a progress line whenever the counts change;
-    return the final count of each state."""
+    return the final count of each state. `timeout_s` (None: no limit) raises TimeoutError."""
     log = log or (lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True))
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     last = None
     while True:
         counts = Counter(r.state for r in reconcile(run_dirs))
@@ -368,4 +370,6 @@ def wait_for(run_dirs: list[Path], poll_s: float = 10.0,
             last = line
         if not any(counts[s] for s in WAITING_STATES):
             return dict(counts)
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"slurm: runs still waiting after {timeout_s} s ({line})")
         time.sleep(poll_s)

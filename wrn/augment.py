@@ -38,10 +38,12 @@ class CropFlip:
             raise ValueError(f"pad_mode={pad_mode!r}: allowed: {', '.join(PAD_MODES)}")
         if padding < 0 or (pad_mode == "reflect" and padding >= min(height, width)):
             raise ValueError(f"crop_padding={padding}: reflection needs 0 <= padding < image size")
-        self.height, self.width, self.padding, self.pad_mode, self.hflip = height, width, padding, pad_mode, hflip
+        self.height, self.width, self.padding = height, width, padding
+        self.pad_mode, self.hflip = pad_mode, hflip
         span, flips = 2 * padding + 1, 2 if hflip else 1
         # Outcome k = (dy * span + dx) * flips + flip; row k of `maps` sends output pixels to sources.
-        dy, dx, flip = torch.meshgrid(torch.arange(span), torch.arange(span), torch.arange(flips), indexing="ij")
+        dy, dx, flip = torch.meshgrid(torch.arange(span), torch.arange(span), torch.arange(flips),
+                                      indexing="ij")
         dy, dx, flip = dy.reshape(-1, 1, 1), dx.reshape(-1, 1, 1), flip.reshape(-1, 1, 1).bool()
         rows = torch.arange(height).view(1, -1, 1) + dy - padding  # (K, H, 1) in unpadded coordinates
         out_cols = torch.arange(width).view(1, 1, -1)
@@ -67,19 +69,20 @@ class CropFlip:
 
     def apply(self, images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flips: torch.Tensor,
               normalize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-        """Crop at (dy, dx) of the padded image, then flip where `flips`; `normalize` runs between
-        the re-indexing and the zero-padding mask. Same as F.pad + slicing + flip, image by image."""
+        """Crop at (dy, dx) of the padded image, then flip where `flips`; float32 out. `normalize`
+        runs between the re-indexing and the zero-padding mask. Same as F.pad + slicing + flip,
+        image by image."""
         n, c, h, w = images.shape
         if (h, w) != (self.height, self.width):
-            raise ValueError(f"images are {h}x{w}, this augmentation was built for {self.height}x{self.width}")
+            raise ValueError(f"images are {h}x{w}, this augmentation was built for "
+                             f"{self.height}x{self.width}")
         outcome = (dy * (2 * self.padding + 1) + dx) * (2 if self.hflip else 1) + flips.long()
         outcome = outcome.to(self.maps.device, non_blocking=True)
         src = self.maps.index_select(0, outcome).unsqueeze(1).expand(n, c, h * w)
-        out = images.reshape(n, c, h * w).gather(2, src).view(n, c, h, w)
-        if normalize is not None:
-            out = normalize(out)
+        out = images.reshape(n, c, h * w).gather(2, src).view(n, c, h, w)  # a fresh tensor
+        out = out.to(torch.float32) if normalize is None else normalize(out)
         if self.masks is not None:
-            out = out * self.masks.index_select(0, outcome)
+            out.mul_(self.masks.index_select(0, outcome))
         return out
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator,

@@ -257,6 +257,10 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ConfigError("arch", c.arch, "wrn50_2_bottleneck is an ImageNet network (dataset imagenet)")
     if c.dataset != "imagenet" and c.image_size != 32:
         raise ConfigError("image_size", c.image_size, f"{c.dataset} images are 32x32")
+    if c.dataset == "imagenet" and c.norm_stats != "official":
+        raise ConfigError("norm_stats", c.norm_stats, "imagenet uses the standard ImageNet statistics: official")
+    if c.crop_padding >= c.image_size:
+        raise ConfigError("crop_padding", c.crop_padding, f"expected fewer pixels than the image size {c.image_size}")
     if c.preprocessing == "zca" and c.dataset not in ("cifar10", "cifar100"):
         raise ConfigError("preprocessing", c.preprocessing, "zca is defined for CIFAR only")
 

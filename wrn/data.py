@@ -89,7 +89,8 @@ class TensorPipeline(DataPipeline):
         (self.train_x, self.train_y), (self.test_x, self.test_y) = train, test
         self.train_size, self.test_size = len(self.train_x), len(self.test_x)
         self.num_classes, self.source, self.device = num_classes, source, device
-        self.batch_size, self.eval_batch_size, self.drop_last = cfg.batch_size, cfg.eval_batch_size, cfg.drop_last
+        self.batch_size, self.eval_batch_size = cfg.batch_size, cfg.eval_batch_size
+        self.drop_last = cfg.drop_last
         self.seed = cfg.seed
         self.normalize = normalize
         _, _, h, w = self.train_x.shape
@@ -111,7 +112,7 @@ class TensorPipeline(DataPipeline):
                 x = self._prepare(x)
             else:
                 x = self.augment(x, seeded_generator("augment", self.seed, epoch, step), self.normalize)
-            yield x.to(torch.float32), y
+            yield x, y
 
     def test_batches(self) -> Iterator[Batch]:
         """The test set in order, eval_batch_size at a time, the last partial batch included."""
@@ -145,7 +146,8 @@ class ImageFolderPipeline(DataPipeline):
         import torchvision.transforms as T
 
         if cfg.norm_stats != "official":
-            raise ConfigError("norm_stats", cfg.norm_stats, "imagenet uses the fixed ImageNet mean/std: official")
+            raise ConfigError("norm_stats", cfg.norm_stats,
+                              "imagenet uses the fixed ImageNet mean/std: official")
         size = cfg.image_size
         norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
         train_tf = T.Compose([T.RandomResizedCrop(size), *([T.RandomHorizontalFlip()] if cfg.hflip else []),
@@ -154,7 +156,8 @@ class ImageFolderPipeline(DataPipeline):
         self.train_set, self.test_set, self.source = load_image_folders(data_dir, train_tf, test_tf)
         self.train_size, self.test_size = len(self.train_set), len(self.test_set)
         self.num_classes = cfg.num_classes
-        self.batch_size, self.eval_batch_size, self.drop_last = cfg.batch_size, cfg.eval_batch_size, cfg.drop_last
+        self.batch_size, self.eval_batch_size = cfg.batch_size, cfg.eval_batch_size
+        self.drop_last = cfg.drop_last
         self.seed, self.device = cfg.seed, device
         self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
         self._check_size()

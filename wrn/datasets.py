@@ -355,10 +355,10 @@ def array_file_counts(name: str, data_dir: str | Path) -> dict[str, int]:
     `python -m wrn.manifest` declares. Names the first missing or malformed file."""
     layout, folder = dataset_layout(name), dataset_folder(name, data_dir)
     label_key = "labels" if name == "cifar10" else "fine_labels"
-    counts = {}
-    for f in layout.train + layout.test + layout.meta:
+    counts, needed = {}, layout.train + layout.test + layout.meta
+    for f in needed:
         if not (folder / f).is_file():
-            raise DataError(f"{folder / f}: missing ({name} needs {', '.join(layout.train + layout.test + layout.meta)})")
+            raise DataError(f"{folder / f}: missing ({name} needs {', '.join(needed)})")
         if name == "svhn":
             counts[f] = _check_svhn_file(folder / f)
         else:
@@ -401,7 +401,8 @@ def _load_arrays(name: str, data_dir: Path, manifest: Manifest | None, download:
     except (RuntimeError, ValueError, KeyError, OSError, pickle.UnpicklingError) as exc:
         if source == "official":
             raise _official_failure(name, data_dir, folder, exc) from None
-        raise DataError(f"{folder}: torchvision could not parse {name} ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"{folder}: torchvision could not parse {name} "
+                        f"({type(exc).__name__}: {exc})") from None
     for split in ("train", "test"):
         files = layout.train if split == "train" else layout.test
         _check_split(name, split, folder, files, *splits[split], expected[split], source)

@@ -44,7 +44,7 @@ class Normalizer:
     std: torch.Tensor
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.to(torch.float32) - self.mean) / self.std
+        return x.to(torch.float32, copy=True).sub_(self.mean).div_(self.std)  # never in place on x
 
     @classmethod
     def of(cls, mean, std, device: torch.device | str = "cpu") -> Normalizer:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from wrn import checkpoint
-from wrn.config import RunConfig, resolve
+from wrn.config import DATASET_SIZES, RunConfig, resolve, synthetic_sizes
 
 METRICS = "metrics.jsonl"
 
@@ -148,6 +148,17 @@ def evaluate(model, pipeline, settings, device) -> dict[str, float]:
     }
 
 
+def check_data_source(cfg: RunConfig, train_size: int, test_size: int, data_dir) -> None:
+    """Refuse to train a run on data other than what its config names: a "real" run on a folder of
+    generated or partial data (or the reverse) would be stored as a result it is not."""
+    from wrn.datasets import DataError
+
+    expected = synthetic_sizes(cfg.data_source) or DATASET_SIZES[cfg.dataset]
+    if (train_size, test_size) != expected:
+        raise DataError(f"{data_dir}: {cfg.dataset} holds {train_size} train / {test_size} test images, "
+                        f"but data_source={cfg.data_source!r} means {expected[0]} / {expected[1]}")
+
+
 def train(
     cfg: RunConfig,
     run_dir: Path,
@@ -180,6 +191,7 @@ def train(
 
     seed_everything(cfg.seed)
     pipeline = make_pipeline(cfg, data_dir, device, download=download)
+    check_data_source(cfg, pipeline.train_size, pipeline.test_size, data_dir)
     model = build_model(cfg).to(device)
     if settings["channels_last"]:
         model = model.to(memory_format=torch.channels_last)

@@ -123,7 +123,8 @@ def test_zca_whiten_end_to_end_matches_reference(tmp_path):
     test = torch.randint(0, 256, (7, 3, 4, 4), dtype=torch.uint8, generator=gen)
     mean, p = zca_transform(train, tmp_path, "cpu")
     ref_train, ref_test = ref_whiten(train.numpy(), test.numpy())
-    for ours, ref in ((zca_whiten(train, mean, p, chunk=16), ref_train), (zca_whiten(test, mean, p), ref_test)):
+    whitened = (zca_whiten(train, mean, p, chunk=16), zca_whiten(test, mean, p))
+    for ours, ref in zip(whitened, (ref_train, ref_test)):
         assert ours.dtype == torch.float32 and ours.shape[1:] == (3, 4, 4)
         np.testing.assert_allclose(ours.reshape(len(ours), -1).numpy(), ref, rtol=1e-5, atol=1e-5)
 
@@ -150,7 +151,8 @@ def test_zca_fit_is_cached_and_reused(tmp_path, monkeypatch):
 
 
 def test_unreadable_zca_cache_is_refitted(tmp_path):
-    train = torch.randint(0, 256, (30, 3, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    gen = torch.Generator().manual_seed(4)
+    train = torch.randint(0, 256, (30, 3, 4, 4), dtype=torch.uint8, generator=gen)
     good = zca_transform(train, tmp_path, "cpu")
     zca_cache_path(tmp_path, train).write_bytes(b"truncated")
     with pytest.warns(UserWarning, match="ignoring unreadable ZCA cache"):

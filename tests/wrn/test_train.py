@@ -24,7 +24,8 @@ def data_dir(tmp_path_factory):
 
 
 def tiny(**overrides) -> RunConfig:
-    base = dict(dataset="cifar10", depth=10, k=1, preprocessing="meanstd", epochs=3, batch_size=16,
+    base = dict(dataset="cifar10", data_source="synthetic:96:48", depth=10, k=1, preprocessing="meanstd",
+                epochs=3, batch_size=16,
                 eval_batch_size=48, lr_milestones=(3,), seed=0)
     base.update(overrides)
     return RunConfig(**base)
@@ -122,3 +123,11 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, data_dir):
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         assert checkpoint.load_latest(tmp_path)["epoch"] == 2
+
+
+def test_a_real_run_refuses_generated_data(tmp_path, data_dir):
+    from wrn.datasets import DataError
+
+    with pytest.raises(DataError, match="data_source='real'"):
+        train(tiny(data_source="real"), tmp_path, data_dir, device="cpu")
+    assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / checkpoint.CURRENT).exists()

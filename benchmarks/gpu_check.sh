@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The GPU speed check of the suite (issue 8, item 3), in one call of under 8 minutes:
+#
+#   bash benchmarks/gpu_check.sh            # prints a summary table last; JSON per step in $OUT or a temp dir
+#
+# For WRN-28-10 and WRN-40-2 it runs benchmarks.train_speed on the suite's GPU path (bf16 autocast,
+# fused SGD, GPU-resident data and augmentation, no per-step host sync, device-synchronised epoch
+# timing), with channels_last on and off (the engine's default is on with bf16: this checks it), then
+# torch.compile'd, and for WRN-40-2 also against the DataLoader+PIL fp32 baseline and with 4
+# concurrent training processes on the one GPU (as `experiments.run --runs-per-gpu 4` would run them). Each line of the summary gives images/s, seconds
+# per 50,000-image epoch and MFU against a bf16 matrix-multiply peak measured in the same process.
+# Target on an H200: WRN-28-10 <= 5 s per epoch (>= 40 % MFU).
+#
+# Without a GPU it runs the same steps on CPU at smoke sizes (to show the script works end to end;
+# those numbers say nothing about a GPU). Every step has its own time limit, cut to what is left of
+# the check's deadline, so a slow compile costs that step, not the whole check.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
+RESULTS=${OUT:-$(mktemp -d)}/gpu_check
+mkdir -p "$RESULTS"
+SECONDS=0
+
+if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+    DEVICE=cuda
+    BIG=(--train-images 10240 --repeats 3)          # WRN-28-10: ~1-3 s per epoch at the target
+    SMALL=(--train-images 20480 --repeats 3)        # WRN-40-2: ~15x fewer FLOPs per image
+    LIMIT=100; COMPILE_LIMIT=150; DEADLINE=450   # seconds: the whole check stays under 8 minutes
+    nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,memory.used --format=csv || true
+else
+    DEVICE=cpu
+    echo "gpu_check: no CUDA device; running every step on CPU at smoke sizes (not GPU numbers)"
+    BIG=(--train-images 8 --batch-size 8 --repeats 1 --data-repeats 1)
+    SMALL=(--train-images 32 --batch-size 16 --repeats 1 --data-repeats 1)
+    LIMIT=300; COMPILE_LIMIT=600; DEADLINE=3000
+fi
+"$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+
+step() {  # step NAME LIMIT ARGS...: one benchmark invocation, its JSON kept as NAME.json
+    local name=$1 limit=$2; shift 2
+    local left=$((DEADLINE - SECONDS))
+    [ $left -lt $limit ] && limit=$left
+    [ $limit -lt 20 ] && { echo "== $name skipped: the check's ${DEADLINE}s are spent" >&2; return; }
+    echo "== $name (limit ${limit}s, at ${SECONDS}s)" >&2
+    timeout --kill-after=10 "$limit" "$PY" -m benchmarks.train_speed --device "$DEVICE" --json "$@" \
+        > "$RESULTS/$name.json" 2> "$RESULTS/$name.log"
+    local rc=$?
+    [ $rc -eq 0 ] || { echo "   $name failed (exit $rc): $(tail -n 2 "$RESULTS/$name.log")" >&2; rm -f "$RESULTS/$name.json"; }
+}
+
+step wrn28-10_bf16_cl      $LIMIT --model WRN-28-10 --precision bf16 --channels-last on  --no-baseline "${BIG[@]}"
+step wrn28-10_bf16_nchw    $LIMIT --model WRN-28-10 --precision bf16 --channels-last off --no-baseline "${BIG[@]}"
+step wrn40-2_bf16_cl       $LIMIT --model WRN-40-2  --precision bf16 --channels-last on  "${SMALL[@]}" --concurrent 4
+step wrn40-2_bf16_nchw     $LIMIT --model WRN-40-2  --precision bf16 --channels-last off --no-baseline "${SMALL[@]}"
+step wrn28-10_bf16_cl_compiled $COMPILE_LIMIT --model WRN-28-10 --precision bf16 --channels-last on --compile --no-baseline "${BIG[@]}"
+step wrn40-2_bf16_cl_compiled  $COMPILE_LIMIT --model WRN-40-2  --precision bf16 --channels-last on --compile --no-baseline "${SMALL[@]}"
+
+"$PY" - "$RESULTS" "$SECONDS" <<'EOF'
+import json, sys
+from pathlib import Path
+
+results, elapsed = Path(sys.argv[1]), sys.argv[2]
+print(f"\ngpu_check summary ({elapsed} s in all; JSON and logs in {results})")
+print(f"{'step':<28}{'images/s':>10}{'s/50k epoch':>13}{'TFLOP/s':>9}{'bf16 peak':>11}{'MFU':>7}  notes")
+for path in sorted(results.glob("*.json")):
+    r = json.loads(path.read_text())
+    notes = []
+    if r["ratio"] is not None:
+        notes.append(f"{r['ratio']:.1f}x baseline ({r['baseline_img_s']:,.0f} img/s, "
+                     f"{r['baseline_workers']} workers); data {r['data_ratio']:.0f}x")
+    if r["concurrent"]:
+        c = r["concurrent"]
+        notes.append(f"{c['processes']} processes: {c['total_img_s']:,.0f} img/s total ({c['ratio']:.2f}x one)")
+    print(f"{path.stem:<28}{r['suite_img_s']:>10,.0f}{r['epoch_50k_s']:>13.2f}{r['achieved_flops'] / 1e12:>9.1f}"
+          f"{r['peak_flops'] / 1e12:>11.1f}{r['mfu']:>7.1%}  {'; '.join(notes)}")
+EOF

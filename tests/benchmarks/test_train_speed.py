@@ -1,0 +1,94 @@
+"""The speed benchmark runs end to end on CPU and reports what it promises (correctness only: no
+timing is asserted, machines are noisy; speed lives in the benchmark's own output)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from benchmarks import train_speed
+
+TINY = ["--model", "WRN-10-1", "--train-images", "32", "--batch-size", "16", "--repeats", "1",
+        "--data-repeats", "1", "--baseline-workers", "0"]
+REQUIRED = ("suite_img_s", "baseline_img_s", "ratio", "data_img_s", "baseline_data_img_s", "data_ratio",
+            "achieved_flops", "peak_flops")
+MODE_KEYS = ("precision", "channels_last", "compile", "suite_img_s", "ratio", "epoch_50k_s",
+             "achieved_flops", "peak_flops", "mfu", "device_tflops")
+
+
+def small_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sizes that make measurements meaningful cost seconds; the tests check plumbing, not speed."""
+    monkeypatch.setattr(train_speed, "DATA_SAMPLE_IMAGES", 32)
+    monkeypatch.setattr(train_speed, "PEAK_MATMUL_SIZE", {"cpu": 128, "cuda": 128})
+
+
+@pytest.fixture(scope="module")
+def measured() -> dict:
+    """One tiny run of both CPU modes against the baseline, as `--json` would print it."""
+    with pytest.MonkeyPatch.context() as mp:
+        small_samples(mp)
+        return json.loads(json.dumps(train_speed.run(train_speed.parse_args([*TINY, "--precision", "fp32", "bf16"]))))
+
+
+def positive(x) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_every_required_key_and_consistent_ratios(measured):
+    r = measured
+    for key in REQUIRED:
+        assert positive(r[key]), (key, r[key])
+    assert [(m["precision"], m["channels_last"]) for m in r["modes"]] == [("fp32", False), ("bf16", True)]
+    for m in r["modes"]:
+        assert set(MODE_KEYS) <= set(m)
+        assert m["ratio"] == pytest.approx(m["suite_img_s"] / r["baseline_img_s"])
+        assert m["achieved_flops"] == pytest.approx(3 * r["forward_flops"] * m["suite_img_s"])
+        assert m["mfu"] == pytest.approx(m["achieved_flops"] / m["peak_flops"])
+        assert m["device_tflops"] == pytest.approx(m["achieved_flops"] / 1e12)
+        assert m["epoch_50k_s"] == pytest.approx(50_000 / m["suite_img_s"])
+    fastest = max(r["modes"], key=lambda m: m["suite_img_s"])
+    assert r["suite_img_s"] == fastest["suite_img_s"] and r["precision"] == fastest["precision"]
+    assert r["data_ratio"] == pytest.approx(r["data_img_s"] / r["baseline_data_img_s"])
+    assert r["params"] > 0 and r["forward_flops"] > 0 and r["device"] == "cpu"
+    assert (r["train_images"], r["batch_size"], r["baseline_workers"]) == (32, 16, 0)
+    assert r["concurrent"] is None
+
+
+def test_table_names_every_measurement(measured):
+    text = train_speed.format_report(measured)
+    for needle in ("baseline: DataLoader(0)+PIL, fp32 NCHW", "suite: fp32, NCHW", "suite: bf16, channels_last",
+                   "data pipeline alone", "suite: wrn.data.make_pipeline", "--device-tflops"):
+        assert needle in text
+
+
+def test_json_output_and_concurrent_processes(capsys, monkeypatch):
+    small_samples(monkeypatch)
+    assert train_speed.main([*TINY, "--json", "--precision", "fp32", "--no-baseline", "--concurrent", "2"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1, "--json prints exactly one line, one object"
+    r = json.loads(out[0])
+    assert r["baseline_img_s"] is None and r["ratio"] is None and r["data_ratio"] is None
+    assert positive(r["suite_img_s"]) and positive(r["data_img_s"])
+    c = r["concurrent"]
+    assert c["processes"] == 2 and len(c["per_process_img_s"]) == 2
+    assert all(positive(x) for x in c["per_process_img_s"])
+    assert c["total_img_s"] == pytest.approx(sum(c["per_process_img_s"]))
+    assert c["ratio"] == pytest.approx(c["total_img_s"] / r["suite_img_s"])
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["--model", "WRN-15-2"], "depth"),
+    (["--model", "ResNet-9"], "label"),
+    (["--train-images", "8", "--batch-size", "16"], "--train-images"),
+    (["--repeats", "0"], "--repeats"),
+    (["--concurrent", "-1"], "--concurrent"),
+    (["--device", "tpu"], "--device"),
+    (["--device", "cuda:0" if not torch.cuda.is_available() else "mps"], "--device"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, field):
+    assert train_speed.main([*TINY, *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and field in err[0] and "Traceback" not in err[0]

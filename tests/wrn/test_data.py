@@ -1,0 +1,171 @@
+"""make_pipeline: sizes and steps, exact shuffling, normalisation, stateless resume, ZCA caching,
+ImageNet through ImageFolder, and that the generated data is learnable."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from wrn import fake_data, preprocess
+from wrn.config import ConfigError, RunConfig, resolve
+from wrn.data import epoch_permutation, make_pipeline
+from wrn.datasets import DataError, data_cache_dir, load_arrays
+
+N_TRAIN, N_TEST = 300, 50
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    fake_data.write_fake_dataset("cifar10", root, N_TRAIN, N_TEST, seed=0)
+    fake_data.write_fake_dataset("svhn", root, N_TRAIN, N_TEST, seed=0)
+    fake_data.write_fake_dataset("imagenet", root, 40, 20, seed=0)
+    return root
+
+
+def cifar(**overrides):
+    return resolve(RunConfig(**{"dataset": "cifar10", "preprocessing": "meanstd", "depth": 16, "k": 1,
+                                "batch_size": 64, "eval_batch_size": 16, **overrides}))
+
+
+def imagenet(**overrides):
+    return resolve(RunConfig(**{"dataset": "imagenet", "arch": "wrn50_2_bottleneck", "depth": 50, "k": 2,
+                                "batch_size": 8, "eval_batch_size": 6, "image_size": 24, **overrides}))
+
+
+def collect(batches):
+    return [(x.clone(), y.clone()) for x, y in batches]
+
+
+def assert_same(a, b):
+    assert len(a) == len(b)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+@pytest.mark.parametrize("drop_last, steps, last", [(True, 4, 64), (False, 5, 300 - 4 * 64)])
+def test_steps_per_epoch_follow_drop_last(root, drop_last, steps, last):
+    p = make_pipeline(cifar(drop_last=drop_last), root, "cpu", download=False)
+    assert (p.train_size, p.test_size, p.num_classes, p.source) == (N_TRAIN, N_TEST, 10, "manifest")
+    assert p.steps_per_epoch == steps
+    batches = collect(p.train_batches(1))
+    assert len(batches) == steps and len(batches[-1][1]) == last
+    for x, y in batches:
+        assert x.dtype == torch.float32 and x.shape[1:] == (3, 32, 32) and y.dtype == torch.int64
+
+
+def test_test_batches_keep_the_last_partial_batch_in_order(root):
+    p = make_pipeline(cifar(), root, "cpu", download=False)
+    batches = collect(p.test_batches())
+    assert [len(y) for _, y in batches] == [16, 16, 16, 2]
+    data = load_arrays("cifar10", root, download=False)
+    assert torch.equal(torch.cat([y for _, y in batches]), data.test_y)
+    mean = torch.tensor(preprocess.OFFICIAL_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(preprocess.OFFICIAL_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(torch.cat([x for x, _ in batches]), (data.test_x.float() - mean) / std)
+
+
+def test_epoch_is_the_seeded_permutation_without_repeats(root):
+    """Without augmentation each batch is exactly the permuted, normalised training images."""
+    cfg = cifar(crop_padding=0, hflip=False, preprocessing="div255")
+    p = make_pipeline(cfg, root, "cpu", download=False)
+    data = load_arrays("cifar10", root, download=False)
+    perm = epoch_permutation(N_TRAIN, cfg.seed, 3)
+    seen = []
+    for step, (x, y) in enumerate(p.train_batches(3)):
+        idx = perm[step * 64:(step + 1) * 64]
+        torch.testing.assert_close(x, data.train_x[idx].float() / 255)
+        assert torch.equal(y, data.train_y[idx])
+        seen += idx.tolist()
+    assert len(seen) == len(set(seen)) == 4 * 64
+
+
+def test_batches_are_deterministic_and_depend_on_seed_and_epoch(root):
+    p = make_pipeline(cifar(), root, "cpu", download=False)
+    first = collect(p.train_batches(1))
+    assert_same(first, collect(make_pipeline(cifar(), root, "cpu", download=False).train_batches(1)))
+    assert not torch.equal(first[0][0], collect(p.train_batches(2))[0][0])
+    other_seed = make_pipeline(cifar(seed=1), root, "cpu", download=False)
+    assert not torch.equal(first[0][0], collect(other_seed.train_batches(1))[0][0])
+
+
+@pytest.mark.parametrize("pad_mode", ["reflect", "zeros"])
+def test_resume_at_any_step_is_exact(root, pad_mode):
+    p = make_pipeline(cifar(pad_mode=pad_mode, drop_last=False), root, "cpu", download=False)
+    full = collect(p.train_batches(5))
+    for start in range(p.steps_per_epoch + 1):
+        assert_same(collect(p.train_batches(5, start_step=start)), full[start:])
+
+
+def test_augmentation_is_on_for_cifar_and_off_for_svhn(root):
+    augmented = make_pipeline(cifar(), root, "cpu", download=False)
+    plain = make_pipeline(cifar(crop_padding=0, hflip=False), root, "cpu", download=False)
+    (xa, ya), (xp, yp) = next(iter(augmented.train_batches(1))), next(iter(plain.train_batches(1)))
+    assert torch.equal(ya, yp) and not torch.equal(xa, xp)  # same images, different crops/flips
+
+    svhn = resolve(RunConfig(dataset="svhn", depth=16, k=1, batch_size=64))
+    assert (svhn.crop_padding, svhn.hflip, svhn.preprocessing) == (0, False, "div255")
+    p = make_pipeline(svhn, root, "cpu", download=False)
+    assert p.augment is None
+    data = load_arrays("svhn", root, download=False)
+    x, y = next(iter(p.train_batches(0)))
+    idx = epoch_permutation(N_TRAIN, svhn.seed, 0)[:64]
+    assert torch.equal(x, data.train_x[idx].float() / 255) and torch.equal(y, data.train_y[idx])
+
+
+def test_zca_pipeline_whitens_once_and_reuses_the_cache(root, monkeypatch):
+    cfg = cifar(preprocessing="zca")
+    p = make_pipeline(cfg, root, "cpu", download=False)
+    assert p.train_x.dtype == torch.float32 and p.normalize is None
+    assert len(list(data_cache_dir(root).glob("zca-*.pt"))) == 1
+    x, _ = next(iter(p.test_batches()))
+    assert x.dtype == torch.float32 and abs(float(x.mean())) < 0.1
+
+    def refit(*args, **kwargs):
+        raise AssertionError("ZCA was refitted although it is cached")
+    monkeypatch.setattr(preprocess, "fit_zca", refit)
+    again = make_pipeline(cfg, root, "cpu", download=False)
+    assert torch.equal(again.train_x, p.train_x)
+
+
+def test_imagenet_pipeline_interface_and_resume(root):
+    cfg = imagenet()
+    p = make_pipeline(cfg, root, "cpu", download=False, workers=0)
+    assert (p.train_size, p.test_size, p.num_classes, p.steps_per_epoch) == (40, 20, 1000, 5)
+    full = collect(p.train_batches(2))
+    assert len(full) == 5 and all(x.shape == (8, 3, 24, 24) and x.dtype == torch.float32 for x, _ in full)
+    assert_same(collect(p.train_batches(2, start_step=3)), full[3:])
+    assert_same(collect(p.train_batches(2)), full)  # per-image seeding: RandomResizedCrop repeats
+    test = collect(p.test_batches())
+    assert [len(y) for _, y in test] == [6, 6, 6, 2] and test[0][0].shape[1:] == (3, 24, 24)
+    with pytest.raises(ConfigError, match="norm_stats"):
+        make_pipeline(imagenet(norm_stats="dataset"), root, "cpu", workers=0)
+
+
+def test_bad_arguments(root):
+    p = make_pipeline(cifar(), root, "cpu", download=False)
+    with pytest.raises(ValueError, match=r"start_step=5: expected an integer in 0..4"):
+        next(iter(p.train_batches(1, start_step=5)))
+    with pytest.raises(DataError, match="fewer than batch_size=512"):
+        make_pipeline(cifar(batch_size=512), root, "cpu", download=False)
+    with pytest.raises(ValueError, match="resolved RunConfig"):
+        make_pipeline(dataclasses.replace(cifar(), preprocessing=None), root, "cpu")
+
+
+def test_generated_data_is_learnable_within_two_epochs(root):
+    """The smoke profile's premise: a tiny network's loss falls within two epochs."""
+    torch.manual_seed(0)
+    p = make_pipeline(cifar(batch_size=32), root, "cpu", download=False)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    losses = []
+    for epoch in (1, 2):
+        for x, y in p.train_batches(epoch):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.75 * first, (first, last)
