@@ -70,11 +70,14 @@ class Mode:
 # ------------------------------------------------------------------------------------------------
 # Configs and devices
 # ------------------------------------------------------------------------------------------------
-def bench_config(model: str, dataset: str, batch_size: int | None, epochs: int, mode: Mode) -> RunConfig:
-    """The resolved config both sides train: the paper's recipe for `dataset`, mean/std normalisation."""
+def bench_config(model: str, dataset: str, batch_size: int | None, epochs: int, mode: Mode,
+                 images: tuple[int, int]) -> RunConfig:
+    """The resolved config both sides train: the paper's recipe for `dataset`, mean/std normalisation,
+    on generated data of `images` (train, test) images."""
     from wrn.names import parse_label
 
-    return resolve(RunConfig(dataset=dataset, **parse_label(model), epochs=epochs, batch_size=batch_size,
+    return resolve(RunConfig(dataset=dataset, data_source=f"synthetic:{images[0]}:{images[1]}",
+                             **parse_label(model), epochs=epochs, batch_size=batch_size,
                              preprocessing="meanstd", precision=mode.precision,
                              channels_last=mode.channels_last, compile=mode.compile))
 
@@ -346,7 +349,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.train_images = 10_240 if device.type == "cuda" else 512
     warmup = 1
     modes = [Mode(p, args.channels_last, args.compile) for p in dict.fromkeys(args.precision)]
-    configs = [bench_config(args.model, args.dataset, args.batch_size, warmup + args.repeats, m) for m in modes]
+    images = (args.train_images, min(TEST_IMAGES, args.train_images))
+    configs = [bench_config(args.model, args.dataset, args.batch_size, warmup + args.repeats, m, images)
+               for m in modes]
     base_cfg = dataclasses.replace(configs[0], precision="fp32", channels_last="off", compile=False)
     args.batch_size = base_cfg.batch_size
     if args.train_images < base_cfg.batch_size:
@@ -359,7 +364,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log = (lambda msg: print(f"[train_speed] {msg}", file=sys.stderr, flush=True))
     with tempfile.TemporaryDirectory(prefix="wrn-bench-data-") as tmp:
         data_dir = Path(tmp)
-        write_fake_dataset(args.dataset, data_dir, args.train_images, min(TEST_IMAGES, args.train_images))
+        write_fake_dataset(args.dataset, data_dir, *images)
         flops = forward_flops(base_cfg)
         out: dict[str, Any] = {
             "model": args.model, "dataset_format": args.dataset, "device": device.type,

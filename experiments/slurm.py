@@ -289,7 +289,8 @@ def job_states(job_ids: Iterable[str]) -> dict[str, str] | None:
     job_ids = sorted(set(job_ids))
     if not job_ids:
         return {}
-    if shutil.which("squeue") is None:
+    conf = os.environ.get("SLURM_CONF")
+    if shutil.which("squeue") is None or (conf and not Path(conf).is_file()):
         return None
     try:
         out = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i|%T"], capture_output=True,

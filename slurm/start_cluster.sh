@@ -11,6 +11,9 @@
 # Why accounting at all: submitit learns that a job died without writing its result (scancel, OOM kill,
 # node failure) only through sacct; without it, waiting on such a job blocks forever.
 #
+# WRN_SLURM_ACCOUNTING=stand-in forces the stand-in; WRN_SLURMCTLD_PORT, WRN_SLURMD_PORT,
+# WRN_SLURMDBD_PORT, WRN_MARIADB_PORT move the daemons (defaults 6817, 6818, 6819, 6829).
+#
 # Everything lives under BASE (munge key and socket, MariaDB data, slurm.conf, state, spool, logs, pid
 # files); nothing is written to /etc, /var or /run. The daemons listen on 127.0.0.1 only. Running it again
 # while the cluster is up just prints the environment. slurm/stop_cluster.sh stops it by its pid files.
@@ -27,7 +30,17 @@ alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 for tool in munged mungekey slurmctld slurmd sbatch srun sinfo; do
   command -v "$tool" >/dev/null || die "$tool not found: apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge"
 done
-if command -v slurmdbd >/dev/null && command -v mariadbd >/dev/null; then ACCOUNTING=slurmdbd; else ACCOUNTING=stand-in; fi
+# WRN_SLURM_ACCOUNTING: auto (slurmdbd when installed, else the stand-in), slurmdbd, or stand-in
+ACCOUNTING=${WRN_SLURM_ACCOUNTING:-auto}
+if [ "$ACCOUNTING" = auto ]; then
+  if command -v slurmdbd >/dev/null && command -v mariadbd >/dev/null; then ACCOUNTING=slurmdbd; else ACCOUNTING=stand-in; fi
+fi
+case "$ACCOUNTING" in
+  slurmdbd) command -v slurmdbd >/dev/null && command -v mariadbd >/dev/null \
+              || die "slurmdbd or mariadbd not found: apt-get install -y --no-install-recommends slurmdbd mariadb-server" ;;
+  stand-in) ;;
+  *) die "WRN_SLURM_ACCOUNTING=$ACCOUNTING: allowed: auto, slurmdbd, stand-in" ;;
+esac
 
 if alive "$BASE/run/slurmctld.pid" && alive "$BASE/run/slurmd.pid" && alive "$BASE/munge/munged.pid"; then
   echo "already running under $BASE"

@@ -282,6 +282,8 @@ def resolve(config: RunConfig) -> RunConfig:
         n = (c.depth - 2) // 9
         c = dataclasses.replace(c, block="bottleneck")
     else:
+        if c.dropout:
+            raise ConfigError("dropout", c.dropout, "wrn50_2_bottleneck has no dropout: 0")
         if (c.depth, c.k) != (50, 2) or c.block not in (RunConfig.block, "bottleneck"):
             raise ConfigError("arch", c.arch, "wrn50_2_bottleneck is fixed: depth 50, k 2, block unset")
         n = None

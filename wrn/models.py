@@ -38,7 +38,8 @@ class PreActBlock(nn.Module):
     """The residual block B(M) of wrn-paper.md §1, built from its kernel sizes M.
 
     Every conv is preceded by BN-ReLU and has the group's width (no bottleneck). The stride sits on the
-    first conv; dropout (when p > 0) sits between the BN-ReLU and every conv but the first, as in the
+    first conv, as in the official repo's generic block of its first commit (the paper does not say;
+    wrn-paper.md §1); dropout (when p > 0) sits between the BN-ReLU and every conv but the first, as in the
     official wide_basic. When the shape changes, the shortcut is a bias-free 1x1 conv with the block's
     stride and no BN, fed the same BN-ReLU'd input as the first conv (official Lua/PyTorch code,
     wrn-paper.md §6.6); otherwise the shortcut adds the raw input."""

@@ -24,6 +24,7 @@ Labels are what specs, results and tables show, so there is exactly one grammar,
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -96,8 +97,9 @@ def render_label(cfg: RunConfig) -> str:
         return f"preact-ResNet-{cfg.depth}"
     label = f"WRN-{cfg.depth}-{cfg.k}"
     true_convention = cfg.depth_convention == "true"
-    if cfg.block != BASIC_BLOCK or true_convention:
-        label += "-" + format_block(parse_block(cfg.block))
+    block = format_block(parse_block(cfg.block))
+    if block != BASIC_BLOCK or true_convention:
+        label += "-" + block
     if true_convention:
         label += "-true"
     if cfg.dropout:
@@ -138,7 +140,7 @@ def _parse_dropout(rate: str | None) -> float | bool:
     try:
         value = float(rate)
     except ValueError:
-        value = None
-    if value is None or not 0.0 < value < 1.0:
+        value = math.nan
+    if not 0.0 < value < 1.0:
         raise ConfigError("dropout", rate, "a -dropout=<p> label needs a probability in (0, 1)")
     return value

@@ -74,7 +74,8 @@ def data_dir(tmp_path_factory):
 def make_run(results: Path, spec: str, epochs: int, **fields) -> Path:
     """A run folder of a WRN-10-1 on generated CIFAR-10 (about 1.3 s per epoch on one CPU)."""
     cfg = resolve(RunConfig(dataset="cifar10", depth=10, k=1, epochs=epochs, lr_milestones=(max(1, epochs // 2),),
-                            batch_size=16, eval_batch_size=64, preprocessing="meanstd", **fields))
+                            batch_size=16, eval_batch_size=64, preprocessing="meanstd",
+                            data_source="synthetic:256:64", **fields))
     rid = store.run_id(cfg)
     path = store.run_dir(results, spec, rid)
     path.mkdir(parents=True)
@@ -271,3 +272,57 @@ def test_parse_states_expands_pending_array_ranges_and_skips_steps():
 def test_chunks_keep_every_run_once():
     assert slurm_mod.chunks(list(range(5)), 2) == [[0, 1], [2, 3], [4]]
     assert slurm_mod.chunks([1], 1001) == [[1]]
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line, end to end
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments.run", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, env=env)
+
+
+def table_without_timing(results: Path, spec: str) -> list[dict]:
+    import pandas as pd
+
+    table = pd.read_csv(results / "tables" / f"{spec}.csv")
+    return table[[c for c in table.columns if "time" not in c]].to_dict("records")
+
+
+def test_smoke_spec_through_the_cluster_gives_the_local_executors_table(cluster, tmp_path):
+    """(a) --executor slurm --wait through the real cluster writes the same table as the local
+    executor (timings aside); launching again submits nothing."""
+    spec = "table_block_type"
+    via_slurm = run_cli(spec, "--profile", "smoke", "--executor", "slurm", "--cluster", "local", "--wait",
+                        "--results", str(tmp_path / "slurm"))
+    assert via_slurm.returncode == 0, via_slurm.stderr
+    assert "submitted 6 runs as SLURM job(s)" in via_slurm.stdout
+    local = run_cli(spec, "--profile", "smoke", "--results", str(tmp_path / "local"))
+    assert local.returncode == 0, local.stderr
+    assert table_without_timing(tmp_path / "slurm", spec) == table_without_timing(tmp_path / "local", spec)
+    for run in store.spec_runs(tmp_path / "slurm", spec):
+        assert run.state == "done" and run.slurm["cluster"] == "local"
+
+    again = run_cli(spec, "--profile", "smoke", "--executor", "slurm", "--results", str(tmp_path / "slurm"))
+    assert again.returncode == 0, again.stderr
+    assert "6 complete, 0 to run" in again.stdout and "submitted" not in again.stdout
+
+
+def test_bad_cluster_profile_on_the_command_line_writes_nothing(tmp_path):
+    for cluster_arg, message in (("nosuch", "unknown cluster 'nosuch'"), (str(tmp_path / "bad.toml"), "unknown key")):
+        (tmp_path / "bad.toml").write_text('partiton = "debug"\n')
+        out = run_cli("table_block_type", "--profile", "smoke", "--executor", "slurm", "--cluster", cluster_arg,
+                      "--results", str(tmp_path / "results"))
+        assert out.returncode == 2 and message in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "results").exists()
+
+
+def test_no_slurm_client_on_the_command_line_is_one_line(tmp_path):
+    out = run_cli("table_block_type", "--profile", "smoke", "--executor", "slurm", "--results",
+                  str(tmp_path / "results"), env=dict(os.environ, PATH=str(tmp_path)))
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]
+    assert "sbatch not found on PATH" in out.stderr and "slurm/start_cluster.sh" in out.stderr
+    assert not (tmp_path / "results").exists()

@@ -62,8 +62,21 @@ class Workers:
     """Starts `experiments.worker.main` in real processes forked from a server that preloaded torch."""
 
     def __init__(self):
+        from multiprocessing import forkserver
+
         self.ctx = multiprocessing.get_context("forkserver")
         self.ctx.set_forkserver_preload(["faultinject"])
+        # Python 3.11's forkserver ignores the parent's sys.path: hand it over through PYTHONPATH
+        # while the server starts, so that its preload (torch and the suite) really happens.
+        saved = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), str(REPO_ROOT)] + ([saved] if saved else []))
+        try:
+            forkserver.ensure_running()
+        finally:
+            if saved is None:
+                del os.environ["PYTHONPATH"]
+            else:
+                os.environ["PYTHONPATH"] = saved
 
     def start(self, run_dir: Path, data_dir: Path, faults=(), count_file=None, slow=0.0, log=None):
         import faultinject
@@ -176,3 +189,38 @@ def python_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
+
+
+USER_SPEC = '''\
+name = "{name}"
+title = "Reliability: two tiny networks"
+paper_ref = "none (a test spec)"
+description = "Two WRN-10 networks on CIFAR-10, for the reliability tests."
+kind = "train"
+seeds = 1
+metrics = ["test_error"]
+
+[base]
+dataset = "cifar10"
+arch = "wrn"
+depth = 10
+preprocessing = "meanstd"
+dropout = false
+
+[[rows]]
+k = 1
+
+[[rows]]
+k = 2
+
+[table]
+rows = ["k"]
+metric = "test_error"
+'''
+
+
+def write_spec(folder: Path, name: str = "reliability_tiny", text: str | None = None) -> Path:
+    """A user spec file (by path, so it may not take a shipped spec's name)."""
+    path = Path(folder) / f"{name}.toml"
+    path.write_text(USER_SPEC.format(name=name) if text is None else text)
+    return path

@@ -1,0 +1,116 @@
+"""Where each run of a spec stands, from the run store (and SLURM, for runs submitted to a cluster).
+
+    python -m experiments.status table_width                      # the paper profile's runs
+    python -m experiments.status table_block_type --profile smoke --results /scratch/results
+
+States: to do (no run folder yet), queued (submitted, not started or waiting to be requeued), running
+(its lock is live), interrupted (stopped with a checkpoint, resumable), done, diverged, failed (with the
+tail of its error), corrupt. A SLURM job that ended without a result (cancelled, killed, out of
+requeues) is recorded as failed here, so a relaunch of the spec resubmits exactly the failed and
+missing runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from experiments import store
+from experiments.errors import UserError
+
+SHOWN = {"todo": "to do"}
+TAIL_LINES = 6
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="python -m experiments.status", description=__doc__.split("\n\n")[0],
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", help="a spec name or the path of a spec .toml file")
+    p.add_argument("--results", type=Path, default=Path("results"), help="the launch's results folder")
+    p.add_argument("--profile", default="paper", help="the profile the spec was launched with (default: paper)")
+    p.add_argument("--seeds", type=int, default=None, help="as given to experiments.run, if it was")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="as given to experiments.run, if it was (repeatable)")
+    return p
+
+
+def _note(rec: store.RunRecord) -> str:
+    if rec.state in ("done", "diverged") and rec.result:
+        final = rec.result.get("final") or {}
+        if rec.state == "diverged":
+            d = rec.result.get("diverged") or {}
+            return f"diverged at epoch {d.get('epoch')}, step {d.get('step')}"
+        if "test_error" in final:
+            return f"test error {final['test_error']:.2f}%"
+        return ""
+    if rec.state == "failed":
+        return rec.reason
+    return rec.reason if rec.state in ("interrupted", "corrupt") else ""
+
+
+def status_lines(spec_name: str, planned: list, results: Path) -> list[str]:
+    """The status table of `planned` (PlannedRun list) under `results`, one string per line."""
+    from experiments.slurm import reconcile
+
+    paths = [store.run_dir(results, spec_name, p.run_id) for p in planned]
+    existing = [p for p in paths if p.is_dir()]
+    records = {r.path: r for r in reconcile(existing)}
+    rows, tails = [], {}
+    for plan, path in zip(planned, paths):
+        rec = records.get(path) or store.RunRecord(path=path, run_id=plan.run_id, spec=spec_name, state="todo")
+        epochs = plan.config.epochs if plan.timing is None else None
+        job = (rec.slurm or {}).get("job_id", "")
+        rows.append((SHOWN.get(rec.state, rec.state), plan.run_id, plan.label, str(plan.config.seed),
+                     f"{rec.epochs_done}/{epochs}" if epochs else "-", job, _note(rec)))
+        if rec.state == "failed" and rec.failure:
+            tail = (rec.failure.get("traceback_tail") or "").rstrip().splitlines()[-TAIL_LINES:]
+            tails[len(rows) - 1] = tail
+    counts = Counter(r[0] for r in rows)
+    header = ("state", "run_id", "label", "seed", "epochs", "job", "note")
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    fmt = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
+    order = ["running", "queued", "interrupted", "to do", "done", "diverged", "failed", "corrupt"]
+    summary = ", ".join(f"{counts[s]} {s}" for s in order if counts[s])
+    lines = [f"{spec_name}: {len(rows)} runs: {summary}", fmt(header)]
+    for i, row in enumerate(rows):
+        lines.append(fmt(row))
+        lines += [f"    | {t}" for t in tails.get(i, [])]
+    others = [p for p in (store.runs_root(results) / spec_name).glob("*") if p.is_dir() and p not in set(paths)]
+    if others:
+        lines.append(f"({len(others)} more run folders of {spec_name} under {results} belong to another "
+                     "profile, --seeds or --set)")
+    if counts["failed"] or counts["to do"] or counts["interrupted"]:
+        lines.append(f"launching {spec_name} again runs only the {counts['failed']} failed, "
+                     f"{counts['interrupted']} interrupted and {counts['to do']} missing runs")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    from experiments.spec import SpecError, expand, load_spec, parse_overrides
+    from wrn.config import ConfigError
+
+    try:
+        args = build_parser().parse_args(argv)
+        if args.seeds is not None and args.seeds < 1:
+            raise UserError(f"--seeds: {args.seeds}: expected an integer >= 1")
+        spec = load_spec(args.spec)
+        planned = expand(spec, args.profile, parse_overrides(args.overrides), seeds=args.seeds)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (SpecError, ConfigError) as e:  # one line by construction
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(status_lines(spec.name, planned, args.results.absolute())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

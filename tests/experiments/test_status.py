@@ -1,0 +1,106 @@
+"""`python -m experiments.status`: each planned run's state from the run store, SLURM jobs settled."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import time
+
+import pytest
+
+from experiments import slurm, status, store
+from experiments.spec import expand, load_spec
+
+SPEC = "table_block_type"
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    """Six smoke runs of table_block_type in every state the store knows; SLURM answers from a table."""
+    planned = expand(load_spec(SPEC), "smoke")
+    assert len(planned) == 6
+    root = tmp_path / "results"
+    dirs = []
+    for plan in planned[:5]:
+        path = store.run_dir(root, SPEC, plan.run_id)
+        path.mkdir(parents=True)
+        store.atomic_write_json(path / store.CONFIG, {"run_id": plan.run_id, "spec": SPEC, "label": plan.label,
+                                                      "config": plan.config.to_dict(), "created_at": "now"})
+        dirs.append(path)
+    done, failed, queued, cancelled, running = dirs
+    (done / store.METRICS).write_text(json.dumps({"epoch": 1}) + "\n" + json.dumps({"epoch": 2}) + "\n")
+    store.atomic_write_json(done / store.RESULT, {"status": "done", "final": {"test_error": 12.345}})
+    store.atomic_write_json(failed / store.FAILURE, {
+        "error_type": "RuntimeError", "message": "CUDA out of memory", "at": "now",
+        "traceback_tail": "Traceback (most recent call last):\n  File \"train.py\", line 1\nRuntimeError: CUDA out of memory"})
+    log_dir = root / "slurm" / SPEC / "sub" / "jobs" / "41_3"
+    log_dir.mkdir(parents=True)
+    (log_dir / "41_3_0_log.err").write_text("slurmstepd: error: *** JOB 41 CANCELLED AT now ***\n")
+    for path, job in ((failed, "41_1"), (queued, "41_2"), (cancelled, "41_3"), (running, "41_4")):
+        store.atomic_write_json(path / store.SLURM, {"job_id": job, "cluster": "local", "submitted_at": "now",
+                                                     "active": True, "log_dir": str(root / "slurm" / SPEC / "sub"
+                                                                                    / "jobs" / job)})
+    (running / store.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                                  "started_at": time.time()}))
+    asked = []
+
+    def job_states(ids):
+        asked.append(sorted(ids))
+        return {"41_2": "PENDING", "41_3": "CANCELLED", "41_4": "RUNNING"}
+
+    monkeypatch.setattr(slurm, "job_states", job_states)
+    return root, planned, dirs, asked
+
+
+def test_every_state_with_jobs_and_error_tails(results, capsys):
+    root, planned, (done, failed, queued, cancelled, running), asked = results
+    assert status.main([SPEC, "--profile", "smoke", "--results", str(root)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == f"{SPEC}: 6 runs: 1 running, 1 queued, 1 to do, 1 done, 2 failed"
+    row = {m.group(0): line for line in lines[2:] if (m := re.search(r"\b[0-9a-f]{12}\b", line))}
+    assert row[done.name].startswith("done") and "2/2" in row[done.name] and "test error 12.35%" in row[done.name]
+    assert row[failed.name].startswith("failed") and "41_1" in row[failed.name]
+    assert "RuntimeError: CUDA out of memory" in row[failed.name]
+    assert "    | RuntimeError: CUDA out of memory" in out  # the tail of the traceback
+    assert row[queued.name].startswith("queued") and "41_2" in row[queued.name]
+    assert row[running.name].startswith("running")
+    assert row[planned[5].run_id].startswith("to do") and "0/2" in row[planned[5].run_id]
+    # the cancelled job is settled as failed, with the job's final state and its log
+    assert row[cancelled.name].startswith("failed")
+    assert "SLURM job 41_3 ended CANCELLED without a result" in row[cancelled.name]
+    assert "    | slurmstepd: error: *** JOB 41 CANCELLED AT now ***" in out
+    assert asked == [["41_2", "41_3"]]  # only runs that look queued are asked about
+    assert lines[-1] == f"launching {SPEC} again runs only the 2 failed, 0 interrupted and 1 missing runs"
+    # recorded, so the runner resubmits it and a later status agrees without asking SLURM
+    assert store.read_run(cancelled).state == "failed"
+    assert not store.read_json(cancelled / store.SLURM)["active"]
+
+
+def test_runs_of_another_profile_are_counted_not_listed(results, capsys):
+    root, *_ = results
+    assert status.main([SPEC, "--results", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"{SPEC}: 30 runs: 30 to do"
+    assert "(5 more run folders of table_block_type" in out
+
+
+def test_slurm_unreachable_leaves_store_states(results, capsys, monkeypatch):
+    root, _, (_, _, queued, cancelled, _), _ = results
+    monkeypatch.setattr(slurm, "job_states", lambda ids: None)
+    assert status.main([SPEC, "--profile", "smoke", "--results", str(root)]) == 0
+    assert store.read_run(cancelled).state == "queued"  # nothing concluded without SLURM's answer
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["nosuch"], "unknown spec 'nosuch'"),
+    ([SPEC, "--profile", "nosuch"], "unknown profile 'nosuch'"),
+    ([SPEC, "--seeds", "0"], "--seeds: 0: expected an integer >= 1"),
+    ([SPEC, "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_input_is_one_line_exit_2(argv, message, capsys):
+    assert status.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
