@@ -75,8 +75,9 @@ def describe(planned, device_type: str = "cuda", tflops: float | None = None,
 
 
 def format_table(rows: list[PlanRow], device_type: str) -> str:
-    head = f"{'run_id':<12}  {'label':<24} {'dataset':<8} {'seed':>4} {'params':>11} " \
-           f"{'GFLOPs':>7} {'epochs':>6} {'est ' + device_type + '-h':>10}  state"
+    est = f"est {device_type}-h"
+    head = (f"{'run_id':<12}  {'label':<24} {'dataset':<8} {'seed':>4} {'params':>11} "
+            f"{'GFLOPs':>7} {'epochs':>6} {est:>10}  state")
     lines = [head, "-" * len(head)]
     for r in rows:
         c = r.config

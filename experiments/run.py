@@ -134,7 +134,9 @@ def _main(argv: list[str] | None) -> int:
 
     from experiments.plan import describe, format_table
 
-    device_type = "cuda" if (args.executor == "slurm" or torch.cuda.is_available()) else "cpu"
+    # Dry runs plan GPU-hours (what a cluster allocation is asked in); a launch is estimated on the
+    # device that will train it.
+    device_type = "cuda" if (args.dry_run or args.executor == "slurm" or torch.cuda.is_available()) else "cpu"
     sizes = _synthetic_sizes(planned)
     rows = describe(planned, device_type, args.device_tflops, spec.kind, sizes)
     for row in rows:
@@ -145,14 +147,14 @@ def _main(argv: list[str] | None) -> int:
             print(json.dumps([r.to_json() for r in rows], indent=2))
         else:
             print(f"{spec.name}: {spec.title} ({spec.paper_ref}), profile {profile.name}")
-            print(format_table(rows, device_type))
+            print(format_table(rows, "GPU"))
         return 0
 
     todo = [r for r in rows if r.state not in ("done", "diverged")]
     total_h = sum(r.est_seconds for r in todo) / 3600
     _log(f"{spec.name}: {len(rows)} runs, {len(rows) - len(todo)} complete, {len(todo)} to run; "
-         f"estimated {total_h:.2f} {device_type}-hours on this plan")
-    if device_type == "cpu" and args.executor != "slurm" and total_h > CPU_GUARD_HOURS and not args.yes:
+         f"estimated {total_h:.2f} {device_type.upper()}-hours on this plan")
+    if device_type == "cpu" and total_h > CPU_GUARD_HOURS and not args.yes:
         raise UserError(
             f"{spec.name}: about {total_h:.0f} CPU-hours of training on a machine without a GPU; "
             f"pass --yes to start anyway, or try --profile smoke, or --executor slurm")

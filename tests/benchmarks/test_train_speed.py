@@ -86,6 +86,7 @@ def test_json_output_and_concurrent_processes(capsys, monkeypatch):
     (["--repeats", "0"], "--repeats"),
     (["--concurrent", "-1"], "--concurrent"),
     (["--device", "tpu"], "--device"),
+    (["--precision", "fp16"], "--precision"),
     (["--device", "cuda:0" if not torch.cuda.is_available() else "mps"], "--device"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, field):

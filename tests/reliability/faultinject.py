@@ -10,6 +10,7 @@ exactly as `python -m experiments.worker` would; the faults fire at the Nth matc
     fsync:PART:N:kill       SIGKILL at the Nth fsync of a file whose name contains PART (the data is
                             written, the rename has not happened)
     fsync:PART:N:truncate   as above, but first cut the file to half its size (a torn write)
+    fsync:PART:N:enospc     raise OSError(ENOSPC) there instead: the disk is full
     append:NAME:N:kill      SIGKILL before the Nth append-open of NAME by wrn.train (metrics.jsonl)
     append:NAME:N:torn      the Nth append writes half its line, then SIGKILL
 
@@ -27,6 +28,7 @@ once, so each killed or relaunched worker is a real process that costs a fork, n
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -45,7 +47,7 @@ import wrn.data  # noqa: E402,F401
 import wrn.models  # noqa: E402,F401
 import wrn.train  # noqa: E402
 
-ACTIONS = ("kill", "truncate", "torn", "nan", "SIGTERM", "SIGINT", "SIGUSR2")
+ACTIONS = ("kill", "truncate", "torn", "nan", "enospc", "SIGTERM", "SIGINT", "SIGUSR2")
 
 
 @dataclass
@@ -64,6 +66,10 @@ class Fault:
         if parts[0] in ("replace", "fsync", "append") and len(parts) == 4:
             return cls(parts[0], parts[1], int(parts[2]), parts[3])
         raise ValueError(f"bad fault spec {text!r}")
+
+    def __post_init__(self):
+        if self.action not in ACTIONS:
+            raise ValueError(f"unknown fault action {self.action!r}: allowed {', '.join(ACTIONS)}")
 
     def hit(self) -> bool:
         self.seen += 1
@@ -129,6 +135,8 @@ def install(faults: list[Fault], count_file: str | None = None, slow: float = 0.
         name = _fd_name(fd if isinstance(fd, int) else fd.fileno())
         for f in by_point["fsync"]:
             if f.match in name and f.hit():
+                if f.action == "enospc":
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 if f.action == "truncate":
                     size = os.fstat(fd).st_size
                     os.ftruncate(fd, size // 2)

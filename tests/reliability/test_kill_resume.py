@@ -16,7 +16,7 @@ import pytest
 
 from conftest import (EPOCHS, STEPS_PER_EPOCH, assert_identical, json_files_parse, make_run,
                       metrics_rows, snapshot, worker_log)
-from experiments import store
+from experiments import locking, store
 from wrn import checkpoint
 
 S = STEPS_PER_EPOCH
@@ -53,6 +53,8 @@ def check_after_kill(run, reference) -> None:
             assert 1 <= state["epoch"] <= EPOCHS + 1
     rec = store.read_run(run)
     assert rec.state in ("todo", "interrupted"), (rec.state, rec.reason)
+    # The dead job's lock is still there; it must not count as live (the relaunch breaks it).
+    assert (run / store.LOCK).exists() and not locking.lock_is_live(run / store.LOCK)
 
 
 @pytest.mark.parametrize("name", list(KILL_POINTS))

@@ -1,0 +1,93 @@
+"""Data integrity (issue 7.7): downloads are checksum-verified, and a damaged data folder stops a launch
+with one line naming the file before anything is written; a folder damaged after the launch checked it
+is caught again by the worker, recorded as the run's failure, and never produces a result.
+(Shapes, dtypes, label ranges and counts, one by one, are in test_bad_inputs.py.)"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torchvision.datasets.utils as tv_utils
+
+from conftest import REPO_ROOT, make_run, python_env, tree, worker_log, write_spec
+from experiments import store
+
+
+def tamper(data_root, name="data_batch_2"):
+    path = data_root / "cifar-10-batches-py" / name
+    data = bytearray(path.read_bytes())
+    data[-50] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def results(tmp_path):
+    path = tmp_path / "results"
+    path.mkdir()
+    (path / "keep.txt").write_text("earlier results\n")
+    return path
+
+
+def test_launch_on_a_tampered_dataset_names_the_file_and_writes_nothing(data_dir, results, tmp_path):
+    """The real command line, with its default local executor."""
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    tamper(data)
+    before_results, before_data = tree(results), tree(data)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.run", str(write_spec(tmp_path)), "--profile", "paper", "--yes",
+         "--data-dir", str(data), "--results", str(results)],
+        cwd=REPO_ROOT, env=python_env(), capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "data_batch_2" in lines[0] and "sha256" in lines[0], lines[0]
+    assert tree(results) == before_results, "a launch on damaged data wrote into the results folder"
+    assert tree(data) == before_data
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "svhn"])
+def test_corrupted_download_is_rejected_by_its_checksum(dataset, results, tmp_path, monkeypatch, capsys):
+    """Whatever arrives from the network is md5-checked before use: here every download is garbage."""
+    from experiments.run import main
+
+    fetched = []
+
+    def garbage_download(url, path, *args, **kwargs):
+        fetched.append(url)
+        with open(path, "wb") as f:
+            f.write(b"<html>captive portal</html>")
+
+    monkeypatch.setattr(tv_utils, "_urlretrieve", garbage_download)
+    monkeypatch.setattr(tv_utils, "_get_redirect_url", lambda url, max_hops=3: url)
+    spec = write_spec(tmp_path).read_text().replace('dataset = "cifar10"', f'dataset = "{dataset}"')
+    spec_path = tmp_path / "svhn_spec.toml"
+    spec_path.write_text(spec.replace('preprocessing = "meanstd"', 'preprocessing = "div255"'))
+    data = tmp_path / "data"
+    data.mkdir()
+    before = tree(results)
+    code = main([str(spec_path), "--profile", "paper", "--yes", "--data-dir", str(data), "--results", str(results)])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert fetched, "nothing was downloaded"
+    assert code == 2 and len(lines) == 1, err
+    assert dataset in lines[0] and "corrupted" in lines[0], lines[0]
+    assert tree(results) == before
+
+
+def test_data_damaged_after_the_launch_is_caught_by_the_worker(workers, data_dir, tmp_path):
+    """A queued job starts after someone edited the data: the worker verifies again, records the
+    failure naming the file, and writes no result."""
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    tamper(data, "data_batch_4")
+    run = make_run(tmp_path / "results")
+    code = workers.run(run, data)
+    assert code not in (0, -9), worker_log(run)
+    assert not (run / store.RESULT).exists()
+    rec = store.read_run(run)
+    assert rec.state == "failed" and rec.failure["error_type"] == "DataError"
+    assert "data_batch_4" in rec.failure["message"] and "sha256" in rec.failure["message"]
