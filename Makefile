@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test slurm-packages cluster-start cluster-stop clean
+.PHONY: demo test slurm-packages clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,12 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed slurm-packages
 	$(PY) -m pytest -q
 
+# slurmdbd + MariaDB give the dev cluster real accounting (sacct), as users' clusters have.
+SLURM_DEBS := slurmctld slurmd slurm-client munge slurmdbd mariadb-server
 slurm-packages:
-	@command -v slurmctld >/dev/null && command -v munged >/dev/null || \
-	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge)
+	@command -v slurmctld >/dev/null && command -v munged >/dev/null && command -v slurmdbd >/dev/null \
+	  && command -v mariadbd >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SLURM_DEBS))
 
 clean:
 	rm -rf $(VENV) results/runs results/tables results/figures results/data results/slurm results/REPORT.md

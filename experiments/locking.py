@@ -1,8 +1,9 @@
 """One owner per run, also across hosts on a shared filesystem.
 
 The lock is a file created with O_CREAT|O_EXCL (atomic on local filesystems and NFSv3+), holding the
-owner's host and pid. The owner refreshes its mtime as a heartbeat. A lock is stale when its heartbeat
-is older than `STALE_AFTER_S`, or when it names this host and a pid that no longer exists; a stale lock
+owner's host, pid and SLURM task. The owner refreshes its mtime as a heartbeat. A lock is stale when
+its heartbeat is older than `STALE_AFTER_S`, when it names this host and a pid that no longer exists,
+or when it was left by an earlier incarnation of this same SLURM task (a requeued job); a stale lock
 is broken by renaming it away (atomic, so two contenders cannot both break it and both win).
 """
 
@@ -23,8 +24,18 @@ class RunLocked(RuntimeError):
     """Another live process owns the run."""
 
 
+def _slurm_task() -> str | None:
+    """This process's SLURM job (array task), if any: SLURM runs one incarnation of a job at a time."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+    if job is None:
+        return None
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{job}_{task}" if task is not None else job
+
+
 def _owner() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time()}
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time(),
+            "slurm_task": _slurm_task()}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -48,6 +59,9 @@ def lock_is_live(path: Path) -> bool:
         return False
     if owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", -1))):
         return False
+    mine = _slurm_task()
+    if mine is not None and owner.get("slurm_task") == mine and owner.get("pid") != os.getpid():
+        return False  # left by this job's previous incarnation (requeued, maybe onto another node)
     return True
 
 

@@ -173,6 +173,10 @@ def _main(argv: list[str] | None) -> int:
     if args.executor == "slurm":
         from experiments.slurm import submit_runs, wait_for
 
+        owned = {r.run_id for r in todo if r.state in ("queued", "running")}
+        if owned:
+            _log(f"{len(owned)} runs are already queued or running under a live job; not resubmitted")
+        run_dirs = [p for p in run_dirs if p.name not in owned]
         job_ids = submit_runs(run_dirs, cluster, data_dir, args.max_parallel) if run_dirs else []
         if job_ids:
             _log(f"submitted {len(run_dirs)} runs as SLURM job(s) {', '.join(job_ids)}; follow with "
