@@ -319,3 +319,12 @@ def test_table3_networks_cost_the_same():
     # Table 3 holds the number and placement of 3x3 convs fixed (12 per group), so FLOPs are equal too
     flops = {forward_flops(resolved(f"WRN-40-2-B({','.join(['3'] * l)})-true", "cifar10")) for l in (1, 2, 3, 4)}
     assert len(flops) == 1
+
+
+def test_every_network_a_shipped_spec_trains_is_covered_here():
+    """The parametrizations above run over PAPER_NETWORKS; no shipped spec may use a network outside it."""
+    from experiments.spec import expand, list_specs
+
+    covered = {(net.label, net.dataset) for net in PAPER_NETWORKS}
+    used = {(run.label, run.config.dataset) for spec in list_specs() for run in expand(spec, "paper")}
+    assert used <= covered, sorted(used - covered)
