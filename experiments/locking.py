@@ -3,8 +3,9 @@
 The lock is a file created with O_CREAT|O_EXCL (atomic on local filesystems and NFSv3+), holding the
 owner's host, pid and SLURM task. The owner refreshes its mtime as a heartbeat. A lock is stale when
 its heartbeat is older than `STALE_AFTER_S`, when it names this host and a pid that no longer exists,
-or when it was left by an earlier incarnation of this same SLURM task (a requeued job); a stale lock
-is broken by renaming it away (atomic, so two contenders cannot both break it and both win).
+or when it was left by an earlier incarnation of this same SLURM task (a requeued job). A stale lock
+is removed only under a second O_EXCL guard file and after re-checking it there, so two contenders
+can never both break it and both win.
 """
 
 from __future__ import annotations
@@ -52,11 +53,15 @@ def lock_is_live(path: Path) -> bool:
     path = Path(path)
     try:
         age = time.time() - path.stat().st_mtime
-        owner = json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except OSError:
         return False
     if age > STALE_AFTER_S:
         return False
+    try:
+        owner = json.loads(text)
+    except ValueError:
+        return True  # being written by its new owner right now; only age makes it stale
     if owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", -1))):
         return False
     mine = _slurm_task()
@@ -74,18 +79,13 @@ class RunLock:
         self._thread: threading.Thread | None = None
 
     def acquire(self) -> None:
-        for _ in range(2):
+        for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 if lock_is_live(self.path):
                     raise RunLocked(f"{self.path.parent} is being trained by {self._describe()}")
-                stale = self.path.with_name(f".{self.path.name}.stale.{os.getpid()}")
-                try:
-                    os.replace(self.path, stale)
-                    stale.unlink(missing_ok=True)
-                except FileNotFoundError:
-                    pass  # another contender broke it first; try again
+                self._break_stale()
                 continue
             with os.fdopen(fd, "w") as f:
                 json.dump(_owner(), f)
@@ -93,6 +93,27 @@ class RunLock:
             self._thread.start()
             return
         raise RunLocked(f"{self.path.parent}: could not take the lock")
+
+    def _break_stale(self) -> None:
+        """Remove a stale lock, re-checked under a guard file: without the guard, a contender that
+        judged the lock stale could remove the live lock another contender has just taken."""
+        guard = self.path.with_name(f".{self.path.name}.breaking")
+        try:
+            fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                if time.time() - guard.stat().st_mtime > STALE_AFTER_S:
+                    guard.unlink()  # a breaker died mid-break
+            except FileNotFoundError:
+                pass
+            time.sleep(0.1)
+            return
+        try:
+            if not lock_is_live(self.path):
+                self.path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+            guard.unlink(missing_ok=True)
 
     def _describe(self) -> str:
         try:

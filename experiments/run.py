@@ -150,6 +150,11 @@ def _main(argv: list[str] | None) -> int:
             print(format_table(rows, "GPU"))
         return 0
 
+    corrupt = [r for r in rows if r.state == "corrupt"]
+    if corrupt:
+        rec = store.read_run(store.run_dir(args.results, spec.name, corrupt[0].run_id))
+        raise UserError(f"{rec.path}: {rec.reason}; move the run folder away to train this run again "
+                        f"({len(corrupt)} damaged run folder(s))")
     todo = [r for r in rows if r.state not in ("done", "diverged")]
     total_h = sum(r.est_seconds for r in todo) / 3600
     _log(f"{spec.name}: {len(rows)} runs, {len(rows) - len(todo)} complete, {len(todo)} to run; "
@@ -262,11 +267,13 @@ def _real_data_dir(args, configs) -> Path:
 def _synthetic_data_dir(results: Path, sizes: tuple[int, int], datasets: set[str]) -> Path:
     """Small generated datasets in the real on-disk formats under <results>/data/synthetic-<n>-<m>,
     read back through the real loaders by the runs."""
+    from wrn.datasets import MANIFEST_NAME, dataset_folder
     from wrn.fake_data import write_fake_dataset
 
     root = results / "data" / f"synthetic-{sizes[0]}-{sizes[1]}"
     for name in sorted(datasets):
-        write_fake_dataset(name, root, sizes[0], sizes[1], seed=0)
+        if not (dataset_folder(name, root) / MANIFEST_NAME).exists():  # written last: complete
+            write_fake_dataset(name, root, sizes[0], sizes[1], seed=0)
     return root
 
 

@@ -137,6 +137,9 @@ def read_run(path: Path) -> RunRecord:
             if status not in ("done", "diverged"):
                 raise ValueError(f"unknown status {status!r}")
             rec.state = status
+            if status == "diverged" and rec.result.get("diverged"):
+                d = rec.result["diverged"]
+                rec.reason = f"loss {d.get('loss')} at epoch {d.get('epoch')}, step {d.get('step')}"
         except (OSError, ValueError, KeyError, TypeError) as e:
             rec.state, rec.reason, rec.result = "corrupt", f"unreadable result.json: {e}", None
         return rec

@@ -48,29 +48,44 @@ def execute_run(
         if (run_dir / store.RESULT).exists():
             return store.read_json(run_dir / store.RESULT)["status"]
         (run_dir / store.FAILURE).unlink(missing_ok=True)
-        dev = pick_device(device)
-        store.atomic_write_json(run_dir / store.PROVENANCE, collect(runtime_settings(cfg, dev)))
+        _remove_torn_writes(run_dir)
         try:
+            dev = pick_device(device)
+            store.atomic_write_json(run_dir / store.PROVENANCE, collect(runtime_settings(cfg, dev)))
             if meta.get("kind", "train") == "timing":
-                timing = meta.get("timing", {})
-                result = measure_step_time(cfg, device=dev, **timing)
+                result = measure_step_time(cfg, device=dev, **meta.get("timing", {}))
             else:
                 result = train(cfg, run_dir, data_dir, device=dev,
                                should_stop=stop.is_set if stop is not None else None, progress=progress)
+            result = {"run_id": meta["run_id"], "spec": meta["spec"], "label": meta["label"], **result,
+                      "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            store.atomic_write_json(run_dir / store.RESULT, result)
         except TrainingInterrupted:
             raise
         except BaseException as e:
-            store.atomic_write_json(run_dir / store.FAILURE, {
-                "error_type": type(e).__name__,
-                "message": str(e).splitlines()[0] if str(e) else "",
-                "traceback_tail": traceback.format_exc()[-4000:],
-                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            })
+            _record_failure(run_dir, e)
             raise
-        result = {"run_id": meta["run_id"], "spec": meta["spec"], "label": meta["label"], **result,
-                  "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        store.atomic_write_json(run_dir / store.RESULT, result)
         return result["status"]
+
+
+def _remove_torn_writes(run_dir: Path) -> None:
+    """Temp files of writes a kill interrupted; never read, but they would pile up."""
+    for pattern in (".checkpoint.*.tmp", ".*.json.*.tmp", f".{store.METRICS}.tmp"):
+        for path in run_dir.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
+def _record_failure(run_dir: Path, error: BaseException) -> None:
+    """failure.json for a run that raised; best effort, since a full disk may refuse it too."""
+    try:
+        store.atomic_write_json(run_dir / store.FAILURE, {
+            "error_type": type(error).__name__,
+            "message": str(error).splitlines()[0] if str(error) else "",
+            "traceback_tail": traceback.format_exc()[-4000:],
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        })
+    except OSError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ ROOT is then passed to training as ``--data-dir``.
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -50,9 +51,22 @@ def _images(rng: np.random.Generator, labels: np.ndarray, protos: np.ndarray | N
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
+def _replace_atomically(path: Path, write) -> None:
+    """`write(tmp)` then rename over `path`: a reader (another launcher's run) never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _dump(obj: dict, path: Path) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=2)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            pickle.dump(obj, f, protocol=2)
+
+    _replace_atomically(path, write)
 
 
 def _cifar_rows(images: np.ndarray) -> np.ndarray:
@@ -92,8 +106,9 @@ def _write_svhn(folder: Path, train: tuple, test: tuple) -> None:
     for filename, (images, labels) in [(f, (train[0][s], train[1][s])) for f, s in parts.items()] + [
             (layout.test[0], test)]:
         digits = np.where(labels == 0, 10, labels).astype(np.uint8).reshape(-1, 1)  # SVHN: 0 is 10
-        scipy.io.savemat(str(folder / filename), {"X": np.ascontiguousarray(images.transpose(1, 2, 3, 0)),
-                                                  "y": digits})
+        arrays = {"X": np.ascontiguousarray(images.transpose(1, 2, 3, 0)), "y": digits}
+        _replace_atomically(folder / filename,
+                            lambda tmp, arrays=arrays: scipy.io.savemat(str(tmp), arrays, appendmat=False))
 
 
 def _write_imagenet(folder: Path, train: tuple, test: tuple) -> None:
@@ -103,7 +118,8 @@ def _write_imagenet(folder: Path, train: tuple, test: tuple) -> None:
         for i, (image, label) in enumerate(zip(images, labels)):
             class_dir = folder / split / f"n{label:08d}"
             class_dir.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(class_dir / f"{split}_{i:06d}.JPEG", quality=95)
+            _replace_atomically(class_dir / f"{split}_{i:06d}.JPEG", lambda tmp, image=image: Image.fromarray(
+                image).save(tmp, format="JPEG", quality=95))
 
 
 def write_fake_dataset(name: str, root: str | Path, n_train: int, n_test: int, seed: int = 0,
