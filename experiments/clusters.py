@@ -12,11 +12,11 @@ timeouts ends a long training run that is preempted a few times (slurm-single-no
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from experiments import tomlfiles
 from experiments.errors import UserError
 from wrn.config import suggest
 
@@ -65,23 +65,8 @@ def known_clusters() -> list[str]:
 
 def load_cluster(name_or_path: str | Path) -> ClusterProfile:
     """A shipped profile by name ("local") or a profile file by path; raises `ClusterError`."""
-    text = str(name_or_path)
-    if text.endswith(".toml") or "/" in text or isinstance(name_or_path, Path):
-        path = Path(text)
-        if not path.is_file():
-            raise ClusterError(f"--cluster: {text}: no such cluster profile file")
-    else:
-        path = CLUSTERS_DIR / f"{text}.toml"
-        if not path.is_file():
-            names = known_clusters()
-            raise ClusterError(f"--cluster: unknown cluster {text!r}{suggest(text, names)}; the profiles in "
-                               f"slurm/clusters/ are: {', '.join(names)} (or give the path of a .toml file)")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise ClusterError(f"{path}: cannot read: {err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ClusterError(f"{path}: invalid TOML: {err}") from None
+    path = tomlfiles.locate(name_or_path, CLUSTERS_DIR, "cluster profile", ClusterError, prefix="--cluster: ")
+    data = tomlfiles.read(path, str(path), ClusterError)
     return _build(path, data)
 
 

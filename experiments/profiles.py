@@ -7,11 +7,11 @@ This module loads and validates them; `experiments.spec.expand` applies them.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments import tomlfiles
 from experiments.spec import (
     SETTABLE_FIELDS,
     SpecError,
@@ -43,14 +43,14 @@ class Profile:
 
 
 def profile_names(path: Path | str = PROFILES_FILE) -> list[str]:
-    return list(_read(Path(path)))
+    return list(tomlfiles.read(Path(path), display_path(Path(path)), SpecError))
 
 
 def load_profile(name: str, path: Path | str = PROFILES_FILE) -> Profile:
     """The profile `name` of `path` (default: experiments/profiles.toml), validated."""
     path = Path(path)
     where = display_path(path)
-    profiles = _read(path)
+    profiles = tomlfiles.read(path, display_path(path), SpecError)
     if name not in profiles:
         raise SpecError(f"{where}: unknown profile {name!r}{suggest(str(name), profiles)}; "
                         f"the profiles are: {', '.join(profiles)}")
@@ -81,16 +81,6 @@ def load_profile(name: str, path: Path | str = PROFILES_FILE) -> Profile:
     timing = parse_timing(where, f"{name}.timing", raw.get("timing", {}), required=False)
     return Profile(name=name, description=" ".join(description.split()), seeds=seeds, config=config,
                    config_by_dataset=by_dataset, data=data, timing=timing, path=path)
-
-
-def _read(path: Path) -> dict[str, Any]:
-    where = display_path(path)
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise SpecError(f"{where}: cannot read: {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{where}: invalid TOML: {err}") from None
 
 
 def _parse_data(where: str, prefix: str, raw: Any) -> dict[str, Any]:

@@ -70,6 +70,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
 
+from experiments import tomlfiles
 from wrn.config import DATASETS, RECIPES, ConfigError, RunConfig, recipe_family, resolve, suggest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -215,23 +216,9 @@ def list_specs() -> list[Spec]:
 
 def load_spec(name_or_path: str | Path) -> Spec:
     """A shipped spec by name ("table_width") or a user's spec by path ("my/spec.toml")."""
-    text = str(name_or_path)
-    if text.endswith(".toml") or "/" in text or isinstance(name_or_path, Path):
-        path = Path(text)
-        if not path.is_file():
-            raise SpecError(f"{text}: no such spec file")
-    else:
-        path = SPECS_DIR / f"{text}.toml"
-        if not path.is_file():
-            names = shipped_names()
-            raise SpecError(f"unknown spec {text!r}{suggest(text, names)}; the specs are: {', '.join(names)}")
+    path = tomlfiles.locate(name_or_path, SPECS_DIR, "spec", SpecError)
     where = display_path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise SpecError(f"{where}: cannot read: {err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{where}: invalid TOML: {err}") from None
+    data = tomlfiles.read(path, where, SpecError)
     spec = _build_spec(path, where, data)
     _networks(spec)  # resolves every run, checks excludes, baseline and panels select something
     if spec.paper_results is not None:

@@ -39,7 +39,7 @@ def test_profile_by_path_with_defaults(tmp_path):
 
 
 def test_unknown_cluster_names_the_known_ones():
-    with pytest.raises(ClusterError, match=r"unknown cluster 'locl' \(did you mean 'local'\?\).*example_gpu"):
+    with pytest.raises(ClusterError, match=r"unknown cluster profile 'locl' \(did you mean 'local'\?\).*example_gpu"):
         load_cluster("locl")
     with pytest.raises(UserError, match="no such cluster profile file"):
         load_cluster("nowhere/x.toml")

@@ -311,7 +311,7 @@ def test_smoke_spec_through_the_cluster_gives_the_local_executors_table(cluster,
 
 
 def test_bad_cluster_profile_on_the_command_line_writes_nothing(tmp_path):
-    for cluster_arg, message in (("nosuch", "unknown cluster 'nosuch'"), (str(tmp_path / "bad.toml"), "unknown key")):
+    for cluster_arg, message in (("nosuch", "unknown cluster profile 'nosuch'"), (str(tmp_path / "bad.toml"), "unknown key")):
         (tmp_path / "bad.toml").write_text('partiton = "debug"\n')
         out = run_cli("table_block_type", "--profile", "smoke", "--executor", "slurm", "--cluster", cluster_arg,
                       "--results", str(tmp_path / "results"))

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, USER_SPEC, python_env, tree, write_spec
+from harness import REPO_ROOT, USER_SPEC, python_env, tree, write_spec
 from wrn.fake_data import write_fake_dataset
 
 SPEC_NAME = "reliability_tiny"

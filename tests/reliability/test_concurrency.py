@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import (HERE, REPO_ROOT, STEPS_PER_EPOCH, assert_identical, make_run, python_env,
+from harness import (HERE, REPO_ROOT, STEPS_PER_EPOCH, assert_identical, make_run, python_env,
                       snapshot, worker_log, write_spec)
 from experiments import locking, store
 from experiments.locking import RunLock, RunLocked

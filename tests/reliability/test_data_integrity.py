@@ -12,7 +12,7 @@ import sys
 import pytest
 import torchvision.datasets.utils as tv_utils
 
-from conftest import REPO_ROOT, make_run, python_env, tree, worker_log, write_spec
+from harness import REPO_ROOT, make_run, python_env, tree, worker_log, write_spec
 from experiments import store
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import signal
 
-from conftest import STEPS_PER_EPOCH, make_run, metrics_rows, worker_log, write_spec
+from harness import STEPS_PER_EPOCH, make_run, metrics_rows, worker_log, write_spec
 from experiments import store
 
 S = STEPS_PER_EPOCH

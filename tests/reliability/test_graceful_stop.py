@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import (HERE, REPO_ROOT, STEPS_PER_EPOCH, assert_identical, make_run, python_env, snapshot,
+from harness import (HERE, REPO_ROOT, STEPS_PER_EPOCH, assert_identical, make_run, python_env, snapshot,
                       wait_for, worker_log)
 from experiments import store
 from experiments.worker import EXIT_INTERRUPTED

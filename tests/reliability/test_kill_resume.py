@@ -14,7 +14,7 @@ import warnings
 
 import pytest
 
-from conftest import (EPOCHS, STEPS_PER_EPOCH, assert_identical, json_files_parse, make_run,
+from harness import (EPOCHS, STEPS_PER_EPOCH, assert_identical, json_files_parse, make_run,
                       metrics_rows, snapshot, worker_log)
 from experiments import locking, store
 from wrn import checkpoint

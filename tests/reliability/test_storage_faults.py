@@ -11,7 +11,7 @@ from collections import namedtuple
 
 import pytest
 
-from conftest import assert_identical, make_run, snapshot, tree, worker_log, write_spec
+from harness import assert_identical, make_run, snapshot, tree, worker_log, write_spec
 from experiments import store
 from wrn import checkpoint
 
