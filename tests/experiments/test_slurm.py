@@ -227,7 +227,9 @@ def test_preempted_and_requeued_jobs_resume_and_match_an_uninterrupted_run(clust
     and reruns its original submission): it resumes from the run store's last epoch checkpoint.
     Both end with exactly the metrics and weights of an uninterrupted run on one CPU."""
     results = tmp_path / "results"
-    epochs = 20
+    # Long enough that a job signalled after 2 epochs is still training when SLURM kills it: a plain
+    # requeue only takes effect after KillWait (10 s) and an idle CPU trains an epoch in ~0.4 s.
+    epochs = 60
     preempted = make_run(results, "usr2", epochs)
     requeued = make_run(results, "requeue", epochs)
     reference = make_run(results, "reference", epochs)
