@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from wrn.config import RunConfig
+from wrn.config import RunConfig, resolve
 from wrn.throughput import device_rate, estimate_seconds
 
 MODEL_FIELDS = ("arch", "depth", "k", "block", "depth_convention", "dataset", "image_size", "dropout")
@@ -21,12 +21,9 @@ MODEL_FIELDS = ("arch", "depth", "k", "block", "depth_convention", "dataset", "i
 
 @lru_cache(maxsize=None)
 def _model_stats(key: tuple) -> tuple[int, int]:
-    from wrn.models import count_params, forward_flops, build_model
+    from wrn.models import build_model, count_params, forward_flops
 
-    cfg = RunConfig(**dict(zip(MODEL_FIELDS, key)))
-    from wrn.config import resolve
-
-    cfg = resolve(cfg)
+    cfg = resolve(RunConfig(**dict(zip(MODEL_FIELDS, key))))
     with torch.device("meta"):
         model = build_model(cfg)
     return count_params(model), forward_flops(cfg)

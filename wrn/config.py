@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 DATASETS = ("cifar10", "cifar100", "svhn", "imagenet")
@@ -124,7 +124,7 @@ class RunConfig:
         known = {f.name for f in fields(cls)}
         for key in data:
             if key not in known:
-                raise ConfigError(key, data[key], f"unknown key{_suggest(key, known)}")
+                raise ConfigError(key, data[key], f"unknown key{suggest(key, known)}")
         data = dict(data)
         if data.get("lr_milestones") is not None:
             data["lr_milestones"] = tuple(data["lr_milestones"])
@@ -147,22 +147,15 @@ class RunConfig:
         return self.lr * self.lr_decay**drops
 
 
-def _suggest(key: str, known: set[str] | tuple[str, ...]) -> str:
+def suggest(key: str, known) -> str:
+    """' (did you mean X?)' for the closest of `known`, or ''. Shared by every validator."""
     close = difflib.get_close_matches(key, sorted(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def suggest(key: str, known) -> str:
-    """', did you mean X?' for the closest of `known`, or ''. Shared by every validator."""
-    return _suggest(key, known)
-
-
-FIELD_TYPES: dict[str, Any] = {f.name: f.type for f in fields(RunConfig)}
-
-
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(name, value, f"allowed: {', '.join(choices)}{_suggest(str(value), choices)}")
+        raise ConfigError(name, value, f"allowed: {', '.join(choices)}{suggest(str(value), choices)}")
 
 
 def _check_type(name: str, value: Any, kind: type | tuple[type, ...], what: str) -> None:

@@ -215,7 +215,7 @@ def train(
     diverged = state.get("diverged") if state is not None else None
 
     steps = pipeline.steps_per_epoch
-    bar = _progress_bar(progress, cfg, steps, run_dir.name)
+    bar = _progress_bar(progress, steps, run_dir.name)
     while diverged is None and epoch <= cfg.epochs:
         lr = cfg.lr_at(epoch)
         if cfg.reset_momentum_on_decay and start_step == 0 and epoch > 1 and lr != cfg.lr_at(epoch - 1):
@@ -332,7 +332,7 @@ def _rewrite_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def _progress_bar(enabled: bool, cfg: RunConfig, steps: int, name: str):
+def _progress_bar(enabled: bool, steps: int, name: str):
     if not enabled:
         return None
     from tqdm import tqdm
