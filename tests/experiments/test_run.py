@@ -4,6 +4,7 @@ Table 2 end to end through the local executor (real subprocesses, real files), t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -95,3 +96,14 @@ def test_smoke_table_block_type_end_to_end_then_relaunch_skips(capsys, tmp_path)
     assert "6 complete, 0 to run" in out and "start " not in out
     assert {r.run_id: (r.path / "result.json").stat().st_mtime_ns
             for r in store.spec_runs(results, "table_block_type")} == mtimes
+
+
+def test_the_readme_example_spec_dry_runs(capsys, tmp_path):
+    """The spec the README shows users as a template must stay valid."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "my_width_sweep.toml"
+    path.write_text(block)
+    rows = dry_run_json(capsys, str(path))
+    assert [r["label"] for r in rows[:4]] == ["WRN-16-1", "WRN-16-2", "WRN-16-4", "WRN-16-8"]
+    assert len(rows) == 12  # 4 widths x 3 seeds
