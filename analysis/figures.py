@@ -30,7 +30,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.collect import FINISHED, Collection  # noqa: E402
 from analysis.tables import SpecTable, display_name, display_value  # noqa: E402
@@ -192,6 +193,7 @@ def curves(spec_fig, table: SpecTable, collection: Collection):
         if len(data) and (data.get("dataset") == "svhn").all() and (data["train_loss"] > 0).all():
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("training loss (dashed)")
         error_ax.set_ylabel("test error (%) (solid)")
         ax.set_title(title)
@@ -199,7 +201,7 @@ def curves(spec_fig, table: SpecTable, collection: Collection):
         if handles:
             handles += [Line2D([], [], color="0.3", linestyle="-", label="test error (right)"),
                         Line2D([], [], color="0.3", linestyle="--", label="training loss (left)")]
-            error_ax.legend(handles=handles, loc="upper right", fontsize=8)
+            error_ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.85)
     _title(fig, spec_fig, table)
     fig.tight_layout()
     return fig
