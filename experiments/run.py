@@ -139,9 +139,12 @@ def _main(argv: list[str] | None) -> int:
     device_type = "cuda" if (args.dry_run or args.executor == "slurm" or torch.cuda.is_available()) else "cpu"
     sizes = _synthetic_sizes(planned)
     rows = describe(planned, device_type, args.device_tflops, spec.kind, sizes)
+    records = {}
     for row in rows:
-        if (store.run_dir(args.results, spec.name, row.run_id)).is_dir():
-            row.state = store.read_run(store.run_dir(args.results, spec.name, row.run_id)).state
+        path = store.run_dir(args.results, spec.name, row.run_id)
+        if path.is_dir():
+            records[row.run_id] = store.read_run(path)
+            row.state = records[row.run_id].state
     if args.dry_run:
         if args.json:
             print(json.dumps([r.to_json() for r in rows], indent=2))
@@ -152,7 +155,7 @@ def _main(argv: list[str] | None) -> int:
 
     corrupt = [r for r in rows if r.state == "corrupt"]
     if corrupt:
-        rec = store.read_run(store.run_dir(args.results, spec.name, corrupt[0].run_id))
+        rec = records[corrupt[0].run_id]
         raise UserError(f"{rec.path}: {rec.reason}; move the run folder away to train this run again "
                         f"({len(corrupt)} damaged run folder(s))")
     todo = [r for r in rows if r.state not in ("done", "diverged")]
@@ -181,15 +184,15 @@ def _main(argv: list[str] | None) -> int:
         owned = {r.run_id for r in todo if r.state in ("queued", "running")}
         if owned:
             _log(f"{len(owned)} runs are already queued or running under a live job; not resubmitted")
-        run_dirs = [p for p in run_dirs if p.name not in owned]
-        job_ids = submit_runs(run_dirs, cluster, data_dir, args.max_parallel) if run_dirs else []
+        to_submit = [p for p in run_dirs if p.name not in owned]
+        job_ids = submit_runs(to_submit, cluster, data_dir, args.max_parallel) if to_submit else []
         if job_ids:
-            _log(f"submitted {len(run_dirs)} runs as SLURM job(s) {', '.join(job_ids)}; follow with "
+            _log(f"submitted {len(to_submit)} runs as SLURM job(s) {', '.join(job_ids)}; follow with "
                  f"`squeue -j {job_ids[0]}` or `python -m experiments.status {args.spec} "
                  f"--results {args.results}`")
         if not args.wait:
             return 0
-        wait_for(run_dirs)
+        wait_for(run_dirs)  # the runs already owned by live jobs too: the report needs them all
     elif args.executor == "debug":
         from experiments.executors import run_debug
 
