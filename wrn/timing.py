@@ -8,10 +8,9 @@ import time
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from wrn.config import RunConfig, resolve
-from wrn.train import autocast_context, make_optimizer, pick_device, runtime_settings, seed_everything
+from wrn.train import build_trainable, pick_device, runtime_settings, seed_everything, training_step
 
 
 def measure_step_time(
@@ -21,16 +20,13 @@ def measure_step_time(
 
     CUDA steps are timed with CUDA events so that the measurement is the device's time, not the
     host's launch time; CPU steps with a monotonic clock."""
-    from wrn.models import build_model, count_params, forward_flops
+    from wrn.models import count_params, forward_flops
 
     cfg = resolve(cfg)
     device = pick_device(device)
     settings = runtime_settings(cfg, device)
     seed_everything(cfg.seed)
-    model = build_model(cfg).to(device)
-    if settings["channels_last"]:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, cfg, device)
+    model, step_model, optimizer = build_trainable(cfg, device, settings)
     size = cfg.image_size
     x = torch.randn(batch_size, 3, size, size, device=device)
     if settings["channels_last"]:
@@ -39,11 +35,7 @@ def measure_step_time(
     model.train()
 
     def step() -> None:
-        with autocast_context(settings, device):
-            loss = F.cross_entropy(model(x).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        training_step(step_model, optimizer, x, y, settings, device)
 
     for _ in range(warmup):
         step()

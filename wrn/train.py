@@ -100,6 +100,35 @@ def autocast_context(settings: dict[str, Any], device: torch.device):
     return nullcontext()
 
 
+def build_trainable(cfg: RunConfig, device: torch.device, settings: dict[str, Any]):
+    """The network on `device` in its memory format, its optimizer, and the module the training step
+    calls (compiled when `cfg.compile`): what the engine, the Figure 4 timing and the benchmarks
+    train, built one way."""
+    from wrn.models import build_model
+
+    model = build_model(cfg).to(device)
+    if settings["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg, device)
+    step_model = torch.compile(model) if cfg.compile else model
+    return model, step_model, optimizer
+
+
+def training_step(step_model, optimizer, x: torch.Tensor, y: torch.Tensor, settings: dict[str, Any],
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward, backward and SGD update; returns (loss, logits), both left on the device so that
+    the caller decides when (if ever) to synchronise with the host."""
+    if settings["channels_last"]:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast_context(settings, device):
+        out = step_model(x)
+        loss = F.cross_entropy(out.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), out
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -177,7 +206,7 @@ def train(
     status "diverged" and the (epoch, step) where it first appeared.
     """
     from wrn.data import make_pipeline
-    from wrn.models import build_model, count_params, forward_flops
+    from wrn.models import count_params, forward_flops
 
     cfg = resolve(cfg)
     run_dir = Path(run_dir)
@@ -194,12 +223,8 @@ def train(
     seed_everything(cfg.seed)
     pipeline = make_pipeline(cfg, data_dir, device, download=download)
     check_data_source(cfg, pipeline.train_size, pipeline.test_size, data_dir)
-    model = build_model(cfg).to(device)
-    if settings["channels_last"]:
-        model = model.to(memory_format=torch.channels_last)
+    model, step_model, optimizer = build_trainable(cfg, device, settings)
     params = count_params(model)
-    optimizer = make_optimizer(model, cfg, device)
-    step_model = torch.compile(model) if cfg.compile else model
 
     state = checkpoint.load_latest(run_dir)
     history: list[dict[str, Any]] = []
@@ -240,15 +265,8 @@ def train(
                            "elapsed": elapsed + time.perf_counter() - started}
                 _save(run_dir, model, optimizer, history, epoch, step, partial, None)
                 raise TrainingInterrupted(epoch, step)
-            if settings["channels_last"]:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_context(settings, device):
-                out = step_model(x)
-                loss = F.cross_entropy(out.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses[step] = loss.detach()
+            loss, out = training_step(step_model, optimizer, x, y, settings, device)
+            losses[step] = loss
             correct += (out.argmax(1) == y).sum()
             step += 1
             if bar is not None:
