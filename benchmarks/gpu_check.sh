@@ -8,7 +8,8 @@
 # timing), with channels_last on and off (the engine's default is on with bf16: this checks it), then
 # torch.compile'd, and for WRN-40-2 also against the DataLoader+PIL fp32 baseline and with 4
 # concurrent training processes on the one GPU (as `experiments.run --runs-per-gpu 4` would run them). Each line of the summary gives images/s, seconds
-# per 50,000-image epoch and MFU against a bf16 matrix-multiply peak measured in the same process.
+# per 50,000-image epoch and MFU against a bf16 matrix-multiply peak measured in the same process; the
+# channels_last steps also profile where a step's time goes (convolutions' share, device idle).
 # Target on an H200: WRN-28-10 <= 5 s per epoch (>= 40 % MFU).
 #
 # Without a GPU it runs the same steps on CPU at smoke sizes (to show the script works end to end;
@@ -48,9 +49,9 @@ step() {  # step NAME LIMIT ARGS...: one benchmark invocation, its JSON kept as 
     [ $rc -eq 0 ] || { echo "   $name failed (exit $rc): $(tail -n 2 "$RESULTS/$name.log")" >&2; rm -f "$RESULTS/$name.json"; }
 }
 
-step wrn28-10_bf16_cl      $LIMIT --model WRN-28-10 --precision bf16 --channels-last on  --no-baseline "${BIG[@]}"
+step wrn28-10_bf16_cl      $LIMIT --model WRN-28-10 --precision bf16 --channels-last on  --no-baseline "${BIG[@]}" --breakdown
 step wrn28-10_bf16_nchw    $LIMIT --model WRN-28-10 --precision bf16 --channels-last off --no-baseline "${BIG[@]}"
-step wrn40-2_bf16_cl       $LIMIT --model WRN-40-2  --precision bf16 --channels-last on  "${SMALL[@]}" --concurrent 4
+step wrn40-2_bf16_cl       $LIMIT --model WRN-40-2  --precision bf16 --channels-last on  "${SMALL[@]}" --concurrent 4 --breakdown
 step wrn40-2_bf16_nchw     $LIMIT --model WRN-40-2  --precision bf16 --channels-last off --no-baseline "${SMALL[@]}"
 step wrn28-10_bf16_cl_compiled $COMPILE_LIMIT --model WRN-28-10 --precision bf16 --channels-last on --compile --no-baseline "${BIG[@]}"
 step wrn40-2_bf16_cl_compiled  $COMPILE_LIMIT --model WRN-40-2  --precision bf16 --channels-last on --compile --no-baseline "${SMALL[@]}"
@@ -68,6 +69,10 @@ for path in sorted(results.glob("*.json")):
     if r["ratio"] is not None:
         notes.append(f"{r['ratio']:.1f}x baseline ({r['baseline_img_s']:,.0f} img/s, "
                      f"{r['baseline_workers']} workers); data {r['data_ratio']:.0f}x")
+    if r["breakdown"]:
+        b = r["breakdown"]
+        notes.append(f"convolutions {b['convolution_share']:.0%} of the step, "
+                     f"{b['ms_per_step']['unattributed'] / b['step_ms']:.0%} unattributed (on CUDA: device idle)")
     if r["concurrent"]:
         c = r["concurrent"]
         notes.append(f"{c['processes']} processes: {c['total_img_s']:,.0f} img/s total ({c['ratio']:.2f}x one)")

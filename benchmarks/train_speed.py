@@ -22,7 +22,9 @@ repeated epochs:
 Both sides normalise by mean/std (the suite's `preprocessing="meanstd"`), so they do the same work per
 image; ZCA, the paper's CIFAR default, whitens the stored set once and costs nothing per step.
 `--concurrent N` also trains N suite processes at once on the device (what `python -m experiments.run
---runs-per-gpu N` does) and compares their total images/s with one run alone. The achieved rate is
+--runs-per-gpu N` does) and compares their total images/s with one run alone. `--breakdown` profiles the
+fastest mode's step (`benchmarks/breakdown.py`): time by kind of operator, and the images/s it would
+reach if only its convolutions took time. The achieved rate is
 printed as the `--device-tflops` that dry-run estimates take.
 """
 
@@ -52,6 +54,7 @@ TEST_IMAGES = 256  # at most; evaluated after every suite epoch (untimed), so ke
 EPOCH_IMAGES = 50_000  # a CIFAR training epoch, for "seconds per epoch"
 DATA_SAMPLE_IMAGES = 4096  # least images per timed sample of a data pipeline alone
 PEAK_MATMUL_SIZE = {"cuda": 8192, "cpu": 2048}  # square operands of the peak measurement
+BREAKDOWN_STEPS = 20  # profiled training steps of --breakdown
 
 
 class BenchmarkError(RuntimeError):
@@ -315,6 +318,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-baseline", action="store_true", help="measure only the suite (ratios are null)")
     p.add_argument("--concurrent", type=int, default=0, metavar="N",
                    help="also train N suite processes at once and compare total images/s with one")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also profile the fastest mode's step and print where its time goes (convolutions, "
+                        "batch norm, optimizer, data, ...) and the images/s if only convolutions took time")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -415,6 +421,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out.update({k: fastest[k] for k in ("precision", "channels_last", "compile", "suite_img_s", "ratio",
                                              "epoch_50k_s", "achieved_flops", "peak_flops", "mfu",
                                              "device_tflops")})
+        out["breakdown"] = None
+        if args.breakdown:
+            from benchmarks.breakdown import profile_training
+
+            cfg = configs[out["modes"].index(fastest)]
+            log(f"profiling {BREAKDOWN_STEPS} steps: {describe(fastest['precision'], fastest['channels_last'], cfg.compile)}")
+            out["breakdown"] = profile_training(cfg, data_dir, device, BREAKDOWN_STEPS, baseline["img_s"])
         out["concurrent"] = None
         if args.concurrent:
             mode = modes[out["modes"].index(fastest)]
@@ -463,6 +476,10 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"{'  baseline: DataLoader(' + str(r['baseline_workers']) + ')+PIL transforms':<44}"
                      f"{rate(r['baseline_data_img_s']):>10}{'1.00x':>13}")
     lines.append(f"{'  suite: wrn.data.make_pipeline':<44}{rate(r['data_img_s']):>10}{times(r['data_ratio']):>13}")
+    if r["breakdown"] is not None:
+        from benchmarks.breakdown import format_breakdown
+
+        lines += ["", *format_breakdown(r["breakdown"], describe(r["precision"], r["channels_last"], r["compile"]))]
     c = r["concurrent"]
     if c is not None:
         lines += ["", f"concurrent: {c['processes']} suite processes ({c['threads_each']} threads each) "

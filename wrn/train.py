@@ -103,9 +103,13 @@ def autocast_context(settings: dict[str, Any], device: torch.device):
 def build_trainable(cfg: RunConfig, device: torch.device, settings: dict[str, Any]):
     """The network on `device` in its memory format, its optimizer, and the module the training step
     calls (compiled when `cfg.compile`): what the engine, the Figure 4 timing and the benchmarks
-    train, built one way."""
+    train, built one way, with the CUDA backend switches (TF32 as `cfg.tf32`, cuDNN autotuning) set."""
     from wrn.models import build_model
 
+    if device.type == "cuda":  # process-wide switches, set by whoever builds something to train
+        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+        torch.backends.cudnn.allow_tf32 = cfg.tf32
+        torch.backends.cudnn.benchmark = True
     model = build_model(cfg).to(device)
     if settings["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
@@ -213,10 +217,6 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(device)
     settings = runtime_settings(cfg, device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
-        torch.backends.cudnn.allow_tf32 = cfg.tf32
-        torch.backends.cudnn.benchmark = True
     if progress is None:
         progress = sys.stderr.isatty()
 

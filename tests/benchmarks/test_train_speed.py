@@ -11,26 +11,10 @@ import torch
 
 from benchmarks import train_speed
 
-TINY = ["--model", "WRN-10-1", "--train-images", "32", "--batch-size", "16", "--repeats", "1",
-        "--data-repeats", "1", "--baseline-workers", "0"]
 REQUIRED = ("suite_img_s", "baseline_img_s", "ratio", "data_img_s", "baseline_data_img_s", "data_ratio",
             "achieved_flops", "peak_flops")
 MODE_KEYS = ("precision", "channels_last", "compile", "suite_img_s", "ratio", "epoch_50k_s",
              "achieved_flops", "peak_flops", "mfu", "device_tflops")
-
-
-def small_samples(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sizes that make measurements meaningful cost seconds; the tests check plumbing, not speed."""
-    monkeypatch.setattr(train_speed, "DATA_SAMPLE_IMAGES", 32)
-    monkeypatch.setattr(train_speed, "PEAK_MATMUL_SIZE", {"cpu": 128, "cuda": 128})
-
-
-@pytest.fixture(scope="module")
-def measured() -> dict:
-    """One tiny run of both CPU modes against the baseline, as `--json` would print it."""
-    with pytest.MonkeyPatch.context() as mp:
-        small_samples(mp)
-        return json.loads(json.dumps(train_speed.run(train_speed.parse_args([*TINY, "--precision", "fp32", "bf16"]))))
 
 
 def positive(x) -> bool:
@@ -60,17 +44,35 @@ def test_every_required_key_and_consistent_ratios(measured):
 def test_table_names_every_measurement(measured):
     text = train_speed.format_report(measured)
     for needle in ("baseline: DataLoader(0)+PIL, fp32 NCHW", "suite: fp32, channels_last", "suite: bf16, channels_last",
-                   "data pipeline alone", "suite: wrn.data.make_pipeline", "--device-tflops"):
+                   "data pipeline alone", "suite: wrn.data.make_pipeline", "--device-tflops",
+                   "where a step's time goes", "convolution backward", "if nothing else took time"):
         assert needle in text
 
 
-def test_json_output_and_concurrent_processes(capsys, monkeypatch):
-    small_samples(monkeypatch)
-    assert train_speed.main([*TINY, "--json", "--precision", "fp32", "--no-baseline", "--concurrent", "2"]) == 0
+def test_breakdown_accounts_for_the_profiled_step(measured):
+    from benchmarks.breakdown import CATEGORIES, UNATTRIBUTED
+
+    b, r = measured["breakdown"], measured
+    assert b["steps"] == 3 and positive(b["step_ms"])
+    assert list(b["ms_per_step"]) == [*CATEGORIES, UNATTRIBUTED]
+    assert all(ms >= 0 for ms in b["ms_per_step"].values())
+    for name in ("convolution forward", "convolution backward", "batch norm", "optimizer", "data pipeline"):
+        assert b["ms_per_step"][name] > 0, name  # each kind of work is found where it runs
+    assert sum(b["ms_per_step"].values()) == pytest.approx(b["step_ms"], rel=0.05)
+    conv_s = (b["ms_per_step"]["convolution forward"] + b["ms_per_step"]["convolution backward"]) / 1000
+    assert b["convolution_share"] == pytest.approx(conv_s * 1000 / b["step_ms"])
+    assert b["convolution_bound_img_s"] == pytest.approx(r["batch_size"] / conv_s)
+    assert b["convolution_tflops"] == pytest.approx(3 * r["forward_flops"] * r["batch_size"] / conv_s / 1e12)
+    assert b["convolution_bound_ratio"] == pytest.approx(b["convolution_bound_img_s"] / r["baseline_img_s"])
+
+
+def test_json_output_and_concurrent_processes(capsys, tiny):
+    assert train_speed.main([*tiny, "--json", "--precision", "fp32", "--no-baseline", "--concurrent", "2"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1, "--json prints exactly one line, one object"
     r = json.loads(out[0])
     assert r["baseline_img_s"] is None and r["ratio"] is None and r["data_ratio"] is None
+    assert r["breakdown"] is None  # only when asked
     assert positive(r["suite_img_s"]) and positive(r["data_img_s"])
     c = r["concurrent"]
     assert c["processes"] == 2 and len(c["per_process_img_s"]) == 2
@@ -89,7 +91,7 @@ def test_json_output_and_concurrent_processes(capsys, monkeypatch):
     (["--precision", "fp16"], "--precision"),
     (["--device", "cuda:0" if not torch.cuda.is_available() else "mps"], "--device"),
 ])
-def test_bad_input_is_one_line_and_exit_2(capsys, argv, field):
-    assert train_speed.main([*TINY, *argv]) == 2
+def test_bad_input_is_one_line_and_exit_2(capsys, tiny, argv, field):
+    assert train_speed.main([*tiny, *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and field in err[0] and "Traceback" not in err[0]
