@@ -76,7 +76,7 @@ def profile_training(cfg: RunConfig, data_dir: Path, device: torch.device, steps
     `baseline_img_s` when given)."""
     from wrn.data import make_pipeline
     from wrn.models import forward_flops
-    from wrn.train import build_trainable, runtime_settings, seed_everything, training_step
+    from wrn.train import build_trainable, runtime_settings, seed_everything, synchronize, training_step
 
     settings = runtime_settings(cfg, device)
     seed_everything(cfg.seed)
@@ -99,15 +99,13 @@ def profile_training(cfg: RunConfig, data_dir: Path, device: torch.device, steps
     run(1, pipeline.steps_per_epoch)  # warm-up: compilation, kernel selection, allocator
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         started = time.perf_counter()
         done, epoch = 0, 2
         while done < steps:
             done += run(epoch, steps - done)
             epoch += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         wall_us = 1e6 * (time.perf_counter() - started)
     totals = summarize(prof.events(), device)
     ms = {name: us / 1000 / steps for name, us in totals.items()}

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from wrn.config import ConfigError, RunConfig, resolve
+from wrn.train import synchronize
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("cifar10", "cifar100")
@@ -92,11 +93,6 @@ def bench_config(model: str, dataset: str, batch_size: int | None, epochs: int, 
                              **parse_label(model), epochs=epochs, batch_size=batch_size,
                              preprocessing="meanstd", precision=mode.precision,
                              channels_last=mode.channels_last, compile=mode.compile))
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def median_epoch_seconds(run_epoch: Callable[[], None], device: torch.device, warmup: int,
@@ -421,16 +417,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out.update({k: fastest[k] for k in ("precision", "channels_last", "compile", "suite_img_s", "ratio",
                                              "epoch_50k_s", "achieved_flops", "peak_flops", "mfu",
                                              "device_tflops")})
+        fastest_index = out["modes"].index(fastest)
         out["breakdown"] = None
         if args.breakdown:
             from benchmarks.breakdown import profile_training
 
-            cfg = configs[out["modes"].index(fastest)]
+            cfg = configs[fastest_index]
             log(f"profiling {BREAKDOWN_STEPS} steps: {describe(fastest['precision'], fastest['channels_last'], cfg.compile)}")
             out["breakdown"] = profile_training(cfg, data_dir, device, BREAKDOWN_STEPS, baseline["img_s"])
         out["concurrent"] = None
         if args.concurrent:
-            mode = modes[out["modes"].index(fastest)]
+            mode = modes[fastest_index]
             log(f"{args.concurrent} concurrent suite processes")
             conc = measure_concurrent(args, mode, args.concurrent, data_dir, device)
             conc.update(single_img_s=fastest["suite_img_s"],

@@ -154,7 +154,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for `device` to finish its queued work (a no-op on CPU), before reading a clock."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -255,12 +256,12 @@ def train(
             losses.copy_(partial["losses"].to(device))
             correct.fill_(int(partial["correct"]))
             elapsed = partial["elapsed"]
-        _sync(device)
+        synchronize(device)
         started = time.perf_counter()
         step = start_step
         for x, y in pipeline.train_batches(epoch, start_step):
             if should_stop is not None and should_stop():
-                _sync(device)
+                synchronize(device)
                 partial = {"losses": losses.cpu(), "correct": int(correct),
                            "elapsed": elapsed + time.perf_counter() - started}
                 _save(run_dir, model, optimizer, history, epoch, step, partial, None)
@@ -271,7 +272,7 @@ def train(
             step += 1
             if bar is not None:
                 bar.update(1)
-        _sync(device)
+        synchronize(device)
         train_time = elapsed + time.perf_counter() - started
         losses_cpu = losses.cpu()
         finite = torch.isfinite(losses_cpu)
