@@ -9,26 +9,28 @@ returns a `Collection`:
 - ``planned``: how many runs the spec asks for, so a report can say "12 of 30 done".
 
 Only runs in state "done" are *finished*: they alone enter medians. Diverged, failed, corrupt and
-unfinished runs stay in ``runs`` so they can be counted and listed, never averaged. A "done" result
-that lacks the numbers its kind must have (a final test error, or a timing block) is unreadable and is
-reported as "corrupt", as the store does for a result file it cannot parse.
+unfinished runs stay in ``runs`` so they can be counted and listed, never averaged. The store has
+already refused (as "corrupt") any result that lacks the numbers its kind must have
+(`wrn.records.RunResult.check`), so every finished run has them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from experiments.store import METRICS, PROVENANCE, RunRecord, read_json, read_metrics, spec_runs
-from wrn.config import RunConfig
+from experiments.plan import expand
+from experiments.schema import CONFIG_FIELDS
+from experiments.store import METRICS, PROVENANCE, RunRecord, read_metrics, spec_runs
+from wrn.files import read_json
+from wrn.records import RunResult
 
-CONFIG_FIELDS = tuple(f.name for f in fields(RunConfig))
-
-# result.json "final" -> column; prefixed where a config field has the same name (lr).
+# result.json "final" -> column; prefixed where a config field has the same name (lr). ImageNet's
+# top-1 and top-5 errors are the test errors.
 FINAL_COLUMNS = {"epoch": "final_epoch", "test_error": "test_error", "test_loss": "test_loss",
                  "train_error": "train_error", "train_loss": "train_loss", "lr": "final_lr"}
 RESULT_COLUMNS = ("params", "flops", "epoch_time_s", "train_time_s", "images_per_s")
@@ -89,78 +91,43 @@ def hashable(value: Any) -> Any:
 
 
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or value is None:
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+    return math.nan if value is None else float(value)
 
 
-def _check_numbers(rec: RunRecord, kind: str) -> str:
-    """Why a "done" result cannot be analysed, or "" when it can."""
-    result = rec.result or {}
-    if kind == "timing":
-        timing = result.get("timing")
-        if not isinstance(timing, dict) or not math.isfinite(_number(timing.get("ms_median"))):
-            return "unreadable result.json: no timing.ms_median"
-        return ""
-    final = result.get("final")
-    if not isinstance(final, dict) or not math.isfinite(_number(final.get("test_error"))):
-        return "unreadable result.json: no finite final.test_error"
-    return ""
+def _result_columns(result: RunResult | None) -> dict[str, Any]:
+    """The numbers of a run's result as columns (NaN where the result has none)."""
+    final = result.final if result is not None else None
+    timing = result.timing if result is not None else None
+    row: dict[str, Any] = {column: _number(getattr(final, key, None)) for key, column in FINAL_COLUMNS.items()}
+    row["top1_error"] = _number(getattr(final, "test_error", None))
+    row["top5_error"] = _number(getattr(final, "test_top5_error", None))
+    row.update({key: _number(getattr(result, key, None)) for key in RESULT_COLUMNS})
+    row.update({column: _number(getattr(timing, key, None)) for key, column in TIMING_COLUMNS.items()})
+    row["diverged_epoch"] = _number(result.diverged.epoch if result is not None and result.diverged else None)
+    runtime = result.runtime if result is not None else None
+    row.update({column: getattr(runtime, key, None) for key, column in RUNTIME_COLUMNS.items()})
+    return row
 
 
-def _checked_config(rec: RunRecord) -> dict[str, Any] | None:
-    """The run's config dict if it is a valid RunConfig, else None (the run is then unreadable)."""
-    if not isinstance(rec.config, dict):
-        return None
-    try:
-        RunConfig.from_dict(rec.config)
-    except (ValueError, TypeError):
-        return None
-    return rec.config
-
-
-def _run_row(rec: RunRecord, kind: str) -> dict[str, Any]:
-    row: dict[str, Any] = {"run_id": rec.run_id, "spec": rec.spec, "label": rec.label,
-                           "state": rec.state, "reason": rec.reason, "epochs_done": rec.epochs_done,
-                           "path": str(rec.path), "config": _checked_config(rec)}
-    if row["config"] is None and rec.state != "corrupt" and rec.config is not None:
-        row["state"], row["reason"] = "corrupt", "unreadable config.json: not a RunConfig"
-    if row["config"] is not None:
-        for name in CONFIG_FIELDS:
-            row[name] = hashable(rec.config.get(name))
-    if rec.state == FINISHED:
-        problem = _check_numbers(rec, kind)
-        if problem:
-            row["state"], row["reason"] = "corrupt", problem
-    result = rec.result if isinstance(rec.result, dict) else {}
-    final = result.get("final") if isinstance(result.get("final"), dict) else {}
-    for key, column in FINAL_COLUMNS.items():
-        row[column] = _number(final.get(key))
-    # ImageNet reports top-1 (the test error) and top-5; a result may name them itself.
-    row["top1_error"] = _number(final.get("top1_error", final.get("test_error")))
-    row["top5_error"] = _number(final.get("top5_error"))
-    for key in RESULT_COLUMNS:
-        row[key] = _number(result.get(key))
-    timing = result.get("timing") if isinstance(result.get("timing"), dict) else {}
-    for key, column in TIMING_COLUMNS.items():
-        row[column] = _number(timing.get(key))
-    diverged = result.get("diverged") if isinstance(result.get("diverged"), dict) else {}
-    row["diverged_epoch"] = _number(diverged.get("epoch"))
-    runtime = result.get("runtime") if isinstance(result.get("runtime"), dict) else {}
-    for key, column in RUNTIME_COLUMNS.items():
-        row[column] = runtime.get(key)
-    row["finished_at"] = result.get("finished_at")
+def _provenance(rec: RunRecord) -> dict[str, Any]:
     try:
         provenance = read_json(rec.path / PROVENANCE)
     except (OSError, ValueError):
         provenance = {}
     if not isinstance(provenance, dict):
         provenance = {}
-    for key in PROVENANCE_COLUMNS:
-        row[key] = provenance.get(key)
+    return {key: provenance.get(key) for key in PROVENANCE_COLUMNS}
+
+
+def _run_row(rec: RunRecord) -> dict[str, Any]:
+    row: dict[str, Any] = {"run_id": rec.run_id, "spec": rec.spec, "label": rec.label,
+                           "state": rec.state, "reason": rec.reason, "epochs_done": rec.epochs_done,
+                           "path": str(rec.path), "config": rec.config}
+    if rec.config is not None:
+        row.update({name: hashable(rec.config.get(name)) for name in CONFIG_FIELDS})
+    row.update(_result_columns(rec.result))
+    row["finished_at"] = rec.finished_at
+    row.update(_provenance(rec))
     return row
 
 
@@ -175,11 +142,11 @@ def _epoch_rows(rec: RunRecord, state: str) -> list[dict[str, Any]]:
 def collect(results: Path, spec: str, kind: str = "train", plan: list | None = None) -> Collection:
     """All run folders of the spec named `spec` under `results` (see the module docstring).
 
-    `plan` is the spec's list of planned runs (`experiments.spec.expand`), which gives the number of
+    `plan` is the spec's list of planned runs (`experiments.plan.expand`), which gives the number of
     runs the spec asks for and the names of networks nobody has run yet."""
     rows, epoch_rows = [], []
     for rec in spec_runs(Path(results), spec):
-        row = _run_row(rec, kind)
+        row = _run_row(rec)
         rows.append(row)
         epoch_rows.extend(_epoch_rows(rec, row["state"]))
     return Collection(spec=spec, kind=kind, runs=_runs_frame(rows), epochs=_epochs_frame(epoch_rows, rows),
@@ -208,11 +175,9 @@ def _epochs_frame(epoch_rows: list[dict[str, Any]], rows: list[dict[str, Any]]) 
 def collect_spec(spec, results: Path, profile: str = "paper") -> Collection:
     """`collect` for a loaded `experiments.spec.Spec`, with its plan under `profile` (what "planned"
     counts against; the runs of every profile in the store are collected)."""
-    from experiments.spec import SpecError, expand
-
     try:
         plan = expand(spec, profile)
-    except (SpecError, OSError, ValueError):
+    except (OSError, ValueError):  # a profile file that went away or broke: no plan to count against
         plan = []
     return collect(results, spec.name, spec.kind, plan)
 

@@ -17,26 +17,25 @@ check its artists. Only finished runs are drawn (the tables list the others).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
+matplotlib.use("Agg")  # files only, never a window: before pyplot is imported
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.lines import Line2D
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.collect import FINISHED, Collection  # noqa: E402
 from analysis.tables import SpecTable, display_name, display_value  # noqa: E402
 from experiments.spec import matches  # noqa: E402
 from wrn.config import RunConfig  # noqa: E402
+from wrn.files import atomic_write  # noqa: E402
 
 PAPER_COLOR = "#d62728"
 FORMATS = ("png", "pdf")
@@ -85,17 +84,10 @@ def save(fig, out_dir: Path, stem: str) -> list[Path]:
     """Write `fig` as <stem>.png and <stem>.pdf atomically; close it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in FORMATS:
-        path = out_dir / f"{stem}.{fmt}"
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        written.append(path)
+    written = [atomic_write(out_dir / f"{stem}.{fmt}",
+                            lambda handle, fmt=fmt: fig.savefig(handle, format=fmt, dpi=150, bbox_inches="tight"),
+                            binary=True)
+               for fmt in FORMATS]
     plt.close(fig)
     return written
 

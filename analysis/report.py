@@ -14,7 +14,6 @@ them, exit code 2, nothing written.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,10 +21,14 @@ import pandas as pd
 
 from analysis.collect import Collection, collect_spec
 from analysis.figures import figure_stem, write_figures
+from analysis.paper import read_paper_results
 from analysis.tables import build_table, write_tables
 from experiments.profiles import load_profile
-from experiments.spec import SpecError, list_specs, load_spec
-from experiments.store import atomic_write_text, runs_root, spec_runs
+from experiments.spec import list_specs, load_spec
+from experiments.store import runs_root, spec_runs
+from wrn.cli import ArgumentParser, run_main
+from wrn.errors import UserError
+from wrn.files import atomic_write_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = REPO_ROOT / "results"
@@ -133,14 +136,9 @@ def write_index(results: Path, profile: str = "paper") -> Path:
     return path
 
 
-def _fail(message: str) -> int:
-    print(f"analysis.report: {message}", file=sys.stderr)
-    return 2
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.report",
-                                     description="Tables, figures and REPORT.md from the run store.")
+def _main(argv: list[str] | None) -> int:
+    parser = ArgumentParser(prog="python -m analysis.report",
+                            description="Tables, figures and REPORT.md from the run store.")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("spec", nargs="?", help="a shipped spec name or a spec file")
     target.add_argument("--all", action="store_true", help="every shipped spec that has runs")
@@ -148,26 +146,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="paper",
                         help="the profile whose plan progress is counted against (default: paper)")
     args = parser.parse_args(argv)
-    try:
-        specs = list_specs() if args.all else [load_spec(args.spec)]
-        load_profile(args.profile)
-    except SpecError as err:
-        return _fail(str(err))
+    specs = list_specs() if args.all else [load_spec(args.spec)]
+    for spec in specs:
+        read_paper_results(spec)
+    load_profile(args.profile)
+    produce = (f"produce them with: python -m experiments.run {'SPEC' if args.all else args.spec}"
+               + (f" --results {args.results}" if args.results != DEFAULT_RESULTS else ""))
     if not runs_root(args.results).is_dir():
-        return _fail(f"{args.results} holds no runs ({runs_root(args.results)} does not exist); produce "
-                     f"them with: python -m experiments.run {'SPEC' if args.all else args.spec}"
-                     + (f" --results {args.results}" if args.results != DEFAULT_RESULTS else ""))
+        raise UserError(f"{args.results} holds no runs ({runs_root(args.results)} does not exist); {produce}")
     with_runs = [s for s in specs if spec_runs(args.results, s.name)]
     if not with_runs:
         which = "any spec" if args.all else f"spec {specs[0].name}"
-        return _fail(f"{args.results} holds no runs of {which}; produce them with: python -m experiments.run "
-                     f"{'SPEC' if args.all else args.spec}"
-                     + (f" --results {args.results}" if args.results != DEFAULT_RESULTS else ""))
+        raise UserError(f"{args.results} holds no runs of {which}; {produce}")
     for spec in with_runs:
         for path in write_spec_report(spec, args.results, args.profile):
             print(f"wrote {path}")
     print(f"wrote {write_index(args.results, args.profile)}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv)
 
 
 if __name__ == "__main__":

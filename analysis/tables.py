@@ -30,10 +30,12 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
-from analysis.collect import CONFIG_FIELDS, FINISHED, Collection, hashable
-from experiments.spec import matches, read_paper_results
-from experiments.store import atomic_write_text
+from analysis.collect import FINISHED, Collection, hashable
+from analysis.paper import read_paper_results
+from experiments.schema import CONFIG_FIELDS
+from experiments.spec import matches
 from wrn.config import RunConfig
+from wrn.files import atomic_write_text
 
 NOT_KEY_FIELDS = ("seed",)
 
@@ -180,6 +182,77 @@ def _hits(record: dict[str, Any], keys: dict[str, Any], method: str | None) -> b
     return record["config"] is not None and not record["method"] and matches(keys, record["config"])
 
 
+@dataclass
+class _CellBuilder:
+    """The cells of a table while they are assembled: one record per cell, its finished values, and
+    its position in the paper's CSV (infinity until a paper row lands on it)."""
+
+    metric: str
+    extra: list[str]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    values: list[list[float]] = field(default_factory=list)
+    order: list[float] = field(default_factory=list)
+
+    def add(self, record: dict[str, Any], values: list[float]) -> int:
+        record["paper"] = math.nan
+        record.update({f"paper_{e}": math.nan for e in self.extra})
+        self.records.append(record)
+        self.values.append(values)
+        self.order.append(math.inf)
+        return len(self.records) - 1
+
+    def add_runs(self, runs: pd.DataFrame, key_fields: list[str]) -> None:
+        """One cell per distinct configuration of the runs (the seed aside)."""
+        if len(runs):
+            for _, group in runs.groupby([runs[f].astype(str) for f in key_fields], sort=False):
+                self.add(*_cell_record(group, self.metric, self.extra))
+
+    def attach_paper(self, spec, plan) -> None:
+        """Put each of the paper's numbers on the cells its keys select, first the rows with the
+        table's metric (they define the paper's cells), then extra-only rows (a parameter count given
+        once per network for all columns). A paper row no cell matches gets a cell of its own: the
+        planned network nobody has run yet, another paper's method, or a configuration the spec does
+        not train."""
+        groups = list(enumerate(_paper_groups(spec)))
+        groups = [g for g in groups if self.metric in g[1][2]] + [g for g in groups if self.metric not in g[1][2]]
+        for position, (keys, method, metrics) in groups:
+            hits = [i for i, r in enumerate(self.records) if _hits(r, keys, method)]
+            if not hits:
+                hits = [self.add(record, []) for record in self._paper_only_records(plan, keys, method, metrics)]
+            for i in hits:
+                if self.metric in metrics:
+                    self.records[i]["paper"] = metrics[self.metric]
+                for e in self.extra:
+                    if e in metrics:
+                        self.records[i][f"paper_{e}"] = metrics[e]
+                self.order[i] = min(self.order[i], position)
+
+    def _paper_only_records(self, plan, keys: dict[str, Any], method: str | None,
+                            metrics: dict[str, float]) -> list[dict[str, Any]]:
+        if method:
+            return [_reference_record(keys, method)]
+        planned = _planned_records(plan, keys)
+        if planned or self.metric not in metrics:
+            return planned
+        return [{**_empty_record(), **{k: v for k, v in keys.items() if k in CONFIG_FIELDS},
+                 "label": " ".join(f"{k}={v}" for k, v in keys.items()), "notes": "not in the spec"}]
+
+    def frame(self, plan, column: str | None) -> tuple[pd.DataFrame, dict[int, list[float]]]:
+        """The cells in the paper's order (then the plan's), with delta and verdict, and each cell's
+        finished values by row index."""
+        plan_position = _plan_positions(plan, self.records, column)
+        ranked = sorted(range(len(self.records)), key=lambda i: (self.order[i], plan_position[i]))
+        cells = pd.DataFrame([self.records[i] for i in ranked])
+        values = {new: self.values[old] for new, old in enumerate(ranked)}
+        if cells.empty:
+            cells = pd.DataFrame(columns=[*_empty_record(), "paper", *self.extra,
+                                          *(f"paper_{e}" for e in self.extra)])
+        cells = cells.drop(columns="paper_keys")
+        cells["delta"] = cells["median"] - cells["paper"]
+        cells["verdict"] = [stats.verdict(stats.summarize(values[i]), cells.at[i, "paper"]) for i in cells.index]
+        return cells, values
+
+
 def build_table(spec, collection: Collection) -> SpecTable:
     """The table of `spec` from its collected runs and the paper's CSV."""
     layout_spec = spec.table
@@ -188,59 +261,13 @@ def build_table(spec, collection: Collection) -> SpecTable:
     runs = collection.runs[collection.runs["config"].notna()] if len(collection.runs) else collection.runs
     layout = [f for f in rows + ([column] if column else []) if f in CONFIG_FIELDS or f == "label"]
     key_fields, shown = _cell_fields(runs, layout)
-
-    records: list[dict[str, Any]] = []
-    values: list[list[float]] = []
-    if len(runs):
-        for _, group in runs.groupby([runs[f].astype(str) for f in key_fields], sort=False):
-            record, cell_values = _cell_record(group, metric, extra)
-            records.append(record)
-            values.append(cell_values)
-    for record in records:
-        record["paper"] = math.nan
-        record.update({f"paper_{e}": math.nan for e in extra})
-    order = [math.inf] * len(records)
-
-    # Attach the paper's rows: first those with the table's metric (they define the paper's cells),
-    # then extra-only rows (a parameter count given once per network for all columns).
-    groups = list(enumerate(_paper_groups(spec)))
-    groups = [g for g in groups if metric in g[1][2]] + [g for g in groups if metric not in g[1][2]]
-    for position, (keys, method, metrics) in groups:
-        hits = [i for i, r in enumerate(records) if _hits(r, keys, method)]
-        if not hits:
-            new = _planned_records(collection.plan, keys) if not method else []
-            if not new and (method or metric in metrics):
-                new = [_reference_record(keys, method) if method else
-                       {**_empty_record(), **{k: v for k, v in keys.items() if k in CONFIG_FIELDS},
-                        "label": " ".join(f"{k}={v}" for k, v in keys.items()), "notes": "not in the spec"}]
-            for record in new:
-                record["paper"] = math.nan
-                record.update({f"paper_{e}": math.nan for e in extra})
-                records.append(record)
-                values.append([])
-                order.append(math.inf)
-            hits = list(range(len(records) - len(new), len(records)))
-        for i in hits:
-            if metric in metrics:
-                records[i]["paper"] = metrics[metric]
-            for e in extra:
-                if e in metrics:
-                    records[i][f"paper_{e}"] = metrics[e]
-            order[i] = min(order[i], position)
-
-    plan_position = _plan_positions(collection.plan, records, column)
-    ranked = sorted(range(len(records)), key=lambda i: (order[i], plan_position[i]))
-    cells = pd.DataFrame([records[i] for i in ranked])
-    values_by_cell = {new: values[old] for new, old in enumerate(ranked)}
-    if cells.empty:
-        cells = pd.DataFrame(columns=[*_empty_record(), "paper", *extra, *(f"paper_{e}" for e in extra)])
-    cells = cells.drop(columns="paper_keys")
-    cells["delta"] = cells["median"] - cells["paper"]
-    cells["verdict"] = [stats.verdict(stats.summarize(values_by_cell[i]), cells.at[i, "paper"])
-                        for i in cells.index]
+    builder = _CellBuilder(metric, extra)
+    builder.add_runs(runs, key_fields)
+    builder.attach_paper(spec, collection.plan)
+    cells, values = builder.frame(collection.plan, column)
     table = SpecTable(spec=spec.name, title=spec.title, metric=metric,
                       row_fields=rows + [f for f in shown if f not in rows], column_field=column,
-                      extra=extra, cells=cells, comparisons=pd.DataFrame(), values=values_by_cell,
+                      extra=extra, cells=cells, comparisons=pd.DataFrame(), values=values,
                       baseline=layout_spec.baseline)
     table.comparisons = compare_to_baseline(table)
     return table

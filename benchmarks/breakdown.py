@@ -23,6 +23,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from wrn.config import RunConfig
+from wrn.data import make_pipeline
+from wrn.models import forward_flops
+from wrn.runtime import runtime_settings, synchronize
+from wrn.train import build_trainable, seed_everything, training_step
 
 DATA_RANGE = "wrn.data.train_batches"
 CATEGORIES = ("convolution forward", "convolution backward", "batch norm", "optimizer", "data pipeline",
@@ -74,10 +78,6 @@ def profile_training(cfg: RunConfig, data_dir: Path, device: torch.device, steps
     """Profile `steps` training steps of `cfg` (after a warm-up epoch) and return milliseconds per step
     by category, the convolutions' rate and the convolution-bound images/s (and its ratio to
     `baseline_img_s` when given)."""
-    from wrn.data import make_pipeline
-    from wrn.models import forward_flops
-    from wrn.train import build_trainable, runtime_settings, seed_everything, synchronize, training_step
-
     settings = runtime_settings(cfg, device)
     seed_everything(cfg.seed)
     pipeline = make_pipeline(cfg, data_dir, device, download=False)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU speed check of the suite (issue 8, item 3), in one call of under 8 minutes:
+# The GPU speed check of the suite, in one call of under 8 minutes:
 #
 #   bash benchmarks/gpu_check.sh            # prints a summary table last; JSON per step in $OUT or a temp dir
 #

@@ -45,9 +45,21 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torchvision import transforms
 
-from wrn.config import ConfigError, RunConfig, resolve
-from wrn.train import synchronize
+from benchmarks.breakdown import format_breakdown, profile_training
+from wrn import datasets
+from wrn.cli import ArgumentParser, run_main
+from wrn.config import RunConfig, resolve
+from wrn.data import make_pipeline
+from wrn.errors import UsageError
+from wrn.fake_data import write_fake_dataset
+from wrn.models import build_model, count_params, forward_flops
+from wrn.names import parse_label
+from wrn.preprocess import OFFICIAL_MEAN, OFFICIAL_STD
+from wrn.runtime import pick_device, runtime_settings, synchronize
+from wrn.train import seed_everything, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("cifar10", "cifar100")
@@ -58,17 +70,11 @@ PEAK_MATMUL_SIZE = {"cuda": 8192, "cpu": 2048}  # square operands of the peak me
 BREAKDOWN_STEPS = 20  # profiled training steps of --breakdown
 
 
+EXIT_FAILED = 1
+
+
 class BenchmarkError(RuntimeError):
     """A measurement that could not be made (a diverged or failed run, a failed worker)."""
-
-
-class UsageError(ValueError):
-    """A bad command line; printed as one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +93,6 @@ def bench_config(model: str, dataset: str, batch_size: int | None, epochs: int, 
                  images: tuple[int, int]) -> RunConfig:
     """The resolved config both sides train: the paper's recipe for `dataset`, mean/std normalisation,
     on generated data of `images` (train, test) images."""
-    from wrn.names import parse_label
-
     return resolve(RunConfig(dataset=dataset, data_source=f"synthetic:{images[0]}:{images[1]}",
                              **parse_label(model), epochs=epochs, batch_size=batch_size,
                              preprocessing="meanstd", precision=mode.precision,
@@ -116,23 +120,19 @@ def median_epoch_seconds(run_epoch: Callable[[], None], device: torch.device, wa
 def measure_suite(cfg: RunConfig, data_dir: Path, device: torch.device, warmup: int) -> dict[str, Any]:
     """Train `cfg` with the engine in a throw-away run directory; the median per-epoch images/s of the
     epochs after `warmup`, as the engine itself records them in metrics.jsonl."""
-    from wrn.train import train
-
     with tempfile.TemporaryDirectory(prefix="wrn-bench-") as tmp:
         run_dir = Path(tmp) / "run"
         result = train(cfg, run_dir, data_dir, device, progress=False, download=False)
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    if result["status"] != "done" or len(rows) != cfg.epochs:
-        raise BenchmarkError(f"the suite's run ended {result['status']} after {len(rows)} of {cfg.epochs} "
-                             f"epochs ({result['diverged']})")
-    return {"img_s": statistics.median(r["images_per_s"] for r in rows[warmup:]), "runtime": result["runtime"]}
+    if result.status != "done" or len(rows) != cfg.epochs:
+        raise BenchmarkError(f"the suite's run ended {result.status} after {len(rows)} of {cfg.epochs} "
+                             f"epochs ({result.diverged})")
+    return statistics.median(r["images_per_s"] for r in rows[warmup:])
 
 
 def measure_suite_data(cfg: RunConfig, data_dir: Path, device: torch.device, warmup: int,
                        repeats: int) -> float:
     """Images/s of the suite's training batches alone (shuffle, crop, flip, normalise, on device)."""
-    from wrn.data import make_pipeline
-
     pipeline = make_pipeline(cfg, data_dir, device, download=False)
     epoch = 0
 
@@ -165,12 +165,6 @@ def conventional_loader(cfg: RunConfig, data_dir: Path, device: torch.device, wo
     """torchvision's dataset over the same files with the usual PIL transforms, in a DataLoader.
 
     Persistent workers, so that their start-up is not charged to every epoch of the baseline."""
-    from torch.utils.data import DataLoader
-    from torchvision import transforms
-
-    from wrn import datasets
-    from wrn.preprocess import OFFICIAL_MEAN, OFFICIAL_STD
-
     steps: list[Any] = []
     if cfg.crop_padding:
         steps += [transforms.Pad(cfg.crop_padding, padding_mode="reflect" if cfg.pad_mode == "reflect" else "constant"),
@@ -191,9 +185,6 @@ def conventional_loader(cfg: RunConfig, data_dir: Path, device: torch.device, wo
 def measure_baseline(cfg: RunConfig, data_dir: Path, device: torch.device, workers: int, warmup: int,
                      repeats: int, data_repeats: int) -> dict[str, float]:
     """Images/s of the conventional loop: training (data + step) and its DataLoader alone."""
-    from wrn.models import build_model
-    from wrn.train import seed_everything
-
     seed_everything(cfg.seed)
     loader = conventional_loader(cfg, data_dir, device, workers)
     images = len(loader) * cfg.batch_size
@@ -263,17 +254,17 @@ def matmul_peak(device: torch.device, precision: str, tf32: bool = False) -> flo
     return 2 * n**3 / min(times)
 
 
-def measure_concurrent(args: argparse.Namespace, mode: Mode, processes: int, data_dir: Path,
-                       device: torch.device) -> dict[str, Any]:
-    """Total images/s of `processes` suite trainings running at once on `device`, each in its own
+def measure_concurrent(bench: Bench, mode: Mode, processes: int, data_dir: Path) -> dict[str, Any]:
+    """Total images/s of `processes` suite trainings running at once on the device, each in its own
     process as the runner's `--runs-per-gpu` starts them, the CPU threads split between them."""
+    device = bench.device
     cores = torch.get_num_threads() if device.type == "cpu" else (os.cpu_count() or 1)
     threads = max(1, cores // processes)
     cmd = [sys.executable, "-m", "benchmarks.train_speed", "--worker", "--data-dir", str(data_dir),
-           "--model", args.model, "--dataset", args.dataset, "--device", str(device),
+           "--model", bench.model, "--dataset", bench.dataset, "--device", str(device),
            "--precision", mode.precision, "--channels-last", mode.channels_last,
-           "--batch-size", str(args.batch_size), "--train-images", str(args.train_images),
-           "--repeats", str(args.repeats), "--threads", str(threads), *(["--compile"] if mode.compile else [])]
+           "--batch-size", str(bench.batch_size), "--train-images", str(bench.images[0]),
+           "--repeats", str(bench.repeats), "--threads", str(threads), *(["--compile"] if mode.compile else [])]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     workers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(processes)]
@@ -292,7 +283,7 @@ def measure_concurrent(args: argparse.Namespace, mode: Mode, processes: int, dat
 # Command line
 # ------------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = _Parser(prog="python -m benchmarks.train_speed", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="WRN-16-2", help="a paper-style network name (default WRN-16-2)")
     p.add_argument("--dataset", default="cifar10", choices=DATASETS, help="format and recipe (default cifar10)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -331,8 +322,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def pick_bench_device(name: str) -> torch.device:
-    from wrn.train import pick_device
-
     try:
         device = pick_device(name)
     except RuntimeError:
@@ -344,96 +333,125 @@ def pick_bench_device(name: str) -> torch.device:
     return device
 
 
+@dataclasses.dataclass(frozen=True)
+class Bench:
+    """What one invocation measures, worked out from its command line."""
+
+    model: str
+    dataset: str
+    device: torch.device
+    modes: tuple[Mode, ...]
+    configs: tuple[RunConfig, ...]  # one per mode
+    baseline: RunConfig  # fp32, NCHW, not compiled
+    images: tuple[int, int]  # generated (train, test) images
+    batch_size: int
+    warmup: int
+    repeats: int
+    baseline_workers: int
+
+
+def bench_setup(args: argparse.Namespace) -> Bench:
+    """The measurements `args` asks for, with every default filled in for the device."""
+    device = pick_bench_device(args.device)
+    train_images = args.train_images or (10_240 if device.type == "cuda" else 512)
+    images = (train_images, min(TEST_IMAGES, train_images))
+    warmup = 1
+    modes = tuple(Mode(p, args.channels_last, args.compile) for p in dict.fromkeys(args.precision))
+    configs = tuple(bench_config(args.model, args.dataset, args.batch_size, warmup + args.repeats, m, images)
+                    for m in modes)
+    baseline = dataclasses.replace(configs[0], precision="fp32", channels_last="off", compile=False)
+    if train_images < baseline.batch_size:
+        raise UsageError(f"--train-images: {train_images}: expected at least one batch "
+                         f"({baseline.batch_size} images)")
+    workers = args.baseline_workers
+    if workers is None:
+        workers = 2 if device.type == "cpu" else min(8, (os.cpu_count() or 2) // 2)
+    return Bench(model=args.model, dataset=args.dataset, device=device, modes=modes, configs=configs,
+                 baseline=baseline, images=images, batch_size=baseline.batch_size, warmup=warmup,
+                 repeats=args.repeats, baseline_workers=workers)
+
+
+def _log(message: str) -> None:
+    print(f"[train_speed] {message}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """All measurements of one invocation, as the JSON object `--json` prints."""
-    from wrn.fake_data import write_fake_dataset
-    from wrn.models import build_model, count_params, forward_flops
-    from wrn.train import runtime_settings
-
-    device = pick_bench_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if args.train_images is None:
-        args.train_images = 10_240 if device.type == "cuda" else 512
-    warmup = 1
-    modes = [Mode(p, args.channels_last, args.compile) for p in dict.fromkeys(args.precision)]
-    images = (args.train_images, min(TEST_IMAGES, args.train_images))
-    configs = [bench_config(args.model, args.dataset, args.batch_size, warmup + args.repeats, m, images)
-               for m in modes]
-    base_cfg = dataclasses.replace(configs[0], precision="fp32", channels_last="off", compile=False)
-    args.batch_size = base_cfg.batch_size
-    if args.train_images < base_cfg.batch_size:
-        raise UsageError(f"--train-images: {args.train_images}: expected at least one batch "
-                         f"({base_cfg.batch_size} images)")
-
+    bench = bench_setup(args)
     if args.worker:
-        return {"suite_img_s": measure_suite(configs[0], args.data_dir, device, warmup)["img_s"]}
-
-    log = (lambda msg: print(f"[train_speed] {msg}", file=sys.stderr, flush=True))
+        return {"suite_img_s": measure_suite(bench.configs[0], args.data_dir, bench.device, bench.warmup)}
     with tempfile.TemporaryDirectory(prefix="wrn-bench-data-") as tmp:
         data_dir = Path(tmp)
-        write_fake_dataset(args.dataset, data_dir, *images)
-        flops = forward_flops(base_cfg)
-        out: dict[str, Any] = {
-            "model": args.model, "dataset_format": args.dataset, "device": device.type,
-            "device_name": runtime_settings(base_cfg, device)["device_name"],
-            "threads": torch.get_num_threads(), "batch_size": base_cfg.batch_size,
-            "train_images": args.train_images, "warmup_epochs": warmup, "repeats": args.repeats,
-            "params": count_params(build_model(base_cfg)), "forward_flops": flops,
-            "train_flops_per_image": 3 * flops,
-        }
-        baseline: dict[str, float | None] = {"img_s": None, "data_img_s": None}
-        workers = args.baseline_workers
-        if workers is None:
-            workers = 2 if device.type == "cpu" else min(8, (os.cpu_count() or 2) // 2)
-        if not args.no_baseline:
-            log(f"baseline: DataLoader ({workers} workers) + PIL transforms, fp32 NCHW")
-            baseline = measure_baseline(base_cfg, data_dir, device, workers, warmup, args.repeats,
-                                        args.data_repeats)
-        out.update(baseline_img_s=baseline["img_s"], baseline_workers=None if args.no_baseline else workers,
-                   baseline_data_img_s=baseline["data_img_s"])
-        log("data pipeline alone")
-        data_img_s = measure_suite_data(configs[0], data_dir, device, warmup, args.data_repeats)
-        out.update(data_img_s=data_img_s, data_ratio=_ratio(data_img_s, baseline["data_img_s"]))
-
-        peaks: dict[tuple[str, bool], float] = {}
-        out["modes"] = []
-        for cfg in configs:
-            settings = runtime_settings(cfg, device)
-            log(f"suite: {describe(settings['precision'], settings['channels_last'], cfg.compile)}")
-            suite = measure_suite(cfg, data_dir, device, warmup)
-            key = (settings["precision"], cfg.tf32)
-            if key not in peaks:
-                peaks[key] = matmul_peak(device, *key)
-            achieved = 3 * flops * suite["img_s"]
-            out["modes"].append({
-                "precision": settings["precision"], "channels_last": settings["channels_last"],
-                "compile": cfg.compile, "suite_img_s": suite["img_s"],
-                "ratio": _ratio(suite["img_s"], baseline["img_s"]),
-                "epoch_50k_s": EPOCH_IMAGES / suite["img_s"], "achieved_flops": achieved,
-                "peak_flops": peaks[key], "mfu": achieved / peaks[key], "device_tflops": achieved / 1e12,
-            })
-        fastest = max(out["modes"], key=lambda m: m["suite_img_s"])
+        write_fake_dataset(bench.dataset, data_dir, *bench.images)
+        out = _describe_bench(bench)
+        baseline = _measure_baseline_side(bench, data_dir, args)
+        out.update(baseline)
+        data_img_s = measure_suite_data(bench.configs[0], data_dir, bench.device, bench.warmup, args.data_repeats)
+        out.update(data_img_s=data_img_s, data_ratio=_ratio(data_img_s, baseline["baseline_data_img_s"]))
+        out["modes"] = _measure_modes(bench, data_dir, baseline["baseline_img_s"], out["forward_flops"])
+        fastest_index = max(range(len(out["modes"])), key=lambda i: out["modes"][i]["suite_img_s"])
+        fastest = out["modes"][fastest_index]
         out.update({k: fastest[k] for k in ("precision", "channels_last", "compile", "suite_img_s", "ratio",
                                              "epoch_50k_s", "achieved_flops", "peak_flops", "mfu",
                                              "device_tflops")})
-        fastest_index = out["modes"].index(fastest)
         out["breakdown"] = None
         if args.breakdown:
-            from benchmarks.breakdown import profile_training
-
-            cfg = configs[fastest_index]
-            log(f"profiling {BREAKDOWN_STEPS} steps: {describe(fastest['precision'], fastest['channels_last'], cfg.compile)}")
-            out["breakdown"] = profile_training(cfg, data_dir, device, BREAKDOWN_STEPS, baseline["img_s"])
+            cfg = bench.configs[fastest_index]
+            _log(f"profiling {BREAKDOWN_STEPS} steps: "
+                 f"{describe(fastest['precision'], fastest['channels_last'], cfg.compile)}")
+            out["breakdown"] = profile_training(cfg, data_dir, bench.device, BREAKDOWN_STEPS, baseline["baseline_img_s"])
         out["concurrent"] = None
         if args.concurrent:
-            mode = modes[fastest_index]
-            log(f"{args.concurrent} concurrent suite processes")
-            conc = measure_concurrent(args, mode, args.concurrent, data_dir, device)
-            conc.update(single_img_s=fastest["suite_img_s"],
-                        ratio=conc["total_img_s"] / fastest["suite_img_s"])
+            _log(f"{args.concurrent} concurrent suite processes")
+            conc = measure_concurrent(bench, bench.modes[fastest_index], args.concurrent, data_dir)
+            conc.update(single_img_s=fastest["suite_img_s"], ratio=conc["total_img_s"] / fastest["suite_img_s"])
             out["concurrent"] = conc
     return out
+
+
+def _describe_bench(bench: Bench) -> dict[str, Any]:
+    flops = forward_flops(bench.baseline)
+    return {
+        "model": bench.model, "dataset_format": bench.dataset, "device": bench.device.type,
+        "device_name": runtime_settings(bench.baseline, bench.device).device_name,
+        "threads": torch.get_num_threads(), "batch_size": bench.batch_size,
+        "train_images": bench.images[0], "warmup_epochs": bench.warmup, "repeats": bench.repeats,
+        "params": count_params(build_model(bench.baseline)), "forward_flops": flops,
+        "train_flops_per_image": 3 * flops,
+    }
+
+
+def _measure_baseline_side(bench: Bench, data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    if args.no_baseline:
+        return {"baseline_img_s": None, "baseline_workers": None, "baseline_data_img_s": None}
+    _log(f"baseline: DataLoader ({bench.baseline_workers} workers) + PIL transforms, fp32 NCHW")
+    measured = measure_baseline(bench.baseline, data_dir, bench.device, bench.baseline_workers, bench.warmup,
+                                bench.repeats, args.data_repeats)
+    return {"baseline_img_s": measured["img_s"], "baseline_workers": bench.baseline_workers,
+            "baseline_data_img_s": measured["data_img_s"]}
+
+
+def _measure_modes(bench: Bench, data_dir: Path, baseline_img_s: float | None, flops: int) -> list[dict[str, Any]]:
+    """The suite in each mode, against the baseline and a matrix-multiply peak in its precision."""
+    peaks: dict[tuple[str, bool], float] = {}
+    modes = []
+    for cfg in bench.configs:
+        settings = runtime_settings(cfg, bench.device)
+        _log(f"suite: {describe(settings.precision, settings.channels_last, cfg.compile)}")
+        img_s = measure_suite(cfg, data_dir, bench.device, bench.warmup)
+        key = (settings.precision, cfg.tf32)
+        if key not in peaks:
+            peaks[key] = matmul_peak(bench.device, *key)
+        achieved = 3 * flops * img_s
+        modes.append({
+            "precision": settings.precision, "channels_last": settings.channels_last,
+            "compile": cfg.compile, "suite_img_s": img_s, "ratio": _ratio(img_s, baseline_img_s),
+            "epoch_50k_s": EPOCH_IMAGES / img_s, "achieved_flops": achieved,
+            "peak_flops": peaks[key], "mfu": achieved / peaks[key], "device_tflops": achieved / 1e12,
+        })
+    return modes
 
 
 def describe(precision: str, channels_last: bool, compiled: bool) -> str:
@@ -474,8 +492,6 @@ def format_report(r: dict[str, Any]) -> str:
                      f"{rate(r['baseline_data_img_s']):>10}{'1.00x':>13}")
     lines.append(f"{'  suite: wrn.data.make_pipeline':<44}{rate(r['data_img_s']):>10}{times(r['data_ratio']):>13}")
     if r["breakdown"] is not None:
-        from benchmarks.breakdown import format_breakdown
-
         lines += ["", *format_breakdown(r["breakdown"], describe(r["precision"], r["channels_last"], r["compile"]))]
     c = r["concurrent"]
     if c is not None:
@@ -487,23 +503,19 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from wrn.datasets import DataError
-
+def _main(argv: list[str] | None) -> int:
+    args = parse_args(argv)
     try:
-        args = parse_args(argv)
         result = run(args)
-    except (UsageError, ConfigError) as exc:
-        print(f"train_speed: {exc}", file=sys.stderr)
-        return 2
-    except (DataError, BenchmarkError) as exc:
-        print(f"train_speed: {exc}", file=sys.stderr)
-        return 1
-    if args.json or args.worker:
-        print(json.dumps(result))
-    else:
-        print(format_report(result))
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(result) if args.json or args.worker else format_report(result))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ such as ``partiton`` never silently submits to the default partition.
 
 The requeue fields have defaults chosen for this suite rather than submitit's: with a time limit under
 about 50 minutes submitit counts *every* USR2, preemptions included, as a timeout, and its default of 3
-timeouts ends a long training run that is preempted a few times (slurm-single-node.md, pitfall 5).
+timeouts ends a long training run that is preempted a few times (docs/slurm.md, "Requeues").
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from experiments import tomlfiles
-from experiments.errors import UserError
-from wrn.config import suggest
+from experiments.schema import (check_keys, check_type, display_path, expect_str, fail, locate, read_toml)
+from wrn.errors import UserError
 
 CLUSTERS_DIR = Path(__file__).resolve().parent.parent / "slurm" / "clusters"
 
@@ -47,16 +46,10 @@ class ClusterProfile:
     sbatch: dict[str, Any] = field(default_factory=dict)  # extra #SBATCH flags, verbatim: {"exclude": "n3"}
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "partition": (str,), "account": (str,), "qos": (str,), "constraint": (str,),
-    "gpus_per_run": (int,), "cpus_per_run": (int,), "mem_gb": (int, float), "time_min": (int,),
-    "max_num_timeout": (int,), "signal_delay_s": (int,), "array_parallelism": (int,),
-    "max_array_size": (int,), "setup": (list,), "sbatch": (dict,),
-}
 _MINIMUM = {"gpus_per_run": 0, "cpus_per_run": 1, "mem_gb": 0, "time_min": 1, "max_num_timeout": 0,
             "signal_delay_s": 1, "array_parallelism": 1, "max_array_size": 1}
+_ANNOTATIONS = {f.name: str(f.type).replace(" | None", "") for f in fields(ClusterProfile)}
 KEYS = tuple(f.name for f in fields(ClusterProfile) if f.name not in ("name", "path"))
-assert set(KEYS) == set(_TYPES), "every profile field needs a type check"
 
 
 def known_clusters() -> list[str]:
@@ -65,37 +58,26 @@ def known_clusters() -> list[str]:
 
 def load_cluster(name_or_path: str | Path) -> ClusterProfile:
     """A shipped profile by name ("local") or a profile file by path; raises `ClusterError`."""
-    path = tomlfiles.locate(name_or_path, CLUSTERS_DIR, "cluster profile", ClusterError, prefix="--cluster: ")
-    data = tomlfiles.read(path, str(path), ClusterError)
-    return _build(path, data)
+    path = locate(name_or_path, CLUSTERS_DIR, "cluster profile", ClusterError, prefix="--cluster: ")
+    return _build(path, read_toml(path, ClusterError))
 
 
 def _build(path: Path, data: dict[str, Any]) -> ClusterProfile:
-    values: dict[str, Any] = {}
+    where = display_path(path)
+    check_keys(where, "", data, KEYS, ClusterError)
     for key, value in data.items():
-        if key not in _TYPES:
-            raise ClusterError(f"{path}: unknown key {key!r}{suggest(key, KEYS)}; allowed: {', '.join(KEYS)}")
-        allowed = _TYPES[key]
-        if isinstance(value, bool) or not isinstance(value, allowed):
-            kinds = " or ".join({str: "a string", int: "an integer", float: "a number", list: "a list of "
-                                 "strings", dict: "a table"}[t] for t in allowed)
-            raise ClusterError(f"{path}: {key} = {value!r}: expected {kinds}")
+        check_type(where, key, value, _ANNOTATIONS[key], ClusterError)
         if key in _MINIMUM and value < _MINIMUM[key]:
-            raise ClusterError(f"{path}: {key} = {value!r}: expected a number >= {_MINIMUM[key]}")
-        if key == "setup":
-            if not all(isinstance(line, str) for line in value):
-                raise ClusterError(f"{path}: setup = {value!r}: expected a list of strings (shell lines)")
-            value = tuple(value)
+            raise fail(where, key, value, f"expected a number >= {_MINIMUM[key]}", ClusterError)
+        if key in ("partition", "account", "qos", "constraint"):
+            expect_str(where, key, value, ClusterError)
         if key == "sbatch":
             for flag, v in value.items():
                 if isinstance(v, (dict, list)):
-                    raise ClusterError(f"{path}: sbatch.{flag} = {v!r}: expected a string, number or boolean")
-        if key in ("partition", "account", "qos", "constraint") and not value.strip():
-            raise ClusterError(f"{path}: {key} = {value!r}: expected a non-empty string (leave the key out "
-                               "for the cluster's default)")
-        values[key] = value
+                    raise fail(where, f"sbatch.{flag}", v, "expected a string, number or boolean", ClusterError)
+    values = {**data, **({"setup": tuple(data["setup"])} if "setup" in data else {})}
     profile = ClusterProfile(name=path.stem, path=path.resolve(), **values)
     if profile.signal_delay_s >= profile.time_min * 60:
-        raise ClusterError(f"{path}: signal_delay_s = {profile.signal_delay_s}: must be shorter than the "
-                           f"time limit (time_min = {profile.time_min} minutes)")
+        raise fail(where, "signal_delay_s", profile.signal_delay_s, f"must be shorter than the time limit "
+                   f"(time_min = {profile.time_min} minutes)", ClusterError)
     return profile

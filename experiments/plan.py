@@ -1,86 +1,125 @@
-"""What a launch would do, before it does it: each planned run's size, cost and state.
+"""Planning: a spec under a profile, with the command line's overrides and seeds, becomes the list of
+runs to execute, each named by the hash of its resolved config.
 
-Parameter and FLOP counts come from building the network on PyTorch's meta device (no memory, no
-initialisation cost), so a dry run of ResNet-1001 or WRN-28-12 is instant; estimates come from
-`wrn.throughput`.
+The layers of a run, merged in order (the later wins): recipe defaults ← spec base ←
+base_by_dataset ← grid ← row ← profile data source ← profile config ← profile
+config_by_dataset[dataset] ← --set overrides; then the seed. Excludes apply to the spec's own
+configs (before the profile), since they describe the paper's table. Seeds are the outer loop, so a
+partly finished sweep already holds one complete table. Two runs with the same run id are an error,
+never silently merged: under an override it means the override erased the factor the table studies.
 """
 
 from __future__ import annotations
 
+import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-import torch
-
-from wrn.config import RunConfig, resolve
-from wrn.throughput import device_rate, estimate_seconds
-
-MODEL_FIELDS = ("arch", "depth", "k", "block", "depth_convention", "dataset", "image_size", "dropout")
-
-
-@lru_cache(maxsize=None)
-def _model_stats(key: tuple) -> tuple[int, int]:
-    from wrn.models import build_model, count_params, forward_flops
-
-    cfg = resolve(RunConfig(**dict(zip(MODEL_FIELDS, key))))
-    with torch.device("meta"):
-        model = build_model(cfg)
-    return count_params(model), forward_flops(cfg)
+from experiments.profiles import Profile, load_profile
+from experiments.schema import (SETTABLE_FIELDS, SpecError, check_field_name, check_value, display_path, fail,
+                                parse_seeds)
+from experiments.spec import Spec, merge_layers, resolve_merged
+from experiments.store import run_id
+from wrn.config import RunConfig
+from wrn.names import render_label
 
 
-def model_stats(cfg: RunConfig) -> tuple[int, int]:
-    """(parameters, forward FLOPs per image) of `cfg`'s network."""
-    return _model_stats(tuple(getattr(cfg, f) for f in MODEL_FIELDS))
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run to execute: its id (hash of the resolved config), the spec's name, the network's paper
+    label and the resolved config. `timing` is None for training runs and {batch_size, warmup,
+    repeats} for a timing spec's measurements."""
 
-
-@dataclass
-class PlanRow:
     run_id: str
     spec: str
     label: str
     config: RunConfig
-    params: int
-    flops: int
-    est_seconds: float
-    state: str = "todo"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "spec": self.spec,
-            "label": self.label,
-            "params": self.params,
-            "flops": self.flops,
-            "epochs": self.config.epochs,
-            "est_gpu_hours": self.est_seconds / 3600,
-            "state": self.state,
-            "config": self.config.to_dict(),
-        }
+    timing: dict[str, int] | None = None
 
 
-def describe(planned, device_type: str = "cuda", tflops: float | None = None,
-             kind: str = "train", sizes: tuple[int, int] | None = None) -> list[PlanRow]:
-    """One `PlanRow` per planned run; estimates at the rate assumed for `device_type`."""
-    rate = device_rate(device_type, tflops)
-    rows = []
-    for p in planned:
-        params, flops = model_stats(p.config)
-        seconds = 0.0 if kind == "timing" else estimate_seconds(p.config, flops, rate, sizes)
-        rows.append(PlanRow(p.run_id, p.spec, p.label, p.config, params, flops, seconds))
-    return rows
+def expand(spec: Spec, profile: Profile | str = "paper", overrides: dict[str, Any] | None = None,
+           seeds: int | None = None) -> list[PlannedRun]:
+    """The runs of `spec` under `profile` (a `Profile` or a profile name), in run order.
+
+    `overrides` are `parse_overrides` output (the CLI's --set), applied last. `seeds` (n: seeds
+    0..n-1) replaces the profile's and the spec's seeds."""
+    if not isinstance(profile, Profile):
+        profile = load_profile(profile)
+    overrides = dict(overrides or {})
+    for field, value in overrides.items():
+        check_field_name("--set", "key", field, SETTABLE_FIELDS)
+        check_value("--set", field, field, value)
+    seed_list = _seeds(spec, profile, seeds)
+    timing = {**spec.timing, **profile.timing} if spec.kind == "timing" else None
+    profile_file = display_path(profile.path)
+    layered = []
+    for net in spec.networks:
+        merged, sources = merge_layers([
+            (profile_file, f"{profile.name}.data", _data_source(profile)),
+            (profile_file, f"{profile.name}.config", profile.config),
+            (profile_file, f"{profile.name}.config_by_dataset.{net.dataset}",
+             profile.config_by_dataset.get(net.dataset, {})),
+            ("--set", "", overrides),
+        ])
+        layered.append(({**net.fields, **merged}, {**net.sources, **sources}, net.position))
+    runs: list[PlannedRun] = []
+    seen: dict[str, str] = {}
+    for seed in seed_list:
+        for fields_, sources, position in layered:
+            config = resolve_merged({**fields_, "seed": seed}, sources, spec.where)
+            rid = run_id(config)
+            label = render_label(config)
+            if rid in seen:
+                raise SpecError(f"{spec.where}: {seen[rid]} and {position} become the same run {label} (seed "
+                                f"{seed}, run id {rid}) under profile {profile.name!r} and --set {overrides}: "
+                                "allowed: overrides that keep the spec's runs distinct")
+            seen[rid] = position
+            runs.append(PlannedRun(run_id=rid, spec=spec.name, label=label, config=config,
+                                   timing=None if timing is None else {**timing, "batch_size": config.batch_size}))
+    return runs
 
 
-def format_table(rows: list[PlanRow], device_type: str) -> str:
-    est = f"est {device_type}-h"
-    head = (f"{'run_id':<12}  {'label':<24} {'dataset':<8} {'seed':>4} {'params':>11} "
-            f"{'GFLOPs':>7} {'epochs':>6} {est:>10}  state")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        c = r.config
-        lines.append(f"{r.run_id:<12}  {r.label:<24} {c.dataset:<8} {c.seed:>4} {r.params:>11,} "
-                     f"{r.flops / 1e9:>7.2f} {c.epochs:>6} {r.est_seconds / 3600:>10.2f}  {r.state}")
-    total = sum(r.est_seconds for r in rows) / 3600
-    lines.append(f"{len(rows)} runs, estimated {total:.1f} {device_type}-hours in all "
-                 f"(throughput model: wrn/throughput.py)")
-    return "\n".join(lines)
+def _seeds(spec: Spec, profile: Profile, seeds: int | None) -> tuple[int, ...]:
+    """--seeds over the profile's seeds over the spec's."""
+    if seeds is not None:
+        return parse_seeds("--seeds", "seeds", seeds)
+    if profile.seeds is not None:
+        return tuple(range(profile.seeds))
+    return spec.seeds
+
+
+def _data_source(profile: Profile) -> dict[str, Any]:
+    """A profile's `data` table as the run-config field that makes it part of each run's identity."""
+    data = profile.data or {}
+    if not data.get("synthetic"):
+        return {}
+    return {"data_source": f"synthetic:{data['train_images']}:{data['test_images']}"}
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """The CLI's ``--set key=value`` list as a partial config.
+
+    Values are TOML literals (2, 0.3, true, [60, 120]); anything that is not one is a string, so
+    ``block=B(1,3,1)`` and ``dataset=cifar100`` need no quotes. Ranges are checked when the runs are
+    resolved, where the message names the override."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if not isinstance(item, str) or "=" not in item:
+            raise fail("--set", "item", item, "expected key=value, e.g. epochs=2 or lr_milestones=[60,120]")
+        key, text = (part.strip() for part in item.split("=", 1))
+        check_field_name("--set", "key", key, SETTABLE_FIELDS)
+        if key in out:
+            raise fail("--set", key, text, "given twice; give each field once")
+        value = _toml_literal(text)
+        check_value("--set", key, key, value)
+        out[key] = value
+    return out
+
+
+def _toml_literal(text: str) -> Any:
+    try:
+        parsed = tomllib.loads(f"value = {text}")
+    except tomllib.TOMLDecodeError:
+        return text
+    return parsed["value"] if list(parsed) == ["value"] else text

@@ -2,7 +2,7 @@
 
 They are data in `experiments/profiles.toml` (its header documents the keys and how to add one), so a
 profile's effect on every run is visible in one file and recorded through the run config it changes.
-This module loads and validates them; `experiments.spec.expand` applies them.
+This module loads and validates them; `experiments.plan.expand` applies them.
 """
 
 from __future__ import annotations
@@ -11,16 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments import tomlfiles
-from experiments.spec import (
-    SETTABLE_FIELDS,
-    SpecError,
-    check_partial,
-    display_path,
-    fail,
-    parse_timing,
-)
-from wrn.config import DATASETS, suggest
+from experiments.schema import (SpecError, check_choice, check_keys, check_partial, display_path, expect_str,
+                                fail, parse_timing, read_toml)
+from wrn.config import DATASETS
+from wrn.errors import suggest
 
 PROFILES_FILE = Path(__file__).resolve().parent / "profiles.toml"
 _PROFILE_KEYS = ("description", "seeds", "config", "config_by_dataset", "data", "timing")
@@ -43,40 +37,34 @@ class Profile:
 
 
 def profile_names(path: Path | str = PROFILES_FILE) -> list[str]:
-    return list(tomlfiles.read(Path(path), display_path(Path(path)), SpecError))
+    return list(read_toml(Path(path)))
 
 
 def load_profile(name: str, path: Path | str = PROFILES_FILE) -> Profile:
     """The profile `name` of `path` (default: experiments/profiles.toml), validated."""
     path = Path(path)
     where = display_path(path)
-    profiles = tomlfiles.read(path, display_path(path), SpecError)
+    profiles = read_toml(path)
     if name not in profiles:
         raise SpecError(f"{where}: unknown profile {name!r}{suggest(str(name), profiles)}; "
                         f"the profiles are: {', '.join(profiles)}")
     raw = profiles[name]
     if not isinstance(raw, dict):
         raise fail(where, name, raw, "expected a table of profile keys")
-    for key in raw:
-        if key not in _PROFILE_KEYS:
-            raise fail(where, f"{name}.{key}", raw[key],
-                       f"unknown key{suggest(key, _PROFILE_KEYS)}; allowed: {', '.join(_PROFILE_KEYS)}")
+    check_keys(where, f"{name}.", raw, _PROFILE_KEYS)
     description = raw.get("description")
-    if not isinstance(description, str) or not description.strip():
-        raise fail(where, f"{name}.description", description, "expected a non-empty string")
+    expect_str(where, f"{name}.description", description)
     seeds = raw.get("seeds")
     if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
         raise fail(where, f"{name}.seeds", seeds, "expected an integer n >= 1 (seeds 0..n-1)")
-    config = check_partial(where, f"{name}.config", raw.get("config", {}), SETTABLE_FIELDS)
+    config = check_partial(where, f"{name}.config", raw.get("config", {}))
     by_dataset = {}
     raw_by_dataset = raw.get("config_by_dataset", {})
     if not isinstance(raw_by_dataset, dict):
         raise fail(where, f"{name}.config_by_dataset", raw_by_dataset, "expected a table {dataset = {fields}}")
     for dataset, layer in raw_by_dataset.items():
-        if dataset not in DATASETS:
-            raise fail(where, f"{name}.config_by_dataset", dataset,
-                       f"allowed datasets: {', '.join(DATASETS)}{suggest(dataset, DATASETS)}")
-        by_dataset[dataset] = check_partial(where, f"{name}.config_by_dataset.{dataset}", layer, SETTABLE_FIELDS)
+        check_choice(where, f"{name}.config_by_dataset", dataset, DATASETS)
+        by_dataset[dataset] = check_partial(where, f"{name}.config_by_dataset.{dataset}", layer)
     data = _parse_data(where, f"{name}.data", raw.get("data", {}))
     timing = parse_timing(where, f"{name}.timing", raw.get("timing", {}), required=False)
     return Profile(name=name, description=" ".join(description.split()), seeds=seeds, config=config,
@@ -86,10 +74,7 @@ def load_profile(name: str, path: Path | str = PROFILES_FILE) -> Profile:
 def _parse_data(where: str, prefix: str, raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise fail(where, prefix, raw, "expected a table {synthetic, train_images, test_images}")
-    for key, value in raw.items():
-        if key not in _DATA_KEYS:
-            raise fail(where, f"{prefix}.{key}", value,
-                       f"unknown key{suggest(key, _DATA_KEYS)}; allowed: {', '.join(_DATA_KEYS)}")
+    check_keys(where, f"{prefix}.", raw, _DATA_KEYS)
     if not raw.get("synthetic", False):
         if "synthetic" in raw and raw["synthetic"] is not False:
             raise fail(where, f"{prefix}.synthetic", raw["synthetic"], "expected true or false")

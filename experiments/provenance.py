@@ -7,9 +7,10 @@ import platform
 import socket
 import subprocess
 import sys
-import time
 from importlib import metadata
 from pathlib import Path
+
+from wrn.records import RuntimeSettings, timestamp
 
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "submitit")
 SUITE_ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,8 @@ def git_state(root: Path = SUITE_ROOT) -> dict:
         return {"git_commit": None, "git_dirty": None}
 
 
-def collect(runtime: dict | None = None) -> dict:
+def collect(runtime: RuntimeSettings) -> dict:
+    """Everything that says where and how a run (re)started, with the run's `runtime` settings."""
     packages = {}
     for name in PACKAGES:
         try:
@@ -48,6 +50,6 @@ def collect(runtime: dict | None = None) -> dict:
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "slurm_array": os.environ.get("SLURM_ARRAY_JOB_ID"),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **(runtime or {}),
+        "started_at": timestamp(),
+        **runtime.to_dict(),
     }

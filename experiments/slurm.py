@@ -1,8 +1,8 @@
 """Run a spec's runs on a SLURM cluster: one job array through submitit, tracked through the run store.
 
 Submission (`submit_runs`) snapshots the code, then submits one job array per chunk of at most the
-cluster's MaxArraySize runs (submitit has no chunking, peers.md B.5 #1624; each chunk waits for the one
-before it, so the parallelism cap holds across chunks) and writes slurm.json into every run folder.
+cluster's MaxArraySize runs (submitit does not split arrays itself, facebookincubator/submitit issue
+1624; each chunk waits for the one before it, so the parallelism cap holds across chunks) and writes slurm.json into every run folder.
 
 Each array task is a `SlurmRunJob`, a submitit Checkpointable: on USR2 (preemption, or the time limit
 drawing near) its `checkpoint()` stops training at the next step boundary, which writes the run's
@@ -33,14 +33,18 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import submitit
 
 from experiments import store
 from experiments.clusters import ClusterProfile
-from experiments.errors import UserError
+from experiments.console import Log, log_line
+from experiments.provenance import git_state
+from wrn.errors import UserError
+from wrn.files import atomic_write_json
+from wrn.records import timestamp
 
 SNAPSHOT_PACKAGES = ("wrn", "experiments", "analysis")
 DEV_CLUSTER_HINT = ("for a local dev cluster run slurm/start_cluster.sh and `source` the env.sh it "
@@ -77,9 +81,9 @@ class SlurmRunJob(submitit.helpers.Checkpointable):
         self.__init__(state["data_dir"], state["threads"])
 
     def __call__(self, run_dir: str) -> str:
-        import torch
+        import torch  # deferred: the job needs torch and the engine when it runs, not when it is submitted
 
-        from experiments.worker import execute_run
+        from experiments.worker import execute_run  # deferred: as torch
 
         torch.set_num_threads(self.threads)  # SLURM does not confine CPUs here (no task/cgroup)
         code = Path(__file__).resolve().parent.parent
@@ -165,8 +169,6 @@ def snapshot_code(dest: Path) -> Path:
 
 
 def _job_setup(cluster: ClusterProfile, code: Path) -> list[str]:
-    from experiments.provenance import git_state
-
     threads = str(cluster.cpus_per_run)
     lines = list(cluster.setup)
     lines.append(f"export PYTHONPATH={shlex.quote(str(code))}${{PYTHONPATH:+:$PYTHONPATH}}")
@@ -247,9 +249,9 @@ def submit_runs(run_dirs: list[Path], cluster: ClusterProfile, data_dir: Path | 
             done = f" (already submitted: job arrays {', '.join(job_ids)})" if job_ids else ""
             raise UserError(f"cluster {cluster.name!r}: sbatch refused the job array: "
                             f"{_sbatch_error(err)}{done}") from None
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        now = timestamp()
         for run, job in zip(chunk, jobs):
-            store.atomic_write_json(run / store.SLURM, {
+            atomic_write_json(run / store.SLURM, {
                 "job_id": job.job_id, "cluster": cluster.name, "submitted_at": now, "active": True,
                 "log_dir": str(jobs_dir / job.job_id), "snapshot": str(code)})
             (run / store.FAILURE).unlink(missing_ok=True)  # a resubmitted failed run is queued again
@@ -336,7 +338,7 @@ def reconcile(run_dirs: Iterable[Path]) -> list[store.RunRecord]:
     states = job_states(pending)
     if states is None:
         return records
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    now = timestamp()
     for job_id, rec in pending.items():
         state = states.get(job_id)
         if state is not None and state not in ENDED:
@@ -345,21 +347,20 @@ def reconcile(run_dirs: Iterable[Path]) -> list[store.RunRecord]:
         if rec_now.state != "queued":
             continue
         what = f"ended {state}" if state else "is no longer known to SLURM (squeue, sacct)"
-        store.atomic_write_json(rec.path / store.FAILURE, {
+        atomic_write_json(rec.path / store.FAILURE, {
             "error_type": "SlurmJobEnded",
             "message": f"SLURM job {job_id} {what} without a result; log: {rec.slurm.get('log_dir')}",
             "traceback_tail": _log_tail(rec.slurm),
             "at": now,
         })
-        store.atomic_write_json(rec.path / store.SLURM, {**rec.slurm, "active": False})
+        atomic_write_json(rec.path / store.SLURM, {**rec.slurm, "active": False})
     return [store.read_run(r.path) for r in records]
 
 
-def wait_for(run_dirs: list[Path], poll_s: float = 10.0, log: Callable[[str], None] | None = None,
+def wait_for(run_dirs: list[Path], poll_s: float = 10.0, log: Log = log_line,
              timeout_s: float | None = None) -> dict[str, int]:
     """Block until no run is queued or running; print a progress line whenever the counts change;
     return the final count of each state. `timeout_s` (None: no limit) raises TimeoutError."""
-    log = log or (lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     last = None
     while True:

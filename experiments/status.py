@@ -18,19 +18,18 @@ from collections import Counter
 from pathlib import Path
 
 from experiments import store
-from experiments.errors import UserError
+from experiments.plan import PlannedRun, expand, parse_overrides
+from experiments.slurm import reconcile
+from experiments.spec import load_spec
+from wrn.cli import ArgumentParser, run_main
+from wrn.errors import UsageError
 
 SHOWN = {"todo": "to do"}
 TAIL_LINES = 6
 
 
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UserError(f"{self.prog}: {message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m experiments.status", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m experiments.status", description=__doc__.split("\n\n")[0],
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", help="a spec name or the path of a spec .toml file")
     p.add_argument("--results", type=Path, default=Path("results"), help="the launch's results folder")
@@ -42,23 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _note(rec: store.RunRecord) -> str:
-    if rec.state in ("done", "diverged") and rec.result:
-        final = rec.result.get("final") or {}
-        if rec.state == "diverged":
-            d = rec.result.get("diverged") or {}
-            return f"diverged at epoch {d.get('epoch')}, step {d.get('step')}"
-        if "test_error" in final:
-            return f"test error {final['test_error']:.2f}%"
-        return ""
-    if rec.state == "failed":
-        return rec.reason
-    return rec.reason if rec.state in ("interrupted", "corrupt") else ""
+    result = rec.result
+    if result is not None and result.diverged is not None:
+        return f"diverged at epoch {result.diverged.epoch}, step {result.diverged.step}"
+    if result is not None and result.final is not None:
+        return f"test error {result.final.test_error:.2f}%"
+    return rec.reason if rec.state in ("failed", "interrupted", "corrupt") else ""
 
 
-def status_lines(spec_name: str, planned: list, results: Path) -> list[str]:
-    """The status table of `planned` (PlannedRun list) under `results`, one string per line."""
-    from experiments.slurm import reconcile
-
+def status_lines(spec_name: str, planned: list[PlannedRun], results: Path) -> list[str]:
+    """The status table of `planned` under `results`, one string per line."""
     paths = [store.run_dir(results, spec_name, p.run_id) for p in planned]
     existing = [p for p in paths if p.is_dir()]
     records = {r.path: r for r in reconcile(existing)}
@@ -92,24 +84,18 @@ def status_lines(spec_name: str, planned: list, results: Path) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    from experiments.spec import SpecError, expand, load_spec, parse_overrides
-    from wrn.config import ConfigError
-
-    try:
-        args = build_parser().parse_args(argv)
-        if args.seeds is not None and args.seeds < 1:
-            raise UserError(f"--seeds: {args.seeds}: expected an integer >= 1")
-        spec = load_spec(args.spec)
-        planned = expand(spec, args.profile, parse_overrides(args.overrides), seeds=args.seeds)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (SpecError, ConfigError) as e:  # one line by construction
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.seeds is not None and args.seeds < 1:
+        raise UsageError(f"--seeds: {args.seeds}: expected an integer >= 1")
+    spec = load_spec(args.spec)
+    planned = expand(spec, args.profile, parse_overrides(args.overrides), seeds=args.seeds)
     print("\n".join(status_lines(spec.name, planned, args.results.absolute())))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,13 @@
 A run id is a stable hash of the fully resolved config, so it does not depend on key order or on where
 a run sits in a spec's grid, and a changed config is a new run rather than an overwrite.
 
-Files of a run folder (each written atomically: temp file in the same folder, then `os.replace`):
+Files of a run folder (each written atomically, `wrn.files`):
 - ``config.json``      {"run_id", "spec", "label", "config": resolved RunConfig, "created_at"}
 - ``provenance.json``  git commit and dirty flag, package versions, host, device (per start)
 - ``metrics.jsonl``    one JSON line per finished epoch (written by `wrn.train`)
 - ``checkpoint.pt``    the last good checkpoint (and ``checkpoint.prev.pt``, the one before)
-- ``result.json``      written last: its presence is what "finished" means
+- ``result.json``      `wrn.results.RunResult` with run_id, spec, label and finished_at; written
+                       last: its presence is what "finished" means
 - ``failure.json``     the error of a run that raised (removed when the run is retried)
 - ``slurm.json``       the SLURM job that owns the run, when submitted to a cluster
 - ``lock.json``        the live owner of the run (see `experiments.locking`)
@@ -18,22 +19,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.locking import lock_is_live
 from wrn.config import RunConfig, resolve
+from wrn.files import read_json
+from wrn.records import CHECKPOINT_FILE as CHECKPOINT
+from wrn.records import METRICS_FILE as METRICS
+from wrn.records import RunResult
 
 CONFIG = "config.json"
 PROVENANCE = "provenance.json"
-METRICS = "metrics.jsonl"
 RESULT = "result.json"
 FAILURE = "failure.json"
 SLURM = "slurm.json"
 LOCK = "lock.json"
-CHECKPOINT = "checkpoint.pt"
 
 STATES = ("todo", "queued", "running", "interrupted", "done", "diverged", "failed", "corrupt")
 
@@ -50,31 +52,6 @@ def runs_root(results: Path) -> Path:
 
 def run_dir(results: Path, spec: str, rid: str) -> Path:
     return runs_root(results) / spec / rid
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a reader sees either the old file or the whole new one, never a
-    truncated one, even if the process is killed mid-write (fsync before the rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def read_json(path: Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -101,22 +78,21 @@ class RunRecord:
     state: str
     label: str | None = None
     config: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
+    result: RunResult | None = None
+    finished_at: str | None = None
     failure: dict[str, Any] | None = None
     slurm: dict[str, Any] | None = None
     epochs_done: int = 0
     reason: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def read_run(path: Path) -> RunRecord:
     """Read one run folder into a `RunRecord`; never raises for a damaged folder (state "corrupt")."""
-    from experiments.locking import lock_is_live
-
     path = Path(path)
     rec = RunRecord(path=path, run_id=path.name, spec=path.parent.name, state="todo")
     try:
         meta = read_json(path / CONFIG)
+        RunConfig.from_dict(meta["config"])
         rec.label, rec.config = meta["label"], meta["config"]
     except FileNotFoundError:
         rec.reason = "no config.json"
@@ -132,16 +108,16 @@ def read_run(path: Path) -> RunRecord:
             rec.slurm = None
     if (path / RESULT).exists():
         try:
-            rec.result = read_json(path / RESULT)
-            status = rec.result["status"]
-            if status not in ("done", "diverged"):
-                raise ValueError(f"unknown status {status!r}")
-            rec.state = status
-            if status == "diverged" and rec.result.get("diverged"):
-                d = rec.result["diverged"]
-                rec.reason = f"loss {d.get('loss')} at epoch {d.get('epoch')}, step {d.get('step')}"
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            rec.state, rec.reason, rec.result = "corrupt", f"unreadable result.json: {e}", None
+            data = read_json(path / RESULT)
+            rec.result = RunResult.from_dict(data)
+            rec.finished_at = data.get("finished_at")
+        except (OSError, ValueError) as e:
+            rec.state, rec.reason = "corrupt", f"unreadable result.json: {e}"
+            return rec
+        rec.state = rec.result.status
+        if rec.result.diverged is not None:
+            d = rec.result.diverged
+            rec.reason = f"loss {d.loss} at epoch {d.epoch}, step {d.step}"
         return rec
     if lock_is_live(path / LOCK):
         rec.state = "running"

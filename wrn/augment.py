@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-PAD_MODES = ("reflect", "zeros")
+from wrn.config import PAD_MODES
 
 
 def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:

@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from wrn.files import atomic_write
+from wrn.records import CHECKPOINT_FILE as CURRENT
+from wrn.records import PREVIOUS_CHECKPOINT_FILE as PREVIOUS
+
 MAGIC = b"WRNCKPT1"
-CURRENT = "checkpoint.pt"
-PREVIOUS = "checkpoint.prev.pt"
 
 
 class CorruptCheckpoint(ValueError):
-    pass
+    """A checkpoint file whose header or checksum does not verify."""
 
 
 def save(state: dict[str, Any], run_dir: Path) -> Path:
@@ -34,25 +34,17 @@ def save(state: dict[str, Any], run_dir: Path) -> Path:
     buf = io.BytesIO()
     torch.save(state, buf)
     payload = buf.getvalue()
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".checkpoint.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC)
-            f.write(hashlib.sha256(payload).digest())
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        current = run_dir / CURRENT
-        if current.exists():
-            os.replace(current, run_dir / PREVIOUS)
-        os.replace(tmp, current)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return run_dir / CURRENT
+
+    def write(handle) -> None:
+        handle.write(MAGIC)
+        handle.write(hashlib.sha256(payload).digest())
+        handle.write(payload)
+
+    return atomic_write(run_dir / CURRENT, write, binary=True, keep_previous=run_dir / PREVIOUS)
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read(path: Path) -> dict[str, Any]:
+    """The checkpoint at `path`, verified; `CorruptCheckpoint` when it is truncated or damaged."""
     data = path.read_bytes()
     if len(data) < len(MAGIC) + 32 or not data.startswith(MAGIC):
         raise CorruptCheckpoint(f"{path}: not a checkpoint (bad header or truncated)")
@@ -72,7 +64,7 @@ def load_latest(run_dir: Path) -> dict[str, Any] | None:
         if not path.exists():
             continue
         try:
-            return _read(path)
+            return read(path)
         except (CorruptCheckpoint, OSError, RuntimeError, EOFError) as e:
             warnings.warn(f"ignoring damaged checkpoint: {e}; falling back to an older one", stacklevel=2)
     return None

@@ -5,38 +5,43 @@ dry run prints, what every result records and what the analysis pivots on. Every
 paper's recipe is a named field here, so a result never hides how it was produced.
 
 Fields whose paper default depends on the dataset (learning rate, schedule, epochs, augmentation,
-preprocessing, dropout rate) are left as ``None`` by callers and filled by `resolve`, which is the only
-place the recipe's per-dataset defaults live (wrn-paper.md §3; official `scripts/train_cifar.sh` and
-`scripts/train_svhn.sh`).
+preprocessing, dropout rate) are left as ``None`` by callers and filled by `resolve`, the only place
+the recipe's per-dataset defaults live (paper §3 "Implementation details"; the official
+`scripts/train_cifar.sh` and `scripts/train_svhn.sh`; docs/paper.md, "Recipe"). `resolve` is also
+the one validator of a config: its rules are the table `FIELD_RULES` (what each field may hold on its
+own) and the functions of `CROSS_RULES` (what fields may hold together).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
+
+from wrn.blocks import BASIC_BLOCK, DEPTH_CONVENTIONS, blocks_per_group, format_block, parse_block
+from wrn.errors import ConfigError, suggest
 
 DATASETS = ("cifar10", "cifar100", "svhn", "imagenet")
 ARCHS = ("wrn", "preact_resnet", "wrn50_2_bottleneck")
 PREPROCESSING = ("meanstd", "zca", "div255")
 NORM_STATS = ("official", "dataset")
 PAD_MODES = ("reflect", "zeros")
-DEPTH_CONVENTIONS = ("nominal", "true")
 BN_INITS = ("uniform", "ones")
 CONV_INITS = ("fan_in", "fan_out")
 PRECISIONS = ("auto", "fp32", "bf16")
 CHANNELS_LAST = ("auto", "on", "off")
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "imagenet": 1000}
-# (train, test) images of the real datasets; SVHN trains on train+extra (73,257 + 531,131).
+# (train, test) images of the real datasets; SVHN trains on train+extra (73,257 + 531,131), the
+# paper's "about 600,000 digit images"; ImageNet is ILSVRC-2012 train and val.
 DATASET_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "svhn": (604_388, 26_032),
                  "imagenet": (1_281_167, 50_000)}
 
 # The paper's recipe per dataset family. CIFAR: scripts/train_cifar.sh; SVHN: scripts/train_svhn.sh;
-# ImageNet: fb.resnet.torch defaults (the paper says it used that code; its exact settings are
-# UNVERIFIED, wrn-paper.md §3).
+# ImageNet: fb.resnet.torch's defaults (the paper says it used that code without giving its settings;
+# docs/paper.md, "Discrepancies").
 RECIPES: dict[str, dict[str, Any]] = {
     "cifar": dict(
         lr=0.1, lr_milestones=(60, 120, 160), lr_decay=0.2, epochs=200, weight_decay=5e-4,
@@ -54,19 +59,18 @@ RECIPES: dict[str, dict[str, Any]] = {
         image_size=224,
     ),
 }
+RECIPE_FAMILY = {"cifar10": "cifar", "cifar100": "cifar", "svhn": "svhn", "imagenet": "imagenet"}
+RECIPE_FIELDS = ("preprocessing", "crop_padding", "hflip", "image_size", "epochs", "batch_size", "lr",
+                 "lr_milestones", "lr_decay", "weight_decay")
 
 
 def recipe_family(dataset: str) -> str:
-    return {"cifar10": "cifar", "cifar100": "cifar", "svhn": "svhn", "imagenet": "imagenet"}[dataset]
+    return RECIPE_FAMILY[dataset]
 
 
-class ConfigError(ValueError):
-    """A config value that is not allowed. The message is one line naming field, value and what is
-    allowed, so command-line front ends can print it as it is."""
-
-    def __init__(self, field_name: str, value: Any, allowed: str):
-        self.field_name, self.value, self.allowed = field_name, value, allowed
-        super().__init__(f"{field_name}={value!r}: {allowed}")
+def paper_dropout(dataset: str) -> float:
+    """The dropout rate the paper used on `dataset` ("0.3 on CIFAR and 0.4 on SVHN", §3)."""
+    return RECIPES[recipe_family(dataset)]["paper_dropout"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ class RunConfig:
     arch: str = "wrn"
     depth: int = 28
     k: int = 10
-    block: str = "B(3,3)"
+    block: str = BASIC_BLOCK
     depth_convention: str = "nominal"  # nominal: N=(d-4)/6 (Table 2); true: N=(d-4)/(3l) (Table 3)
     blocks_per_group: int | None = None  # derived from depth and convention
     dropout: float | bool = 0.0  # True = the paper's rate for the dataset (0.3 CIFAR, 0.4 SVHN)
@@ -136,8 +140,6 @@ class RunConfig:
 
     @property
     def kernel_sizes(self) -> tuple[int, ...]:
-        from wrn.names import parse_block
-
         return parse_block(self.block)
 
     def lr_at(self, epoch: int) -> float:
@@ -145,24 +147,6 @@ class RunConfig:
         m on, so CIFAR runs epochs 1-59 at 0.1 and 60-119 at 0.02 as the official code does."""
         drops = sum(1 for m in self.lr_milestones if epoch >= m)
         return self.lr * self.lr_decay**drops
-
-
-def suggest(key: str, known) -> str:
-    """' (did you mean X?)' for the closest of `known`, or ''. Shared by every validator."""
-    close = difflib.get_close_matches(key, sorted(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(name, value, f"allowed: {', '.join(choices)}{suggest(str(value), choices)}")
-
-
-def _check_type(name: str, value: Any, kind: type | tuple[type, ...], what: str) -> None:
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise ConfigError(name, value, f"expected {what}")
-    if not isinstance(value, kind):
-        raise ConfigError(name, value, f"expected {what}")
 
 
 def synthetic_sizes(data_source: str) -> tuple[int, int] | None:
@@ -176,112 +160,186 @@ def synthetic_sizes(data_source: str) -> tuple[int, int] | None:
                       "allowed: real, or synthetic:<train images>:<test images> (e.g. synthetic:64:32)")
 
 
-def resolve(config: RunConfig) -> RunConfig:
-    """Fill every dataset-dependent default from the paper's recipe and validate every field.
+def expected_sizes(cfg: RunConfig) -> tuple[int, int]:
+    """(train, test) images a run of `cfg` must find: the real dataset's or the generated data's."""
+    return synthetic_sizes(cfg.data_source) or DATASET_SIZES[cfg.dataset]
 
-    The result is what is hashed, run and recorded; `resolve(resolve(c)) == resolve(c)`."""
-    from wrn.names import blocks_per_group, format_block, parse_block
 
-    _check_choice("dataset", config.dataset, DATASETS)
-    _check_choice("arch", config.arch, ARCHS)
-    recipe = RECIPES[recipe_family(config.dataset)]
-    updates: dict[str, Any] = {}
-    for name in ("preprocessing", "crop_padding", "hflip", "image_size", "epochs", "batch_size",
-                 "lr", "lr_milestones", "lr_decay", "weight_decay"):
-        if getattr(config, name) is None:
-            updates[name] = recipe[name]
-    dropout = config.dropout
-    if isinstance(dropout, bool):
-        updates["dropout"] = recipe["paper_dropout"] if dropout else 0.0
-    c = dataclasses.replace(config, **updates)
-    if c.lr_milestones is not None and not isinstance(c.lr_milestones, tuple):
-        c = dataclasses.replace(c, lr_milestones=tuple(c.lr_milestones))
+# ------------------------------------------------------------------------------------------------
+# The rules of `resolve`
 
-    _check_choice("preprocessing", c.preprocessing, PREPROCESSING)
-    _check_choice("norm_stats", c.norm_stats, NORM_STATS)
-    _check_choice("pad_mode", c.pad_mode, PAD_MODES)
-    _check_choice("depth_convention", c.depth_convention, DEPTH_CONVENTIONS)
-    _check_choice("bn_init", c.bn_init, BN_INITS)
-    _check_choice("conv_init", c.conv_init, CONV_INITS)
-    _check_choice("precision", c.precision, PRECISIONS)
-    _check_choice("channels_last", c.channels_last, CHANNELS_LAST)
-    for name in ("hflip", "nesterov", "reset_momentum_on_decay", "drop_last", "compile", "tf32"):
-        _check_type(name, getattr(c, name), bool, "true or false")
-    for name in ("depth", "k", "epochs", "batch_size", "seed", "crop_padding", "image_size",
-                 "eval_batch_size"):
-        _check_type(name, getattr(c, name), int, "an integer")
-    for name in ("lr", "lr_decay", "momentum", "dampening", "weight_decay", "dropout"):
-        _check_type(name, getattr(c, name), (int, float), "a number")
-        if not math.isfinite(getattr(c, name)):
-            raise ConfigError(name, getattr(c, name), "expected a finite number")
-    if c.k < 1:
-        raise ConfigError("k", c.k, "the widening factor must be an integer >= 1")
-    if not 0.0 <= c.dropout < 1.0:
-        raise ConfigError("dropout", c.dropout, "allowed: a probability in [0, 1), or true/false")
-    if c.epochs < 1:
-        raise ConfigError("epochs", c.epochs, "expected an integer >= 1")
-    if c.batch_size < 1:
-        raise ConfigError("batch_size", c.batch_size, "expected an integer >= 1")
-    if c.eval_batch_size < 1:
-        raise ConfigError("eval_batch_size", c.eval_batch_size, "expected an integer >= 1")
-    if c.lr <= 0:
-        raise ConfigError("lr", c.lr, "expected a number > 0")
-    if not 0 < c.lr_decay <= 1:
-        raise ConfigError("lr_decay", c.lr_decay, "expected a factor in (0, 1]")
-    if c.weight_decay < 0:
-        raise ConfigError("weight_decay", c.weight_decay, "expected a number >= 0")
-    if not 0 <= c.momentum < 1:
-        raise ConfigError("momentum", c.momentum, "expected a number in [0, 1)")
+
+BOOL, INT, NUMBER, MILESTONES = (bool,), (int,), (int, float), (tuple,)
+_EXPECTED = {BOOL: "expected true or false", INT: "expected an integer", NUMBER: "expected a number"}
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """What one field may hold on its own: one of `choices`, or a value of `types` (never a bool
+    unless bool is one of them) for which `ok` holds; otherwise a `ConfigError` saying `allowed`."""
+
+    field: str
+    types: tuple[type, ...] = ()
+    ok: Callable[[Any], bool] | None = None
+    allowed: str = ""
+    choices: tuple[str, ...] = ()
+
+    def check(self, value: Any) -> None:
+        shown = list(value) if isinstance(value, tuple) else value
+        if self.choices:
+            if value not in self.choices:
+                raise ConfigError(self.field, value, f"allowed: {', '.join(self.choices)}"
+                                                     f"{suggest(str(value), self.choices)}")
+            return
+        if (isinstance(value, bool) and bool not in self.types) or not isinstance(value, self.types):
+            raise ConfigError(self.field, shown, _EXPECTED.get(self.types, self.allowed))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(self.field, value, "expected a finite number")
+        if self.ok is not None and not self.ok(value):
+            raise ConfigError(self.field, shown, self.allowed)
+
+
+def _choice(field: str, choices: tuple[str, ...]) -> FieldRule:
+    return FieldRule(field, choices=choices)
+
+
+def _at_least(low: float) -> Callable[[Any], bool]:
+    return lambda value: value >= low
+
+
+def _increasing_epochs(milestones: tuple) -> bool:
+    return (all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in milestones)
+            and list(milestones) == sorted(set(milestones)))
+
+
+FIELD_RULES: tuple[FieldRule, ...] = (
+    _choice("preprocessing", PREPROCESSING),
+    _choice("norm_stats", NORM_STATS),
+    _choice("pad_mode", PAD_MODES),
+    _choice("depth_convention", DEPTH_CONVENTIONS),
+    _choice("bn_init", BN_INITS),
+    _choice("conv_init", CONV_INITS),
+    _choice("precision", PRECISIONS),
+    _choice("channels_last", CHANNELS_LAST),
+    *(FieldRule(name, BOOL) for name in ("hflip", "nesterov", "reset_momentum_on_decay", "drop_last",
+                                         "compile", "tf32")),
+    FieldRule("depth", INT),
+    FieldRule("k", INT, _at_least(1), "the widening factor must be an integer >= 1"),
+    FieldRule("epochs", INT, _at_least(1), "expected an integer >= 1"),
+    FieldRule("batch_size", INT, _at_least(1), "expected an integer >= 1"),
+    FieldRule("eval_batch_size", INT, _at_least(1), "expected an integer >= 1"),
+    FieldRule("seed", INT),
+    FieldRule("crop_padding", INT, _at_least(0), "expected an integer >= 0"),
+    FieldRule("image_size", INT),
+    FieldRule("lr", NUMBER, lambda v: v > 0, "expected a number > 0"),
+    FieldRule("lr_decay", NUMBER, lambda v: 0 < v <= 1, "expected a factor in (0, 1]"),
+    FieldRule("momentum", NUMBER, lambda v: 0 <= v < 1, "expected a number in [0, 1)"),
+    FieldRule("dampening", NUMBER),
+    FieldRule("weight_decay", NUMBER, _at_least(0), "expected a number >= 0"),
+    FieldRule("dropout", NUMBER, lambda v: 0 <= v < 1, "allowed: a probability in [0, 1), or true/false"),
+    FieldRule("lr_milestones", MILESTONES, _increasing_epochs,
+              "expected increasing 1-indexed epochs, e.g. [60, 120, 160]"),
+)
+
+
+def _nesterov_needs_momentum(c: RunConfig) -> None:
     if c.nesterov and (c.momentum == 0 or c.dampening != 0):
         raise ConfigError("nesterov", c.nesterov, "Nesterov needs momentum > 0 and dampening 0")
-    if c.crop_padding < 0:
-        raise ConfigError("crop_padding", c.crop_padding, "expected an integer >= 0")
-    if any(not isinstance(m, int) or isinstance(m, bool) or m < 1 for m in c.lr_milestones) or list(
-        c.lr_milestones
-    ) != sorted(set(c.lr_milestones)):
-        raise ConfigError("lr_milestones", list(c.lr_milestones),
-                          "expected increasing 1-indexed epochs, e.g. [60, 120, 160]")
+
+
+def _imagenet_pairs_with_its_network(c: RunConfig) -> None:
     if c.dataset == "imagenet":
         if c.arch != "wrn50_2_bottleneck":
             raise ConfigError("arch", c.arch, "imagenet is trained only with arch wrn50_2_bottleneck")
         if c.preprocessing != "meanstd":
             raise ConfigError("preprocessing", c.preprocessing, "imagenet allows only meanstd")
+        if c.norm_stats != "official":
+            raise ConfigError("norm_stats", c.norm_stats, "imagenet uses the standard ImageNet statistics: official")
     elif c.arch == "wrn50_2_bottleneck":
         raise ConfigError("arch", c.arch, "wrn50_2_bottleneck is an ImageNet network (dataset imagenet)")
+
+
+def _image_size_fits_the_dataset(c: RunConfig) -> None:
     if c.dataset != "imagenet" and c.image_size != 32:
         raise ConfigError("image_size", c.image_size, f"{c.dataset} images are 32x32")
-    if c.dataset == "imagenet" and c.norm_stats != "official":
-        raise ConfigError("norm_stats", c.norm_stats, "imagenet uses the standard ImageNet statistics: official")
     if c.crop_padding >= c.image_size:
         raise ConfigError("crop_padding", c.crop_padding, f"expected fewer pixels than the image size {c.image_size}")
+
+
+def _zca_is_for_cifar(c: RunConfig) -> None:
     if c.preprocessing == "zca" and c.dataset not in ("cifar10", "cifar100"):
         raise ConfigError("preprocessing", c.preprocessing, "zca is defined for CIFAR only")
 
-    synthetic_sizes(c.data_source)  # raises ConfigError unless "real" or "synthetic:N:M"
-    if c.arch == "wrn":
-        c = dataclasses.replace(c, block=format_block(parse_block(c.block)))  # one spelling, one run id
-        n = blocks_per_group(c.depth, c.block, c.depth_convention)
-    elif c.arch == "preact_resnet":
-        if c.k != 1:
-            raise ConfigError("k", c.k, "preact_resnet is the thin baseline: k must be 1")
-        if c.block not in (RunConfig.block, "bottleneck"):
-            raise ConfigError("block", c.block, "preact_resnet uses its own bottleneck block: leave block unset")
-        if c.dropout:
-            raise ConfigError("dropout", c.dropout, "preact_resnet has no dropout (He et al.'s network): 0")
-        if (c.depth - 2) % 9 != 0 or c.depth < 11:
-            lower = max(11, (c.depth - 2) // 9 * 9 + 2)
-            raise ConfigError("depth", c.depth,
-                              f"preact_resnet depth must be 9n+2 (nearest: {lower}, {lower + 9})")
-        n = (c.depth - 2) // 9
-        c = dataclasses.replace(c, block="bottleneck")
-    else:
-        if c.dropout:
-            raise ConfigError("dropout", c.dropout, "wrn50_2_bottleneck has no dropout: 0")
-        if (c.depth, c.k) != (50, 2) or c.block not in (RunConfig.block, "bottleneck"):
-            raise ConfigError("arch", c.arch, "wrn50_2_bottleneck is fixed: depth 50, k 2, block unset")
-        n = None
-        c = dataclasses.replace(c, block="bottleneck")
-    if config.blocks_per_group is not None and config.blocks_per_group != n:
+
+def _data_source_is_known(c: RunConfig) -> None:
+    synthetic_sizes(c.data_source)
+
+
+CROSS_RULES: tuple[Callable[[RunConfig], None], ...] = (
+    _nesterov_needs_momentum, _imagenet_pairs_with_its_network, _image_size_fits_the_dataset,
+    _zca_is_for_cifar, _data_source_is_known,
+)
+
+
+def _wrn_network(c: RunConfig) -> RunConfig:
+    block = format_block(parse_block(c.block))  # one spelling, one run id
+    return dataclasses.replace(c, block=block, blocks_per_group=blocks_per_group(c.depth, block, c.depth_convention))
+
+
+def _preact_resnet_network(c: RunConfig) -> RunConfig:
+    if c.k != 1:
+        raise ConfigError("k", c.k, "preact_resnet is the thin baseline: k must be 1")
+    if c.block not in (BASIC_BLOCK, "bottleneck"):
+        raise ConfigError("block", c.block, "preact_resnet uses its own bottleneck block: leave block unset")
+    if c.dropout:
+        raise ConfigError("dropout", c.dropout, "preact_resnet has no dropout (He et al.'s network): 0")
+    if (c.depth - 2) % 9 != 0 or c.depth < 11:
+        lower = max(11, (c.depth - 2) // 9 * 9 + 2)
+        raise ConfigError("depth", c.depth, f"preact_resnet depth must be 9n+2 (nearest: {lower}, {lower + 9})")
+    return dataclasses.replace(c, block="bottleneck", blocks_per_group=(c.depth - 2) // 9)
+
+
+def _wrn50_2_network(c: RunConfig) -> RunConfig:
+    if c.dropout:
+        raise ConfigError("dropout", c.dropout, "wrn50_2_bottleneck has no dropout: 0")
+    if (c.depth, c.k) != (50, 2) or c.block not in (BASIC_BLOCK, "bottleneck"):
+        raise ConfigError("arch", c.arch, "wrn50_2_bottleneck is fixed: depth 50, k 2, block unset")
+    return dataclasses.replace(c, block="bottleneck", blocks_per_group=None)
+
+
+# arch -> the function that checks its network fields and derives blocks_per_group
+NETWORKS: dict[str, Callable[[RunConfig], RunConfig]] = {
+    "wrn": _wrn_network, "preact_resnet": _preact_resnet_network, "wrn50_2_bottleneck": _wrn50_2_network,
+}
+
+
+def resolve(config: RunConfig) -> RunConfig:
+    """Fill every dataset-dependent default from the paper's recipe and validate every field.
+
+    The result is what is hashed, run and recorded; `resolve(resolve(c)) == resolve(c)`."""
+    _choice("dataset", DATASETS).check(config.dataset)
+    _choice("arch", ARCHS).check(config.arch)
+    c = _fill_recipe(config)
+    for rule in FIELD_RULES:
+        rule.check(getattr(c, rule.field))
+    for rule in CROSS_RULES:
+        rule(c)
+    resolved = NETWORKS[c.arch](c)
+    if config.blocks_per_group is not None and config.blocks_per_group != resolved.blocks_per_group:
         raise ConfigError("blocks_per_group", config.blocks_per_group,
-                          f"depth {c.depth} with {c.block} ({c.depth_convention} convention) gives {n}")
-    return dataclasses.replace(c, blocks_per_group=n, dropout=float(c.dropout))
+                          f"depth {c.depth} with {resolved.block} ({c.depth_convention} convention) gives "
+                          f"{resolved.blocks_per_group}")
+    return dataclasses.replace(resolved, dropout=float(c.dropout))
+
+
+def _fill_recipe(config: RunConfig) -> RunConfig:
+    """`config` with every unset recipe field taken from its dataset's recipe, ``dropout=True/False``
+    turned into the paper's rate / 0, and milestones as a tuple."""
+    recipe = RECIPES[recipe_family(config.dataset)]
+    updates = {name: recipe[name] for name in RECIPE_FIELDS if getattr(config, name) is None}
+    if isinstance(config.dropout, bool):
+        updates["dropout"] = recipe["paper_dropout"] if config.dropout else 0.0
+    milestones = updates.get("lr_milestones", config.lr_milestones)
+    if isinstance(milestones, list):
+        updates["lr_milestones"] = tuple(milestones)
+    return dataclasses.replace(config, **updates)

@@ -23,10 +23,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
+import torchvision.transforms as T
 
 from wrn.augment import CropFlip
-from wrn.config import ConfigError, RunConfig
-from wrn.datasets import DataError, data_cache_dir, load_arrays, load_image_folders
+from wrn.config import RunConfig
+from wrn.datasets import data_cache_dir, load_arrays, load_image_folders
+from wrn.errors import DataError
 from wrn.preprocess import IMAGENET_MEAN, IMAGENET_STD, make_normalizer, zca_transform, zca_whiten
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -143,11 +145,6 @@ class ImageFolderPipeline(DataPipeline):
     fb.resnet.torch also used colour jitter and PCA lighting noise; they are not reproduced."""
 
     def __init__(self, cfg: RunConfig, data_dir: Path, device: torch.device, workers: int | None):
-        import torchvision.transforms as T
-
-        if cfg.norm_stats != "official":
-            raise ConfigError("norm_stats", cfg.norm_stats,
-                              "imagenet uses the fixed ImageNet mean/std: official")
         size = cfg.image_size
         norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
         train_tf = T.Compose([T.RandomResizedCrop(size), *([T.RandomHorizontalFlip()] if cfg.hflip else []),

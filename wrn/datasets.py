@@ -32,7 +32,8 @@ import torch
 import torchvision
 from torchvision.datasets.utils import calculate_md5, download_and_extract_archive, download_url
 
-from wrn.config import NUM_CLASSES
+from wrn.config import DATASET_SIZES, NUM_CLASSES
+from wrn.errors import DataError
 
 MANIFEST_NAME = "wrn-manifest.json"
 MANIFEST_FORMAT = "wrn-manifest/1"
@@ -40,23 +41,13 @@ MANIFEST_FORMAT = "wrn-manifest/1"
 ARRAY_DATASETS = ("cifar10", "cifar100", "svhn")
 IMAGE_SHAPE = (3, 32, 32)
 
-# Official split sizes; SVHN trains on train (73,257) + extra (531,131) as the paper's "about 600,000
-# digit images" (wrn-paper.md §3). ImageNet: ILSVRC-2012 train and val.
-OFFICIAL_COUNTS = {
-    "cifar10": {"train": 50_000, "test": 10_000},
-    "cifar100": {"train": 50_000, "test": 10_000},
-    "svhn": {"train": 604_388, "test": 26_032},
-    "imagenet": {"train": 1_281_167, "test": 50_000},
-}
 IMAGENET_SPLITS = {"train": "train", "test": "val"}
 
 
-class DataError(ValueError):
-    """Missing, corrupt or malformed data. The message is one line naming the file and what was
-    expected, so command-line front ends can print it as it is."""
-
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
+def official_counts(name: str) -> dict[str, int]:
+    """{"train": N, "test": M} of the official dataset (`wrn.config.DATASET_SIZES`)."""
+    train, test = DATASET_SIZES[name]
+    return {"train": train, "test": test}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -350,6 +341,12 @@ def load_arrays(name: str, data_dir: str | Path, download: bool = True) -> Array
     return _load_arrays(name, Path(data_dir), read_manifest(dataset_folder(name, data_dir), name), download)
 
 
+def load_arrays_with_manifest(name: str, data_dir: str | Path, manifest: Manifest) -> ArrayDataset:
+    """`load_arrays` through the manifest route with `manifest` in memory: how `wrn.manifest` makes
+    sure the loader accepts a folder before it writes a manifest that vouches for it."""
+    return _load_arrays(name, Path(data_dir), manifest, download=False)
+
+
 def array_file_counts(name: str, data_dir: str | Path) -> dict[str, int]:
     """Check each of `name`'s files on its own (shape, dtype, labels) and count its images; what
     `python -m wrn.manifest` declares. Names the first missing or malformed file."""
@@ -377,7 +374,7 @@ def _load_arrays(name: str, data_dir: Path, manifest: Manifest | None, download:
         if missing:
             raise DataError(f"{name} not found: looked in {folder} for {', '.join(needed)} "
                             f"(missing {', '.join(missing)}); {_supply_hint(name, data_dir)}")
-        expected, source = OFFICIAL_COUNTS[name], "official"
+        expected, source = official_counts(name), "official"
     else:
         manifest.require(needed)
         manifest.verify()
@@ -424,6 +421,12 @@ def load_image_folders(data_dir: str | Path, train_transform: Any = None, test_t
                                test_transform)
 
 
+def load_image_folders_with_manifest(data_dir: str | Path, manifest: Manifest):
+    """`load_image_folders` through the manifest route with `manifest` in memory (see
+    `load_arrays_with_manifest`)."""
+    return _load_image_folders(Path(data_dir), manifest, None, None)
+
+
 def _load_image_folders(data_dir: Path, manifest: Manifest | None, train_transform: Any,
                         test_transform: Any):
     folder = dataset_folder("imagenet", data_dir)
@@ -444,7 +447,7 @@ def _load_image_folders(data_dir: Path, manifest: Manifest | None, train_transfo
         extra = sorted(set(train.classes) ^ set(test.classes))[:3]
         raise DataError(f"{dirs['test']}: class folders differ from {dirs['train']} (e.g. {extra})")
     if manifest is None:
-        source, expected = "official", OFFICIAL_COUNTS["imagenet"]
+        source, expected = "official", official_counts("imagenet")
         if len(train.classes) != NUM_CLASSES["imagenet"]:
             raise DataError(f"{dirs['train']}: {len(train.classes)} class folders, expected 1000 "
                             "(the official count; use a manifest for a prepared subset)")

@@ -14,18 +14,19 @@ ROOT is then passed to training as ``--data-dir``.
 
 from __future__ import annotations
 
-import argparse
-import os
 import pickle
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from wrn.cli import ArgumentParser, run_main
+from wrn.config import DATASETS
 from wrn.datasets import dataset_folder, dataset_layout
+from wrn.errors import UserError
+from wrn.files import atomic_write
 from wrn.manifest import write_manifest
 
-DATASETS = ("cifar10", "cifar100", "svhn", "imagenet")
 CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "imagenet": 10}
 IMAGENET_SIZE = (40, 48)  # (height, width): not square, larger than a 32-pixel crop
 SVHN_TRAIN_SHARE = 73_257 / 604_388  # train_32x32.mat's share of train + extra
@@ -51,22 +52,9 @@ def _images(rng: np.random.Generator, labels: np.ndarray, protos: np.ndarray | N
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
-def _replace_atomically(path: Path, write) -> None:
-    """`write(tmp)` then rename over `path`: a reader (another launcher's run) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _dump(obj: dict, path: Path) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            pickle.dump(obj, f, protocol=2)
-
-    _replace_atomically(path, write)
+    """A CIFAR pickle, written atomically: another launcher's run may be reading the folder."""
+    atomic_write(path, lambda handle: pickle.dump(obj, handle, protocol=2), binary=True)
 
 
 def _cifar_rows(images: np.ndarray) -> np.ndarray:
@@ -107,8 +95,8 @@ def _write_svhn(folder: Path, train: tuple, test: tuple) -> None:
             (layout.test[0], test)]:
         digits = np.where(labels == 0, 10, labels).astype(np.uint8).reshape(-1, 1)  # SVHN: 0 is 10
         arrays = {"X": np.ascontiguousarray(images.transpose(1, 2, 3, 0)), "y": digits}
-        _replace_atomically(folder / filename,
-                            lambda tmp, arrays=arrays: scipy.io.savemat(str(tmp), arrays, appendmat=False))
+        atomic_write(folder / filename, lambda handle, arrays=arrays: scipy.io.savemat(handle, arrays),
+                     binary=True)
 
 
 def _write_imagenet(folder: Path, train: tuple, test: tuple) -> None:
@@ -118,8 +106,8 @@ def _write_imagenet(folder: Path, train: tuple, test: tuple) -> None:
         for i, (image, label) in enumerate(zip(images, labels)):
             class_dir = folder / split / f"n{label:08d}"
             class_dir.mkdir(parents=True, exist_ok=True)
-            _replace_atomically(class_dir / f"{split}_{i:06d}.JPEG", lambda tmp, image=image: Image.fromarray(
-                image).save(tmp, format="JPEG", quality=95))
+            atomic_write(class_dir / f"{split}_{i:06d}.JPEG", lambda handle, image=image: Image.fromarray(
+                image).save(handle, format="JPEG", quality=95), binary=True)
 
 
 def write_fake_dataset(name: str, root: str | Path, n_train: int, n_test: int, seed: int = 0,
@@ -127,14 +115,14 @@ def write_fake_dataset(name: str, root: str | Path, n_train: int, n_test: int, s
     """Write `name` with `n_train`/`n_test` images under data directory `root` and its manifest;
     returns the dataset's folder. Deterministic in `seed`."""
     if name not in DATASETS:
-        raise ValueError(f"dataset={name!r}: allowed: {', '.join(DATASETS)}")
+        raise UserError(f"dataset={name!r}: allowed: {', '.join(DATASETS)}")
     classes = CLASSES[name]
     # SVHN splits its training images over train and extra; ImageFolder needs every class in both
     # splits (labels are balanced, so `classes` images cover them all).
     minimum = {"svhn": (2, 1), "imagenet": (classes, classes)}.get(name, (1, 1))
     for field, value, least in (("n_train", n_train, minimum[0]), ("n_test", n_test, minimum[1])):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ValueError(f"{field}={value!r}: expected an integer >= {least} for {name}")
+            raise UserError(f"{field}={value!r}: expected an integer >= {least} for {name}")
     height, width = IMAGENET_SIZE if name == "imagenet" else (32, 32)
     protos = _prototypes(np.random.default_rng([seed, 0]), classes, height, width) if learnable else None
     splits = []
@@ -154,8 +142,8 @@ def write_fake_dataset(name: str, root: str | Path, n_train: int, n_test: int, s
     return folder
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wrn.fake_data", description=__doc__.split("\n\n")[0])
+def _main(argv: list[str] | None) -> int:
+    parser = ArgumentParser(prog="python -m wrn.fake_data", description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", choices=DATASETS)
     parser.add_argument("root", help="data directory to write into (then pass it as --data-dir)")
     parser.add_argument("--train", type=int, required=True, help="number of training images")
@@ -166,11 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         folder = write_fake_dataset(args.dataset, args.root, args.train, args.test, args.seed,
                                     learnable=not args.noise)
-    except (ValueError, OSError) as exc:  # DataError is a ValueError
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except OSError as exc:
+        raise UserError(f"{args.root}: cannot write the dataset there ({exc.strerror or exc})") from None
     print(f"wrote {args.dataset} ({args.train} train, {args.test} test) to {folder}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv)
 
 
 if __name__ == "__main__":

@@ -14,17 +14,16 @@ cifar-10-batches-py/, cifar-100-python/, svhn/ or imagenet/).
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from wrn import datasets
-from wrn.datasets import MANIFEST_FORMAT, MANIFEST_NAME, DataError, Manifest
-
-DATASETS = (*datasets.ARRAY_DATASETS, "imagenet")
+from wrn.cli import ArgumentParser, run_main
+from wrn.config import DATASETS
+from wrn.datasets import MANIFEST_FORMAT, MANIFEST_NAME, Manifest
+from wrn.errors import DataError
+from wrn.files import atomic_write_text
 
 
 def build_manifest(name: str, data_dir: str | Path) -> dict:
@@ -56,9 +55,9 @@ def build_manifest(name: str, data_dir: str | Path) -> dict:
                         _verified=True)
     # The loader's own route, with this manifest in memory: what it rejects is never written.
     if name == "imagenet":
-        datasets._load_image_folders(data_dir, manifest, None, None)
+        datasets.load_image_folders_with_manifest(data_dir, manifest)
     else:
-        datasets._load_arrays(name, data_dir, manifest, download=False)
+        datasets.load_arrays_with_manifest(name, data_dir, manifest)
     return {"format": MANIFEST_FORMAT, "dataset": name, "counts": counts,
             "files": dict(sorted(hashes.items()))}
 
@@ -67,32 +66,23 @@ def write_manifest(name: str, data_dir: str | Path) -> Path:
     """Build the manifest and write it atomically into the dataset's folder; returns its path."""
     content = build_manifest(name, data_dir)
     path = datasets.dataset_folder(name, data_dir) / MANIFEST_NAME
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".wrn-manifest.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(content, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(content, indent=1) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wrn.manifest", description=__doc__.split("\n\n")[0])
+def _main(argv: list[str] | None) -> int:
+    parser = ArgumentParser(prog="python -m wrn.manifest", description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", metavar="DATA_DIR", help="the directory passed to training as --data-dir")
     parser.add_argument("--dataset", required=True, choices=DATASETS)
     args = parser.parse_args(argv)
-    try:
-        path = write_manifest(args.dataset, args.data_dir)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    path = write_manifest(args.dataset, args.data_dir)
     content = json.loads(path.read_text())
     print(f"wrote {path}: {len(content['files'])} files, train {content['counts']['train']}, "
           f"test {content['counts']['test']}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv)
 
 
 if __name__ == "__main__":

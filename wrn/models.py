@@ -16,7 +16,7 @@ import torchvision
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from wrn.config import ConfigError, RunConfig
+from wrn.config import RunConfig
 
 CONV1_WIDTH = 16  # "The size of conv1 is fixed in all of our experiments" (Table 1)
 GROUP_WIDTHS = (16, 32, 64)  # times k for groups conv2, conv3, conv4 (Table 1)
@@ -168,8 +168,6 @@ def build_model(cfg: RunConfig) -> nn.Module:
     wrn50_2_bottleneck is torchvision's wide_resnet50_2, the same post-activation network as the
     official pretrained model (wrn-paper.md §5.4); fb.resnet.torch, which trained it, initialises like
     conv_init="fan_out", bn_init="ones" with a zero fc bias."""
-    if cfg.arch != "wrn" and cfg.dropout:
-        raise ConfigError("dropout", cfg.dropout, f"{cfg.arch} has no dropout (only arch wrn): use 0")
     if cfg.arch == "wrn":
         model: nn.Module = WideResNet(cfg.blocks_per_group, cfg.k, cfg.kernel_sizes, cfg.num_classes, cfg.dropout)
     elif cfg.arch == "preact_resnet":

@@ -28,14 +28,12 @@ import math
 import re
 from typing import Any
 
-from wrn.config import RECIPES, ConfigError, RunConfig, recipe_family
+from wrn.blocks import BASIC_BLOCK, format_block, parse_block
+from wrn.config import RunConfig, paper_dropout
+from wrn.errors import ConfigError
 
-BASIC_BLOCK = "B(3,3)"
-
-_BLOCK_FORMS = "expected B(k1,k2,...) with odd kernel sizes >= 1, e.g. B(3,3) or B(1,3,1)"
 _LABEL_FORMS = ("expected WRN-<depth>-<k>[-B(k1,...)][-true][-dropout[=p]], preact-ResNet-<depth> "
                 "or WRN-50-2-bottleneck, e.g. WRN-28-10, WRN-40-2-B(1,3,1), WRN-16-4-dropout")
-_BLOCK_RE = re.compile(r"B\(\s*(\d+(?:\s*,\s*\d+)*)\s*\)")
 _WRN_RE = re.compile(
     r"WRN-(?P<depth>\d+)-(?P<k>\d+)"
     r"(?:-(?P<block>B\([^)]*\)))?"
@@ -44,49 +42,6 @@ _WRN_RE = re.compile(
 )
 _PREACT_RE = re.compile(r"preact-ResNet-(?P<depth>\d+)")
 _WRN50_LABEL = "WRN-50-2-bottleneck"
-
-
-def parse_block(text: str) -> tuple[int, ...]:
-    """Kernel sizes of the paper's B(M) notation: "B(3, 1,3)" -> (3, 1, 3).
-
-    Kernels must be odd so that padding k//2 keeps the spatial size, as every conv in the paper does."""
-    match = _BLOCK_RE.fullmatch(text.strip()) if isinstance(text, str) else None
-    if match is None:
-        raise ConfigError("block", text, _BLOCK_FORMS)
-    kernels = tuple(int(part) for part in match.group(1).split(","))
-    if any(size < 1 or size % 2 == 0 for size in kernels):
-        raise ConfigError("block", text, _BLOCK_FORMS)
-    return kernels
-
-
-def format_block(kernel_sizes: tuple[int, ...]) -> str:
-    """The canonical spelling of a block: (3, 1, 3) -> "B(3,1,3)" (no spaces)."""
-    return "B(" + ",".join(str(size) for size in kernel_sizes) + ")"
-
-
-def blocks_per_group(depth: int, block: str | tuple[int, ...], convention: str) -> int:
-    """N, the number of blocks in each of the three groups conv2-conv4 (wrn-paper.md §1).
-
-    "nominal" (Table 2, official code): N = (d-4)/6 for every block type, so WRN-40-2-B(1,3,1) has six
-    3-conv blocks per group. "true" (Table 3): d counts the convolutions, N = (d-4)/(3l) for blocks of l
-    convs. For B(3,3) the two agree. A depth that fits neither raises naming the nearest valid ones."""
-    kernels = parse_block(block) if isinstance(block, str) else tuple(block)
-    if convention == "nominal":
-        step = 6
-    elif convention == "true":
-        step = 3 * len(kernels)
-    else:
-        raise ConfigError("depth_convention", convention, "allowed: nominal, true")
-    if isinstance(depth, bool) or not isinstance(depth, int):
-        raise ConfigError("depth", depth, "expected an integer")
-    if depth < 4 + step or (depth - 4) % step != 0:
-        below = 4 + step * max(1, (depth - 4) // step)
-        nearest = sorted({below, below + step} if depth > below else {below})
-        raise ConfigError(
-            "depth", depth,
-            f"{format_block(kernels)} with the {convention} convention needs depth = {step}N+4 "
-            f"(nearest: {', '.join(map(str, nearest))})")
-    return (depth - 4) // step
 
 
 def render_label(cfg: RunConfig) -> str:
@@ -103,7 +58,7 @@ def render_label(cfg: RunConfig) -> str:
     if true_convention:
         label += "-true"
     if cfg.dropout:
-        paper_rate = RECIPES[recipe_family(cfg.dataset)]["paper_dropout"]
+        paper_rate = paper_dropout(cfg.dataset)
         label += "-dropout" if cfg.dropout is True or cfg.dropout == paper_rate else f"-dropout={cfg.dropout!r}"
     return label
 

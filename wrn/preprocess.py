@@ -18,13 +18,13 @@ meanstd and div255 keep the stored images uint8 and normalise each batch; ZCA st
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from wrn.files import atomic_write
 
 OFFICIAL_MEAN = (125.3, 123.0, 113.9)  # 0-255 scale; official Lua and PyTorch code
 OFFICIAL_STD = (63.0, 62.1, 66.7)
@@ -138,18 +138,6 @@ def _load_cached(path: Path, d: int) -> tuple[torch.Tensor, torch.Tensor] | None
         return None
 
 
-def _save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def zca_transform(train_x: torch.Tensor, cache_dir: Path, device: torch.device | str
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, P) of GCN+ZCA fitted on uint8 `train_x`, from `cache_dir` when fitted before."""
@@ -159,9 +147,10 @@ def zca_transform(train_x: torch.Tensor, cache_dir: Path, device: torch.device |
         return cached[0].to(device), cached[1].to(device)
     flat = train_x.to(device).reshape(len(train_x), d).to(torch.float64)
     mean, p = fit_zca(global_contrast_normalize(flat))
+    state = {"version": ZCA_CACHE_VERSION, "mean": mean.cpu(), "P": p.cpu(), "n_train": len(train_x)}
     try:
-        _save_atomic({"version": ZCA_CACHE_VERSION, "mean": mean.cpu(), "P": p.cpu(),
-                      "n_train": len(train_x)}, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda handle: torch.save(state, handle), binary=True)
     except OSError as exc:  # read-only data directories still train, they just refit next time
         warnings.warn(f"could not cache the ZCA fit at {path} ({exc}); it will be refitted next run",
                       stacklevel=2)

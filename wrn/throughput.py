@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from wrn.config import DATASET_SIZES, RunConfig
+from wrn.config import RunConfig, expected_sizes
 
 DEFAULT_TFLOPS = {"cuda": 100.0, "cpu": 0.05}
 
@@ -24,14 +24,14 @@ def device_rate(device_type: str, tflops: float | None = None) -> float:
     return 1e12 * (tflops if tflops is not None else DEFAULT_TFLOPS[device_type])
 
 
-def run_flops(cfg: RunConfig, forward_flops: int, sizes: tuple[int, int] | None = None) -> float:
-    """Total FLOPs of training `cfg` for all its epochs, evaluation after every epoch included."""
-    train_images, test_images = sizes or DATASET_SIZES[cfg.dataset]
+def run_flops(cfg: RunConfig, forward_flops: int) -> float:
+    """Total FLOPs of training `cfg` for all its epochs on its data (real or generated), evaluation
+    after every epoch included."""
+    train_images, test_images = expected_sizes(cfg)
     if cfg.drop_last:
         train_images = train_images // cfg.batch_size * cfg.batch_size
     return float(cfg.epochs) * forward_flops * (3 * train_images + test_images)
 
 
-def estimate_seconds(cfg: RunConfig, forward_flops: int, rate: float,
-                     sizes: tuple[int, int] | None = None) -> float:
-    return run_flops(cfg, forward_flops, sizes) / rate
+def estimate_seconds(cfg: RunConfig, forward_flops: int, rate: float) -> float:
+    return run_flops(cfg, forward_flops) / rate

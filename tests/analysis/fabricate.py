@@ -1,8 +1,9 @@
 """Fake run folders in the run store's real format, for testing the analysis without training.
 
-Each helper writes what `wrn.train` and the runner would leave behind for a run in a given state
-(contract: docs_tmp/CONTRACTS.md, "Run store"), so the analysis is tested through the same reader,
-`experiments.store.read_run`, that it uses on real results.
+Each helper writes what `wrn.train` and the runner would leave behind for a run in a given state (the
+run store's layout: docs/design.md, "The run store"; results built from `wrn.records.RunResult`), so
+the analysis is tested through the same reader, `experiments.store.read_run`, that it uses on real
+results.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from experiments.store import atomic_write_json, run_dir, run_id
+from experiments.store import run_dir, run_id
 from wrn.config import RunConfig, resolve
+from wrn.files import atomic_write_json
 from wrn.names import render_label
+from wrn.records import Divergence, EpochMetrics, RunResult, RuntimeSettings, StepTiming
 
 STATES = ("done", "diverged", "interrupted", "failed", "corrupt", "todo")
 
@@ -74,19 +77,18 @@ def _result(cfg, rid, spec, label, state, test_error, epochs, params, epoch_time
     diverged = state == "diverged"
     final = None
     if timing is None and not diverged:
-        final = {"epoch": epochs, "test_error": test_error, "test_loss": 0.2, "train_error": 0.1,
-                 "train_loss": 0.01, "lr": cfg.lr_at(epochs)}
+        final = EpochMetrics(epoch=epochs, lr=cfg.lr_at(epochs), train_loss=0.01, train_error=0.1,
+                             test_loss=0.2, test_error=test_error, test_top5_error=0.5)
     timing_block = None
     if timing is not None:
         ms = float(timing["ms_median"])
-        timing_block = {"batch_size": 32, "ms_median": ms, "ms_min": timing.get("ms_min", ms * 0.98),
-                        "ms_max": timing.get("ms_max", ms * 1.05), "repeats": 20}
-    return {
-        "run_id": rid, "spec": spec, "label": label, "kind": "timing" if timing else "train",
-        "status": state, "final": final, "diverged": {"epoch": epochs, "step": 17} if diverged else None,
-        "params": params, "flops": 2 * params, "epoch_time_s": epoch_time_s,
-        "train_time_s": epoch_time_s * epochs, "images_per_s": 800.0, "timing": timing_block,
-        "runtime": {"device": "cpu", "device_name": "cpu", "precision": "fp32", "channels_last": False,
-                    "tf32": False, "compile": False, "torch": "2.14.1"},
-        "finished_at": "2024-01-02T00:00:00Z",
-    }
+        timing_block = StepTiming(batch_size=32, ms_median=ms, ms_min=timing.get("ms_min", ms * 0.98),
+                                  ms_max=timing.get("ms_max", ms * 1.05), repeats=20)
+    result = RunResult(
+        kind="timing" if timing else "train", status=state, final=final,
+        diverged=Divergence(epoch=epochs, step=17, loss="nan") if diverged else None,
+        params=params, flops=2 * params, epoch_time_s=epoch_time_s, train_time_s=epoch_time_s * epochs,
+        images_per_s=800.0, timing=timing_block,
+        runtime=RuntimeSettings(device="cpu", device_name="cpu", precision="fp32", channels_last=False,
+                                tf32=False, compile=False, torch="2.14.1", threads=1))
+    return {"run_id": rid, "spec": spec, "label": label, **result.to_dict(), "finished_at": "2024-01-02T00:00:00Z"}

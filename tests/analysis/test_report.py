@@ -7,7 +7,8 @@ import pytest
 from fabricate import write_run
 
 from analysis.report import main, write_index, write_spec_report
-from experiments.spec import expand, load_spec, shipped_names
+from experiments.plan import expand
+from experiments.spec import load_spec, shipped_names
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from experiments.clusters import KEYS, ClusterError, ClusterProfile, known_clusters, load_cluster
-from experiments.errors import UserError
+from wrn.errors import UserError
 
 
 @pytest.mark.parametrize("name", known_clusters())
@@ -46,16 +46,16 @@ def test_unknown_cluster_names_the_known_ones():
 
 
 @pytest.mark.parametrize("text, message", [
-    ('partiton = "gpu"', r"unknown key 'partiton' \(did you mean 'partition'\?\)"),
-    ("cpus_per_run = 0", r"cpus_per_run = 0: expected a number >= 1"),
-    ('cpus_per_run = "8"', r"cpus_per_run = '8': expected an integer"),
-    ("gpus_per_run = true", r"gpus_per_run = True: expected an integer"),
-    ("mem_gb = -1", r"mem_gb = -1: expected a number >= 0"),
-    ('partition = ""', r"partition = '': expected a non-empty string"),
-    ("setup = [1]", r"setup = \[1\]: expected a list of strings"),
-    ("setup = 'module load x'", r"setup = 'module load x': expected a list"),
-    ("sbatch = { exclude = [1] }", r"sbatch.exclude = \[1\]: expected a string"),
-    ("time_min = 1\nsignal_delay_s = 60", r"signal_delay_s = 60: must be shorter than the time limit"),
+    ('partiton = "gpu"', r"partiton: 'gpu': unknown key \(did you mean 'partition'\?\)"),
+    ("cpus_per_run = 0", r"cpus_per_run: 0: expected a number >= 1"),
+    ('cpus_per_run = "8"', r"cpus_per_run: '8': expected an integer"),
+    ("gpus_per_run = true", r"gpus_per_run: True: expected an integer"),
+    ("mem_gb = -1", r"mem_gb: -1: expected a number >= 0"),
+    ('partition = ""', r"partition: '': expected a non-empty string"),
+    ("setup = [1]", r"setup: \[1\]: expected a list of strings"),
+    ("setup = 'module load x'", r"setup: 'module load x': expected a list"),
+    ("sbatch = { exclude = [1] }", r"sbatch.exclude: \[1\]: expected a string"),
+    ("time_min = 1\nsignal_delay_s = 60", r"signal_delay_s: 60: must be shorter than the time limit"),
     ("partition = ", r"invalid TOML"),
 ])
 def test_bad_profiles_are_one_line_errors(tmp_path, text, message):

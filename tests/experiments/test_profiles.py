@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from experiments.profiles import PROFILES_FILE, Profile, load_profile, profile_names
-from experiments.spec import SPECS_DIR, SpecError, expand, load_spec, parse_overrides
+from experiments.plan import expand, parse_overrides
+from experiments.schema import SpecError
+from experiments.spec import SPECS_DIR, load_spec
 
 
 def test_shipped_profiles():

@@ -22,11 +22,12 @@ import torch
 from experiments import slurm as slurm_mod
 from experiments import store
 from experiments.clusters import load_cluster
-from experiments.errors import UserError
 from experiments.slurm import check_available, reconcile, submit_runs, wait_for
 from wrn import checkpoint
 from wrn.config import RunConfig, resolve
 from wrn.fake_data import write_fake_dataset
+from wrn.errors import UserError
+from wrn.files import atomic_write_json, read_json
 from wrn.names import render_label
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,14 +80,14 @@ def make_run(results: Path, spec: str, epochs: int, **fields) -> Path:
     rid = store.run_id(cfg)
     path = store.run_dir(results, spec, rid)
     path.mkdir(parents=True)
-    store.atomic_write_json(path / store.CONFIG, {"run_id": rid, "spec": spec, "label": render_label(cfg),
+    atomic_write_json(path / store.CONFIG, {"run_id": rid, "spec": spec, "label": render_label(cfg),
                                                   "kind": "train", "config": cfg.to_dict(), "created_at": "now"})
     return path
 
 
 def job_log(run: Path) -> str:
     """The job's stderr then stdout (submitit writes its own messages to stdout), all attempts."""
-    info = store.read_json(run / store.SLURM)
+    info = read_json(run / store.SLURM)
     return "".join((Path(info["log_dir"]) / f"{info['job_id']}_0_log.{ext}").read_text() for ext in ("err", "out"))
 
 
@@ -164,7 +165,7 @@ def test_array_is_chunked_under_max_array_size_and_runs_from_the_snapshot(cluste
     runs = [make_run(results, "chunked", epochs=1, seed=s) for s in range(3)]
     job_ids = submit_runs(runs, dataclasses.replace(cluster, max_array_size=2), data_dir, max_parallel=2)
     assert len(job_ids) == 2
-    infos = [store.read_json(r / store.SLURM) for r in runs]
+    infos = [read_json(r / store.SLURM) for r in runs]
     assert [i["job_id"] for i in infos] == [f"{job_ids[0]}_0", f"{job_ids[0]}_1", job_ids[1]]
     assert all(i["active"] and i["cluster"] == "local" for i in infos)
     # the second chunk waits for the first, so the parallelism cap holds across chunks
@@ -176,14 +177,14 @@ def test_array_is_chunked_under_max_array_size_and_runs_from_the_snapshot(cluste
     assert (snapshot / "experiments" / "slurm.py").is_file()
     for run in runs:
         assert f"with the code in {snapshot}" in job_log(run)
-        assert store.read_json(run / store.PROVENANCE)["git_commit"] is not None
+        assert read_json(run / store.PROVENANCE)["git_commit"] is not None
 
 
 def test_submitting_a_queued_run_again_is_a_no_op(cluster, data_dir, tmp_path):
     run = make_run(tmp_path / "results", "again", epochs=1)
     first = submit_runs([run], cluster, data_dir, None)
     assert submit_runs([run], cluster, data_dir, None) == []
-    assert store.read_json(run / store.SLURM)["job_id"] == first[0]
+    assert read_json(run / store.SLURM)["job_id"] == first[0]
     assert wait_for([run], poll_s=1, timeout_s=120) == {"done": 1}
 
 
@@ -192,8 +193,8 @@ def test_failed_and_cancelled_runs_are_reported_and_only_they_are_resubmitted(cl
     good = make_run(results, "mixed", epochs=1)
     broken = make_run(results, "mixed", epochs=1, seed=1)
     cancelled = make_run(results, "mixed", epochs=1, seed=2)
-    meta = store.read_json(broken / store.CONFIG)
-    store.atomic_write_json(broken / store.CONFIG, {**meta, "config": {**meta["config"], "depth": 11}})
+    meta = read_json(broken / store.CONFIG)
+    atomic_write_json(broken / store.CONFIG, {**meta, "config": {**meta["config"], "depth": 11}})
     submit_runs([good, broken], cluster, data_dir, None)
     [cancel_id] = submit_runs([cancelled], dataclasses.replace(cluster, sbatch={"hold": True}), data_dir, None)
     subprocess.run(["scancel", cancel_id], check=True)
@@ -204,10 +205,10 @@ def test_failed_and_cancelled_runs_are_reported_and_only_they_are_resubmitted(cl
     gone = store.read_run(cancelled)
     assert gone.failure["error_type"] == "SlurmJobEnded"
     assert f"SLURM job {cancel_id} ended CANCELLED without a result" in gone.failure["message"]
-    assert not store.read_json(cancelled / store.SLURM)["active"]
+    assert not read_json(cancelled / store.SLURM)["active"]
 
     # relaunch: what the runner submits is every run not done; the done one keeps its result untouched
-    store.atomic_write_json(broken / store.CONFIG, meta)
+    atomic_write_json(broken / store.CONFIG, meta)
     done_result = (good / store.RESULT).stat().st_mtime_ns
     to_run = [r.path for r in reconcile([good, broken, cancelled]) if r.state not in ("done", "diverged")]
     assert to_run == [broken, cancelled]
@@ -256,7 +257,7 @@ def test_preempted_and_requeued_jobs_resume_and_match_an_uninterrupted_run(clust
     assert len(expected) == epochs
     for run in (preempted, requeued):
         assert metrics_without_timing(run) == expected
-        assert store.read_json(run / store.RESULT)["final"] == store.read_json(reference / store.RESULT)["final"]
+        assert read_json(run / store.RESULT)["final"] == read_json(reference / store.RESULT)["final"]
         got, want = model_weights(run), model_weights(reference)
         assert all(torch.equal(got[k], want[k]) for k in want)
 

@@ -9,17 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.spec import (
-    SPECS_DIR,
-    PlannedRun,
-    SpecError,
-    expand,
-    list_specs,
-    load_spec,
-    matches,
-    parse_overrides,
-    read_paper_results,
-)
+from analysis.paper import read_paper_results
+from experiments.plan import PlannedRun, expand, parse_overrides
+from experiments.schema import SpecError
+from experiments.spec import SPECS_DIR, list_specs, load_spec, matches
 from experiments.store import run_id
 from wrn.config import RunConfig, resolve
 from wrn.models import build_model, count_params

@@ -11,7 +11,10 @@ import time
 import pytest
 
 from experiments import slurm, status, store
-from experiments.spec import expand, load_spec
+from experiments.plan import expand
+from experiments.spec import load_spec
+from wrn.files import atomic_write_json, read_json
+from wrn.records import EpochMetrics, RunResult, RuntimeSettings
 
 SPEC = "table_block_type"
 
@@ -26,20 +29,25 @@ def results(tmp_path, monkeypatch):
     for plan in planned[:5]:
         path = store.run_dir(root, SPEC, plan.run_id)
         path.mkdir(parents=True)
-        store.atomic_write_json(path / store.CONFIG, {"run_id": plan.run_id, "spec": SPEC, "label": plan.label,
+        atomic_write_json(path / store.CONFIG, {"run_id": plan.run_id, "spec": SPEC, "label": plan.label,
                                                       "config": plan.config.to_dict(), "created_at": "now"})
         dirs.append(path)
     done, failed, queued, cancelled, running = dirs
     (done / store.METRICS).write_text(json.dumps({"epoch": 1}) + "\n" + json.dumps({"epoch": 2}) + "\n")
-    store.atomic_write_json(done / store.RESULT, {"status": "done", "final": {"test_error": 12.345}})
-    store.atomic_write_json(failed / store.FAILURE, {
+    result = RunResult(kind="train", status="done", final=EpochMetrics(
+        epoch=2, lr=0.1, train_loss=0.5, train_error=10.0, test_loss=0.6, test_error=12.345, test_top5_error=1.0),
+        diverged=None, params=1, flops=2, epoch_time_s=1.0, train_time_s=2.0, images_per_s=64.0, timing=None,
+        runtime=RuntimeSettings(device="cpu", device_name="cpu", precision="fp32", channels_last=True,
+                                tf32=False, compile=False, torch="2", threads=1))
+    atomic_write_json(done / store.RESULT, result.to_dict())
+    atomic_write_json(failed / store.FAILURE, {
         "error_type": "RuntimeError", "message": "CUDA out of memory", "at": "now",
         "traceback_tail": "Traceback (most recent call last):\n  File \"train.py\", line 1\nRuntimeError: CUDA out of memory"})
     log_dir = root / "slurm" / SPEC / "sub" / "jobs" / "41_3"
     log_dir.mkdir(parents=True)
     (log_dir / "41_3_0_log.err").write_text("slurmstepd: error: *** JOB 41 CANCELLED AT now ***\n")
     for path, job in ((failed, "41_1"), (queued, "41_2"), (cancelled, "41_3"), (running, "41_4")):
-        store.atomic_write_json(path / store.SLURM, {"job_id": job, "cluster": "local", "submitted_at": "now",
+        atomic_write_json(path / store.SLURM, {"job_id": job, "cluster": "local", "submitted_at": "now",
                                                      "active": True, "log_dir": str(root / "slurm" / SPEC / "sub"
                                                                                     / "jobs" / job)})
     (running / store.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
@@ -76,7 +84,7 @@ def test_every_state_with_jobs_and_error_tails(results, capsys):
     assert lines[-1] == f"launching {SPEC} again runs only the 2 failed, 0 interrupted and 1 missing runs"
     # recorded, so the runner resubmits it and a later status agrees without asking SLURM
     assert store.read_run(cancelled).state == "failed"
-    assert not store.read_json(cancelled / store.SLURM)["active"]
+    assert not read_json(cancelled / store.SLURM)["active"]
 
 
 def test_runs_of_another_profile_are_counted_not_listed(results, capsys):

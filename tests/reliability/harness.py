@@ -23,6 +23,7 @@ from experiments import store  # noqa: E402
 from wrn import checkpoint  # noqa: E402
 from wrn.config import RunConfig, resolve  # noqa: E402
 from wrn.fake_data import write_fake_dataset  # noqa: E402
+from wrn.files import atomic_write_json, read_json  # noqa: E402
 
 N_TRAIN, N_TEST, BATCH, EPOCHS = 128, 32, 16, 2
 STEPS_PER_EPOCH = N_TRAIN // BATCH
@@ -45,7 +46,7 @@ def make_run(results: Path, cfg: RunConfig | None = None, spec: str = SPEC) -> P
     rid = store.run_id(cfg)
     path = store.run_dir(results, spec, rid)
     path.mkdir(parents=True)
-    store.atomic_write_json(path / store.CONFIG, {
+    atomic_write_json(path / store.CONFIG, {
         "run_id": rid, "spec": spec, "label": "WRN-10-1", "kind": "train", "config": cfg.to_dict(),
         "created_at": "2024-01-01T00:00:00Z"})
     return path
@@ -126,7 +127,7 @@ def metrics_rows(run_dir: Path) -> list[dict]:
 
 def snapshot(run_dir: Path) -> dict:
     """Everything of a finished run that must not depend on interruptions (wall times excluded)."""
-    result = store.read_json(run_dir / store.RESULT)
+    result = read_json(run_dir / store.RESULT)
     state = checkpoint.load_latest(run_dir)
     history = [{k: v for k, v in row.items() if k not in METRIC_TIME_FIELDS} for row in state["history"]]
     return {

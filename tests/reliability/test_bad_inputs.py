@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 
 from harness import REPO_ROOT, USER_SPEC, python_env, tree, write_spec
+from experiments.plan import expand
+from experiments.spec import load_spec
 from wrn.fake_data import write_fake_dataset
 
 SPEC_NAME = "reliability_tiny"
@@ -128,8 +130,6 @@ def no_manifest(folder):  # the official route: torchvision's md5 sums
 
 
 def _corrupt_run_config(ctx: Ctx) -> list[str]:
-    from experiments.spec import expand, load_spec
-
     for planned in expand(load_spec(ctx.spec), "smoke"):
         run = ctx.results / "runs" / SPEC_NAME / planned.run_id
         run.mkdir(parents=True)

@@ -9,6 +9,8 @@ import signal
 
 from harness import STEPS_PER_EPOCH, make_run, metrics_rows, worker_log, write_spec
 from experiments import store
+from experiments.run import main
+from wrn.files import read_json
 
 S = STEPS_PER_EPOCH
 ONE_NETWORK_SPEC = '''\
@@ -38,7 +40,7 @@ def test_nan_loss_marks_the_run_diverged_at_its_epoch_and_step(workers, data_dir
     """The weights are poisoned after step S+3, so the loss of epoch 2's step 3 (0-based) is NaN."""
     run = make_run(tmp_path / "results")
     assert workers.run(run, data_dir, [f"step:{S + 3}:nan"]) == 0, worker_log(run)
-    result = store.read_json(run / store.RESULT)
+    result = read_json(run / store.RESULT)
     assert result["status"] == "diverged" and result["final"] is None
     assert (result["diverged"]["epoch"], result["diverged"]["step"]) == (2, 3)
     assert result["diverged"]["loss"] == "nan"
@@ -54,13 +56,11 @@ def test_divergence_survives_a_kill_before_the_result_is_written(workers, data_d
     assert code == -signal.SIGKILL
     assert not (run / store.RESULT).exists()
     assert workers.run(run, data_dir, ["step:1:kill"]) == 0, "the resumed run trained past its divergence"
-    result = store.read_json(run / store.RESULT)
+    result = read_json(run / store.RESULT)
     assert result["status"] == "diverged" and (result["diverged"]["epoch"], result["diverged"]["step"]) == (2, 3)
 
 
 def test_diverged_run_is_shown_as_diverged_in_the_table(tmp_path, capsys):
-    from experiments.run import main
-
     spec = write_spec(tmp_path, "reliability_diverging", ONE_NETWORK_SPEC)
     results = tmp_path / "results"
     code = main([str(spec), "--profile", "smoke", "--results", str(results), "--executor", "debug",
@@ -68,13 +68,13 @@ def test_diverged_run_is_shown_as_diverged_in_the_table(tmp_path, capsys):
     assert code == 0, capsys.readouterr()
     (rec,) = store.spec_runs(results, "reliability_diverging")
     assert rec.state == "diverged"
-    where = rec.result["diverged"]
+    where = rec.result.diverged
     table = (results / "tables" / "reliability_diverging.md").read_text()
     assert "diverged" in table
     with open(results / "tables" / "reliability_diverging.runs.csv") as f:
         (row,) = list(csv.DictReader(f))
     assert row["state"] == "diverged" and row["test_error"] == ""
-    assert float(row["diverged_epoch"]) == where["epoch"]
+    assert float(row["diverged_epoch"]) == where.epoch
     # Where it diverged is what a reader needs to pick a smaller learning rate.
     run_line = next(line for line in table.splitlines() if rec.run_id in line)
-    assert f"epoch {where['epoch']}" in run_line and f"step {where['step']}" in run_line, run_line
+    assert f"epoch {where.epoch}" in run_line and f"step {where.step}" in run_line, run_line

@@ -49,7 +49,7 @@ def check_after_kill(run, reference) -> None:
     assert rows == reference["metrics"][: len(rows)], "metrics.jsonl holds a line no full run writes"
     for name in (checkpoint.CURRENT, checkpoint.PREVIOUS):
         if (run / name).exists():
-            state = checkpoint._read(run / name)  # a visible checkpoint is always whole and verified
+            state = checkpoint.read(run / name)  # a visible checkpoint is always whole and verified
             assert 1 <= state["epoch"] <= EPOCHS + 1
     rec = store.read_run(run)
     assert rec.state in ("todo", "interrupted"), (rec.state, rec.reason)

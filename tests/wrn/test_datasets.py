@@ -14,7 +14,8 @@ import torch
 import torchvision
 
 from wrn import datasets, fake_data, manifest
-from wrn.datasets import MANIFEST_NAME, DataError, dataset_folder, load_arrays, load_image_folders
+from wrn.datasets import MANIFEST_NAME, dataset_folder, load_arrays, load_image_folders
+from wrn.errors import DataError
 
 N_TRAIN, N_TEST = 60, 20
 ARRAY_SETS = ("cifar10", "cifar100", "svhn")

@@ -13,7 +13,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from wrn.config import ConfigError, RunConfig, resolve
+from experiments.plan import expand
+from experiments.spec import list_specs
+from wrn.config import RunConfig, resolve
 from wrn.models import (PreActBlock, PreActBottleneck, PreActBottleneckResNet, WideResNet, build_model,
                         count_params, forward_flops, init_official)
 from wrn.names import parse_label, render_label
@@ -229,12 +231,6 @@ def test_no_dropout_modules_without_dropout():
     assert torch.equal(model(x), model(x))
 
 
-@pytest.mark.parametrize("label, dataset", [("preact-ResNet-164", "cifar10"), ("WRN-50-2-bottleneck", "imagenet")])
-def test_dropout_is_refused_where_the_network_has_none(label, dataset):
-    with pytest.raises(ConfigError, match="dropout=0.3"):
-        build_model(resolve(RunConfig(dataset=dataset, **{**parse_label(label), "dropout": 0.3})))
-
-
 def test_bottleneck_resnet_structure():
     model = build_model(resolved("preact-ResNet-164", "cifar10"))
     assert isinstance(model, PreActBottleneckResNet)
@@ -323,8 +319,6 @@ def test_table3_networks_cost_the_same():
 
 def test_every_network_a_shipped_spec_trains_is_covered_here():
     """The parametrizations above run over PAPER_NETWORKS; no shipped spec may use a network outside it."""
-    from experiments.spec import expand, list_specs
-
     covered = {(net.label, net.dataset) for net in PAPER_NETWORKS}
     used = {(run.label, run.config.dataset) for spec in list_specs() for run in expand(spec, "paper")}
     assert used <= covered, sorted(used - covered)

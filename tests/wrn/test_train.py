@@ -10,6 +10,7 @@ import torch
 
 from wrn import checkpoint
 from wrn.config import RunConfig, resolve
+from wrn.errors import DataError
 from wrn.fake_data import write_fake_dataset
 from wrn.train import TrainingInterrupted, train
 
@@ -58,10 +59,10 @@ def test_two_epochs_learn_and_write_one_metrics_line_each(tmp_path, data_dir):
     assert [r["epoch"] for r in rows] == [1, 2]
     assert rows[1]["train_loss"] < rows[0]["train_loss"]
     assert set(rows[0]) >= {"epoch", "lr", "train_loss", "train_error", "test_loss", "test_error"}
-    assert result["status"] == "done" and result["final"]["epoch"] == 2
-    assert result["final"]["test_error"] == rows[-1]["test_error"]  # final epoch, never the best
-    assert result["params"] > 0 and result["flops"] > 0
-    assert result["runtime"]["precision"] == "fp32" and result["runtime"]["device"] == "cpu"
+    assert result.status == "done" and result.final.epoch == 2
+    assert result.final.test_error == rows[-1]["test_error"]  # final epoch, never the best
+    assert result.params > 0 and result.flops > 0
+    assert result.runtime.precision == "fp32" and result.runtime.device == "cpu"
 
 
 def test_same_seed_same_numbers(tmp_path, data_dir):
@@ -89,7 +90,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, data_dir, stop_a
     assert metrics(tmp_path / "resumed") == metrics(tmp_path / "straight")
     ws, wr = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
     assert all(torch.equal(ws[k], wr[k]) for k in ws)
-    assert result["final"]["epoch"] == 3
+    assert result.final.epoch == 3
 
 
 def test_momentum_is_reset_at_each_lr_drop(tmp_path, data_dir):
@@ -102,10 +103,10 @@ def test_momentum_is_reset_at_each_lr_drop(tmp_path, data_dir):
 
 def test_non_finite_loss_marks_the_run_diverged(tmp_path, data_dir):
     result = train(tiny(lr=1e30), tmp_path, data_dir, device="cpu")
-    assert result["status"] == "diverged" and result["final"] is None
-    assert result["diverged"]["epoch"] == 1 and 0 <= result["diverged"]["step"] < 6
+    assert result.status == "diverged" and result.final is None
+    assert result.diverged.epoch == 1 and 0 <= result.diverged.step < 6
     again = train(tiny(lr=1e30), tmp_path, data_dir, device="cpu")  # resuming keeps the verdict
-    assert again["diverged"] == result["diverged"]
+    assert again.diverged == result.diverged
 
 
 def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, data_dir):
@@ -126,8 +127,6 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, data_dir):
 
 
 def test_a_real_run_refuses_generated_data(tmp_path, data_dir):
-    from wrn.datasets import DataError
-
     with pytest.raises(DataError, match="data_source='real'"):
         train(tiny(data_source="real"), tmp_path, data_dir, device="cpu")
     assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / checkpoint.CURRENT).exists()

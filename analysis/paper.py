@@ -1,0 +1,74 @@
+"""The paper's numbers: each spec's tidy CSV under results/paper/, read and checked.
+
+Format: key columns named like RunConfig fields (only those that identify the run; an empty cell
+matches any value), an optional ``method`` column, then ``metric`` and ``value`` (errors in percent,
+as the paper prints them). Rows with arch "reference" are other papers' numbers (Table 5's NIN,
+Table 8's ResNet-50...), named by ``method``, which the suite does not train. The numbers are
+transcribed from arXiv:1605.07146v4 (docs/paper.md lists them table by table).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from typing import Any
+
+from experiments.schema import REPO_ROOT, SETTABLE_FIELDS, check_choice, check_field_name, display_path, fail
+from experiments.spec import Spec
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One row of a spec's paper CSV: the key cells that were filled (typed), method, metric, value."""
+
+    keys: dict[str, Any]
+    method: str | None
+    metric: str
+    value: float
+
+    @property
+    def is_reference(self) -> bool:
+        return self.keys.get("arch") == "reference"
+
+
+def read_paper_results(spec: Spec) -> list[PaperRow]:
+    """The spec's paper CSV as typed rows ([] for a spec without one); checks its columns and
+    metrics, raising `experiments.schema.SpecError` naming the file, line and cell."""
+    if spec.paper_results is None:
+        return []
+    path = REPO_ROOT / spec.paper_results
+    where = display_path(path)
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        if header[-2:] != ["metric", "value"]:
+            raise fail(where, "header", header, "expected key columns, then metric, value")
+        for column in header[:-2]:
+            if column != "method":
+                check_field_name(where, "header", column, SETTABLE_FIELDS)
+        return [_row(where, line, row, header, spec) for line, row in enumerate(reader, start=2)]
+
+
+def _row(where: str, line: int, row: dict[str, str], header: list[str], spec: Spec) -> PaperRow:
+    check_choice(where, f"line {line}: metric", row["metric"], spec.metrics)
+    try:
+        value = float(row["value"])
+    except (TypeError, ValueError):
+        raise fail(where, f"line {line}: value", row["value"], "expected a number") from None
+    keys = {c: _cell(row[c]) for c in header[:-2] if c != "method" and row[c] not in ("", None)}
+    method = row.get("method") or None
+    if keys.get("arch") == "reference" and not method:
+        raise fail(where, f"line {line}: method", method, "a reference row names its method")
+    return PaperRow(keys=keys, method=method, metric=row["metric"], value=value)
+
+
+def _cell(text: str) -> Any:
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return text.strip()

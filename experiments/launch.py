@@ -1,0 +1,179 @@
+"""Launching planned runs: the data and the results folder checked, every run's folder written, and the
+runs handed to an executor (local subprocesses, in-process debug, or a SLURM job array).
+
+Everything a launch can find wrong with its input (a damaged or missing dataset, an unwritable or full
+results folder, a damaged run folder) is found here, before the first run folder is written, and
+reported as one `UserError` line.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiments import store
+from experiments.clusters import ClusterProfile
+from experiments.console import Log
+from experiments.estimate import Estimate
+from experiments.executors import plan_slots, run_debug, run_local
+from experiments.plan import PlannedRun
+from experiments.slurm import check_available, submit_runs, wait_for
+from experiments.spec import Spec
+from wrn.config import synthetic_sizes
+from wrn.datasets import MANIFEST_NAME, dataset_folder, load_arrays
+from wrn.errors import UserError
+from wrn.fake_data import write_fake_dataset
+from wrn.files import atomic_write_json
+from wrn.records import timestamp
+from wrn.train import check_data_source
+
+EXECUTORS = ("local", "slurm", "debug")
+CPU_GUARD_HOURS = 1.0
+MIN_FREE_BYTES = 200 * 2**20
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """How to launch, from the command line."""
+
+    executor: str  # one of EXECUTORS
+    results: Path
+    data_dir: Path | None  # None: $WRN_DATA_DIR or ./data
+    max_parallel: int | None
+    runs_per_gpu: int
+    cluster: ClusterProfile | None  # the executor "slurm" only
+    wait: bool  # the executor "slurm": block until the jobs end
+    yes: bool  # start a CPU launch estimated over CPU_GUARD_HOURS
+    status_command: str  # the command that shows where this spec's runs stand, for messages
+
+
+def launch(spec: Spec, planned: list[PlannedRun], estimates: list[Estimate], device_type: str,
+           options: LaunchOptions, log: Log) -> int | None:
+    """Train the runs of `planned` that are not finished; None when the report should follow, else
+    the exit status to stop with (submitted without waiting, or interrupted)."""
+    corrupt = [e for e in estimates if e.state == "corrupt"]
+    if corrupt:
+        rec = store.read_run(store.run_dir(options.results, spec.name, corrupt[0].run_id))
+        raise UserError(f"{rec.path}: {rec.reason}; move the run folder away to train this run again "
+                        f"({len(corrupt)} damaged run folder(s))")
+    todo = [e for e in estimates if e.state not in ("done", "diverged")]
+    total_h = sum(e.est_seconds for e in todo) / 3600
+    log(f"{spec.name}: {len(estimates)} runs, {len(estimates) - len(todo)} complete, {len(todo)} to run; "
+        f"estimated {total_h:.2f} {device_type.upper()}-hours on this plan")
+    if device_type == "cpu" and total_h > CPU_GUARD_HOURS and not options.yes:
+        raise UserError(
+            f"{spec.name}: about {total_h:.0f} CPU-hours of training on a machine without a GPU; "
+            f"pass --yes to start anyway, or try --profile smoke, or --executor slurm")
+    if options.executor == "slurm":
+        check_available()
+    data_dir = _checked_data_dir(planned, todo, options)
+    timing = {p.run_id: p.timing for p in planned}
+    run_dirs = [materialise(options.results, spec, e, timing[e.run_id]) for e in todo]
+    if options.executor == "slurm":
+        return _launch_slurm(todo, run_dirs, data_dir, options, log)
+    if options.executor == "debug":
+        run_debug(run_dirs, data_dir, log)
+        return None
+    counts = run_local(run_dirs, data_dir, plan_slots(options.max_parallel, options.runs_per_gpu), log)
+    log("summary: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    if counts["interrupted"]:
+        log("interrupted runs resume from their checkpoint on the next launch")
+        return EXIT_INTERRUPTED
+    return None
+
+
+def _launch_slurm(todo: list[Estimate], run_dirs: list[Path], data_dir: Path | None, options: LaunchOptions,
+                  log: Log) -> int | None:
+    owned = {e.run_id for e in todo if e.state in ("queued", "running")}
+    if owned:
+        log(f"{len(owned)} runs are already queued or running under a live job; not resubmitted")
+    to_submit = [p for p in run_dirs if p.name not in owned]
+    job_ids = submit_runs(to_submit, options.cluster, data_dir, options.max_parallel) if to_submit else []
+    if job_ids:
+        log(f"submitted {len(to_submit)} runs as SLURM job(s) {', '.join(job_ids)}; follow with "
+            f"`squeue -j {job_ids[0]}` or `{options.status_command}`")
+    if not options.wait:
+        return 0
+    wait_for(run_dirs)  # the runs already owned by live jobs too: the report needs them all
+    return None
+
+
+def _checked_data_dir(planned: list[PlannedRun], todo: list[Estimate], options: LaunchOptions) -> Path:
+    """The data folder the runs read, checked before anything is written: the real datasets (downloaded
+    when missing), or the generated ones written under the results folder."""
+    sizes = _synthetic_sizes(planned)
+    if sizes is None:
+        data_dir = _real_data_dir(options.data_dir, [e.config for e in todo])
+        check_results_writable(options.results)
+        return data_dir
+    check_results_writable(options.results)
+    return _synthetic_data_dir(options.results, sizes, {e.config.dataset for e in todo})
+
+
+def _synthetic_sizes(planned: list[PlannedRun]) -> tuple[int, int] | None:
+    """The generated data's size when the runs train on synthetic data (one source per launch)."""
+    sources = {p.config.data_source for p in planned}
+    if len(sources) > 1:
+        raise UserError(f"data_source: {sorted(sources)}: one launch trains on one data source")
+    return synthetic_sizes(sources.pop()) if sources else None
+
+
+def check_results_writable(results: Path) -> None:
+    """Fail before any training if the results folder cannot take the run files."""
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=results, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise UserError(f"--results: {results}: not writable ({e.strerror or e})") from None
+    free = shutil.disk_usage(results).free
+    if free < MIN_FREE_BYTES:
+        raise UserError(f"--results: {results}: only {free // 2**20} MiB free; "
+                        f"at least {MIN_FREE_BYTES // 2**20} MiB needed for checkpoints")
+
+
+def _real_data_dir(data_dir_arg: Path | None, configs) -> Path:
+    """The real datasets' folder, checked (and downloaded once, md5-verified, when missing) here,
+    before any run folder exists, rather than by every worker: a launch with missing or damaged data
+    stops with one line naming the file and writes nothing."""
+    if data_dir_arg is not None and not data_dir_arg.is_dir():
+        raise UserError(f"--data-dir: {data_dir_arg}: no such folder")
+    data_dir = (data_dir_arg or Path(os.environ.get("WRN_DATA_DIR", "data"))).absolute()
+    for cfg in {c.dataset: c for c in configs}.values():
+        if cfg.dataset == "imagenet":
+            folder = dataset_folder("imagenet", data_dir)
+            if not all((folder / split).is_dir() for split in ("train", "val")):
+                raise UserError(f"--data-dir: {folder}: ImageNet needs train/ and val/ in ImageFolder "
+                                "layout (<split>/<class>/<image>); it cannot be downloaded automatically")
+            continue
+        arrays = load_arrays(cfg.dataset, data_dir, download=True)
+        check_data_source(cfg, len(arrays.train_y), len(arrays.test_y), data_dir)
+    return data_dir
+
+
+def _synthetic_data_dir(results: Path, sizes: tuple[int, int], datasets: set[str]) -> Path:
+    """Small generated datasets in the real on-disk formats under <results>/data/synthetic-<n>-<m>,
+    read back through the real loaders by the runs."""
+    root = results / "data" / f"synthetic-{sizes[0]}-{sizes[1]}"
+    for name in sorted(datasets):
+        if not (dataset_folder(name, root) / MANIFEST_NAME).exists():  # written last: complete
+            write_fake_dataset(name, root, sizes[0], sizes[1], seed=0)
+    return root
+
+
+def materialise(results: Path, spec: Spec, estimate: Estimate, timing: dict | None) -> Path:
+    """The run's folder with its config.json (kept if already there: same id, same config)."""
+    path = store.run_dir(results, spec.name, estimate.run_id)
+    if (path / store.CONFIG).exists():
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    meta = {"run_id": estimate.run_id, "spec": spec.name, "label": estimate.label, "kind": spec.kind,
+            "config": estimate.config.to_dict(), "created_at": timestamp()}
+    if timing is not None:
+        meta["timing"] = dict(timing)
+    atomic_write_json(path / store.CONFIG, meta)
+    return path
