@@ -1,6 +1,6 @@
 """Statistics the paper does not give: how sure is our median, and does the paper's number fit it?
 
-The paper reports the median over 5 runs (wrn-paper.md §2), so the cell statistic here is the median
+The paper reports the median over 5 runs (Tables 2, 3, 5 and 6), so the cell statistic here is the median
 too, and its uncertainty is a bootstrap percentile interval: resample the seeds with replacement
 `RESAMPLES` times, take each resample's median, and read the 2.5th and 97.5th percentiles. The
 generator is seeded with `SEED`, so the same runs always give the same interval and a regenerated

@@ -2,7 +2,7 @@
 
 A *cell* is one network configuration (every resolved config field except the seed) on one table
 column (e.g. one dataset). Its value is the median of its finished runs, the paper's statistic
-(wrn-paper.md §2), shown with n, min-max and the bootstrap interval of `analysis.stats`; next to it
+(the paper's Tables 2, 3, 5, 6), shown with n, min-max and the bootstrap interval of `analysis.stats`; next to it
 the paper's value, the delta (ours - paper) and whether the paper's value lies inside our interval.
 Diverged, failed, corrupt and unfinished runs never enter a median: they appear as a note in their
 cell ("1 diverged").

@@ -51,7 +51,7 @@ from torchvision import transforms
 from benchmarks.breakdown import format_breakdown, profile_training
 from wrn import datasets
 from wrn.cli import ArgumentParser, run_main
-from wrn.config import RunConfig, resolve
+from wrn.config import DATASET_SIZES, RunConfig, resolve
 from wrn.data import make_pipeline
 from wrn.errors import UsageError
 from wrn.fake_data import write_fake_dataset
@@ -64,7 +64,7 @@ from wrn.train import seed_everything, train
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("cifar10", "cifar100")
 TEST_IMAGES = 256  # at most; evaluated after every suite epoch (untimed), so kept small for wall time
-EPOCH_IMAGES = 50_000  # a CIFAR training epoch, for "seconds per epoch"
+EPOCH_IMAGES = DATASET_SIZES["cifar10"][0]  # a CIFAR training epoch, for "seconds per epoch"
 DATA_SAMPLE_IMAGES = 4096  # least images per timed sample of a data pipeline alone
 PEAK_MATMUL_SIZE = {"cuda": 8192, "cpu": 2048}  # square operands of the peak measurement
 BREAKDOWN_STEPS = 20  # profiled training steps of --breakdown

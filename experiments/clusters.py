@@ -7,7 +7,8 @@ such as ``partiton`` never silently submits to the default partition.
 
 The requeue fields have defaults chosen for this suite rather than submitit's: with a time limit under
 about 50 minutes submitit counts *every* USR2, preemptions included, as a timeout, and its default of 3
-timeouts ends a long training run that is preempted a few times (docs/slurm.md, "Requeues").
+timeouts ends a long training run that is preempted a few times (docs/slurm.md, "Preemption, time
+limits and requeues").
 """
 
 from __future__ import annotations

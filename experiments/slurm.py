@@ -264,7 +264,7 @@ def submit_runs(run_dirs: list[Path], cluster: ClusterProfile, data_dir: Path | 
 # Tracking
 
 
-def _parse_states(text: str) -> dict[str, str]:
+def parse_job_states(text: str) -> dict[str, str]:
     """`JOBID|STATE` lines (squeue -o '%i|%T', sacct -P -o JobID,State) -> {job id: state}; a pending
     array range such as ``12_[3-5,7%2]`` becomes 12_3, 12_4, 12_5, 12_7."""
     states: dict[str, str] = {}
@@ -299,7 +299,7 @@ def job_states(job_ids: Iterable[str]) -> dict[str, str] | None:
                              text=True, timeout=QUERY_TIMEOUT_S)
         if out.returncode != 0:
             return None
-        states = _parse_states(out.stdout)
+        states = parse_job_states(out.stdout)
         missing = [j for j in job_ids if j not in states]
         if missing:
             if shutil.which("sacct") is None:
@@ -308,7 +308,7 @@ def job_states(job_ids: Iterable[str]) -> dict[str, str] | None:
                                  capture_output=True, text=True, timeout=QUERY_TIMEOUT_S)
             if out.returncode != 0:
                 return None
-            states.update({k: v for k, v in _parse_states(out.stdout).items() if k not in states})
+            states.update({k: v for k, v in parse_job_states(out.stdout).items() if k not in states})
     except subprocess.TimeoutExpired:
         return None
     return {j: states[j] for j in job_ids if j in states}

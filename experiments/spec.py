@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.schema import (REPO_ROOT, SELECT_FIELDS, SETTABLE_FIELDS, SpecError, check_choice,
+from experiments.schema import (REPO_ROOT, SELECT_FIELDS, SETTABLE_FIELDS, check_choice,
                                 check_field_name, check_keys, check_partial, check_value, display_path,
                                 expect_list, expect_str, expect_table, fail, locate, parse_seeds, parse_timing,
                                 read_toml)

@@ -17,7 +17,7 @@
 # Everything lives under BASE (munge key and socket, MariaDB data, slurm.conf, state, spool, logs, pid
 # files); nothing is written to /etc, /var or /run. The daemons listen on 127.0.0.1 only. Running it again
 # while the cluster is up just prints the environment. slurm/stop_cluster.sh stops it by its pid files.
-# Recipe and pitfalls: /work/shared/reference/slurm-single-node.md (SLURM 22.05, munge 0.5.15).
+# Why each setting is there: docs/slurm.md, "The development cluster" (tested with SLURM 22.05, munge 0.5.15).
 set -euo pipefail
 BASE=$(realpath -m "${1:-${WRN_SLURM_BASE:-/tmp/wrn-slurm}}")
 SLURMCTLD_PORT=${WRN_SLURMCTLD_PORT:-6817}

@@ -2,7 +2,8 @@
 
 CIFAR and SVHN live whole on the training device (uint8, or float32 once ZCA-whitened); a batch is
 an index_select of a shuffled permutation, then the batched crop/flip of wrn.augment and the
-per-batch normalisation. No DataLoader, no workers, no per-image Python (peers.md §C, airbench).
+per-batch normalisation. No DataLoader, no workers, no per-image Python, as in fast CIFAR trainers
+such as KellerJordan/cifar10-airbench.
 
 Every random choice is a pure function of the config's seed and the position in training: the
 epoch's permutation of (seed, epoch), each step's crops and flips of (seed, epoch, step). Nothing

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.io
 import torch
 import torchvision
 from torchvision.datasets.utils import calculate_md5, download_and_extract_archive, download_url
@@ -269,8 +270,6 @@ def _check_cifar_file(path: Path, label_key: str, num_classes: int, is_meta: boo
 def _check_svhn_file(path: Path) -> int:
     """Shape/dtype from the .mat headers and the raw label range (SVHN writes digit 0 as 10; a raw
     0 would silently become a valid label after torchvision's 10 -> 0 mapping)."""
-    import scipy.io
-
     try:
         header = {n: (shape, kind) for n, shape, kind in scipy.io.whosmat(str(path))}
         labels = scipy.io.loadmat(str(path), variable_names=["y"]).get("y")

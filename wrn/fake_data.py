@@ -19,9 +19,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import scipy.io
+from PIL import Image
 
 from wrn.cli import ArgumentParser, run_main
-from wrn.config import DATASETS
+from wrn.config import DATASET_SIZES, DATASETS
 from wrn.datasets import dataset_folder, dataset_layout
 from wrn.errors import UserError
 from wrn.files import atomic_write
@@ -29,7 +31,7 @@ from wrn.manifest import write_manifest
 
 CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "imagenet": 10}
 IMAGENET_SIZE = (40, 48)  # (height, width): not square, larger than a 32-pixel crop
-SVHN_TRAIN_SHARE = 73_257 / 604_388  # train_32x32.mat's share of train + extra
+SVHN_TRAIN_SHARE = 73_257 / DATASET_SIZES["svhn"][0]  # train_32x32.mat's share of train + extra
 
 
 def _prototypes(rng: np.random.Generator, classes: int, height: int, width: int) -> np.ndarray:
@@ -85,8 +87,6 @@ def _write_cifar(name: str, folder: Path, train: tuple, test: tuple) -> None:
 
 
 def _write_svhn(folder: Path, train: tuple, test: tuple) -> None:
-    import scipy.io
-
     layout = dataset_layout("svhn")
     n_train = len(train[1])
     cut = min(max(1, round(n_train * SVHN_TRAIN_SHARE)), n_train - 1)
@@ -100,8 +100,6 @@ def _write_svhn(folder: Path, train: tuple, test: tuple) -> None:
 
 
 def _write_imagenet(folder: Path, train: tuple, test: tuple) -> None:
-    from PIL import Image
-
     for split, (images, labels) in (("train", train), ("val", test)):
         for i, (image, label) in enumerate(zip(images, labels)):
             class_dir = folder / split / f"n{label:08d}"

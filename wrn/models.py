@@ -1,7 +1,7 @@
 """The networks of the paper: wide residual networks with any B(M) block, the thin pre-activation
 bottleneck ResNets they are compared with (Table 5), and the ImageNet WRN-50-2-bottleneck (Tables 8-9).
 
-Topology and initialisation follow the official Lua code (wrn-paper.md §1, §5.1): models/wide-resnet.lua
+Topology and initialisation follow the official Lua code (docs/paper.md, "Architecture"): models/wide-resnet.lua
 for WRNs, models/resnet-pre-act.lua (a copy of KaimingHe/resnet-1k-layers) for the thin baselines, both
 followed by models/utils.lua's DisableBias, MSRinit and FCinit. `build_model(cfg)` is the one entry
 point; `count_params` and `forward_flops` give the numbers every result records.
@@ -30,58 +30,57 @@ def _conv(in_planes: int, out_planes: int, kernel_size: int, stride: int = 1) ->
 
 
 def _bn_relu(planes: int) -> list[nn.Module]:
-    """The pre-activation that precedes every conv (wrn-paper.md §1)."""
+    """The pre-activation that precedes every conv (paper §2, "Batch normalization and ReLU precede each
+    convolution")."""
     return [nn.BatchNorm2d(planes), nn.ReLU(inplace=True)]
 
 
-class PreActBlock(nn.Module):
-    """The residual block B(M) of wrn-paper.md §1, built from its kernel sizes M.
+class _PreActUnit(nn.Module):
+    """A pre-activation residual unit: BN-ReLU of the input feeds the residual branch and, when the
+    shape changes, the shortcut, a bias-free 1x1 conv with the unit's stride and no BN (official
+    Lua/PyTorch code; docs/paper.md, "Architecture"); otherwise the shortcut adds the raw input."""
 
-    Every conv is preceded by BN-ReLU and has the group's width (no bottleneck). The stride sits on the
-    first conv, as in the official repo's generic block of its first commit (the paper does not say;
-    wrn-paper.md §1); dropout (when p > 0) sits between the BN-ReLU and every conv but the first, as in the
-    official wide_basic. When the shape changes, the shortcut is a bias-free 1x1 conv with the block's
-    stride and no BN, fed the same BN-ReLU'd input as the first conv (official Lua/PyTorch code,
-    wrn-paper.md §6.6); otherwise the shortcut adds the raw input."""
-
-    def __init__(self, in_planes: int, planes: int, kernel_sizes: tuple[int, ...], stride: int,
-                 dropout: float):
+    def __init__(self, in_planes: int, out_planes: int, stride: int, branch: list[nn.Module]):
         super().__init__()
         self.preact = nn.Sequential(*_bn_relu(in_planes))
-        layers: list[nn.Module] = [_conv(in_planes, planes, kernel_sizes[0], stride)]
-        for size in kernel_sizes[1:]:
-            layers += [*_bn_relu(planes), *([nn.Dropout(dropout)] if dropout > 0 else []), _conv(planes, planes, size)]
-        self.branch = nn.Sequential(*layers)
-        self.shortcut = _conv(in_planes, planes, 1, stride) if stride != 1 or in_planes != planes else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        activated = self.preact(x)
-        shortcut = x if self.shortcut is None else self.shortcut(activated)
-        return self.branch(activated) + shortcut
-
-
-class PreActBottleneck(nn.Module):
-    """The pre-activation bottleneck unit of He et al., *Identity Mappings* (resnet-1k-layers).
-
-    BN-ReLU-1x1(out/4, stride)-BN-ReLU-3x3(out/4)-BN-ReLU-1x1(out); the stride is on the first 1x1 conv
-    as in that code, and the shape-changing shortcut is a bias-free 1x1 conv on the pre-activated input,
-    without BN."""
-
-    def __init__(self, in_planes: int, out_planes: int, stride: int):
-        super().__init__()
-        inner = out_planes // 4
-        self.preact = nn.Sequential(*_bn_relu(in_planes))
-        self.branch = nn.Sequential(
-            _conv(in_planes, inner, 1, stride),
-            *_bn_relu(inner), _conv(inner, inner, 3),
-            *_bn_relu(inner), _conv(inner, out_planes, 1),
-        )
+        self.branch = nn.Sequential(*branch)
         self.shortcut = _conv(in_planes, out_planes, 1, stride) if stride != 1 or in_planes != out_planes else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         activated = self.preact(x)
         shortcut = x if self.shortcut is None else self.shortcut(activated)
         return self.branch(activated) + shortcut
+
+
+class PreActBlock(_PreActUnit):
+    """The residual block B(M) of the paper (§2.1), built from its kernel sizes M.
+
+    Every conv is preceded by BN-ReLU and has the group's width (no bottleneck). The stride sits on the
+    first conv, as in the official repository's generic block of its first commit (8606dab; the paper
+    does not say); dropout (when p > 0) sits between the BN-ReLU and every conv but the first, as in
+    the official wide_basic."""
+
+    def __init__(self, in_planes: int, planes: int, kernel_sizes: tuple[int, ...], stride: int,
+                 dropout: float):
+        layers: list[nn.Module] = [_conv(in_planes, planes, kernel_sizes[0], stride)]
+        for size in kernel_sizes[1:]:
+            layers += [*_bn_relu(planes), *([nn.Dropout(dropout)] if dropout > 0 else []), _conv(planes, planes, size)]
+        super().__init__(in_planes, planes, stride, layers)
+
+
+class PreActBottleneck(_PreActUnit):
+    """The pre-activation bottleneck unit of He et al., *Identity Mappings* (KaimingHe/resnet-1k-layers).
+
+    BN-ReLU-1x1(out/4, stride)-BN-ReLU-3x3(out/4)-BN-ReLU-1x1(out); the stride is on the first 1x1 conv
+    as in that code."""
+
+    def __init__(self, in_planes: int, out_planes: int, stride: int):
+        inner = out_planes // 4
+        super().__init__(in_planes, out_planes, stride, [
+            _conv(in_planes, inner, 1, stride),
+            *_bn_relu(inner), _conv(inner, inner, 3),
+            *_bn_relu(inner), _conv(inner, out_planes, 1),
+        ])
 
 
 class _CifarResNet(nn.Module):
@@ -140,7 +139,7 @@ class PreActBottleneckResNet(_CifarResNet):
 
 
 def init_official(model: nn.Module, conv_init: str = "fan_in", bn_init: str = "uniform") -> None:
-    """Initialise as the official Lua code (models/utils.lua, torch/nn defaults; wrn-paper.md §5.1).
+    """Initialise as the official Lua code (models/utils.lua, torch/nn defaults; docs/paper.md, "Recipe").
 
     Convs: N(0, sqrt(2 / (kh*kw*fan))) with fan = input planes ("fan_in", MSRinit since commit ea02518,
     2016-09-08, the default) or output planes ("fan_out", the earlier code behind the v1/ZCA-era runs
@@ -166,7 +165,7 @@ def build_model(cfg: RunConfig) -> nn.Module:
     """The network of a resolved config, initialised by `init_official` with cfg.conv_init/bn_init.
 
     wrn50_2_bottleneck is torchvision's wide_resnet50_2, the same post-activation network as the
-    official pretrained model (wrn-paper.md §5.4); fb.resnet.torch, which trained it, initialises like
+    official pretrained model (pretrained/README.md of the official repository); fb.resnet.torch, which trained it, initialises like
     conv_init="fan_out", bn_init="ones" with a zero fc bias."""
     if cfg.arch == "wrn":
         model: nn.Module = WideResNet(cfg.blocks_per_group, cfg.k, cfg.kernel_sizes, cfg.num_classes, cfg.dropout)

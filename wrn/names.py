@@ -7,12 +7,12 @@ Labels are what specs, results and tables show, so there is exactly one grammar,
     preact-ResNet-<depth>
     WRN-50-2-bottleneck
 
-- ``WRN-28-10`` is the paper's plain WRN-n-k with the basic block B(3,3) (wrn-paper.md §1).
+- ``WRN-28-10`` is the paper's plain WRN-n-k with the basic block B(3,3) (paper §2.3).
 - ``-B(1,3,1)`` appends the block type as the paper does ("WRN-40-2-B(3, 3)"); spaces inside the
   brackets are accepted, the rendered form has none.
 - ``-true`` selects the Table 3 depth convention, N = (d-4)/(3l) blocks per group, where the depth is the
   true number of convolutions. Without it the depth is nominal, N = (d-4)/6 whatever the block length,
-  which is what Table 2 and the official code use (wrn-paper.md §1, §6.5). A ``-true`` label always
+  which is what Table 2 and the official code use (`wrn.blocks`; docs/paper.md, "Depth"). A ``-true`` label always
   names its block, so Table 3 reads "WRN-40-2-B(3,3)-true", ..., "WRN-40-2-B(3,3,3,3)-true".
 - ``-dropout`` is the paper's rate for the dataset (0.3 CIFAR, 0.4 SVHN), as the official README names
   "WRN-28-10-dropout"; it parses to ``dropout=True``, which `wrn.config.resolve` turns into that rate.

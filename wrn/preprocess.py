@@ -2,7 +2,7 @@
 CIFAR runs used.
 
 * meanstd: (x - mean) / std per channel on the 0-255 scale. The official code's constants are
-  CIFAR-10 statistics and it uses them for CIFAR-100 too (wrn-paper.md §3); norm_stats="dataset"
+  CIFAR-10 statistics and it uses them for CIFAR-100 too (docs/paper.md, "Recipe"); norm_stats="dataset"
   uses the training set's own statistics instead.
 * div255: SVHN's only preprocessing, x / 255.
 * zca: pylearn2's make_cifar10_gcn_whitened.py, which the official README points to: global contrast

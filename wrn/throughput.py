@@ -1,7 +1,7 @@
 """The throughput model behind every time estimate the suite prints (dry runs, launch guards).
 
 Training one image costs about three forward passes (forward, then backward through activations and
-weights: the "6 x MACs" rule of peers.md C.3), evaluating one costs one. Dividing by a sustained
+weights: the usual "6 x multiply-accumulates" rule), evaluating one costs one. Dividing by a sustained
 device rate gives seconds. The rate is a measurement, not a datasheet peak: `python -m
 benchmarks.train_speed` prints `achieved_flops` for this machine, and `--device-tflops` (or the
 WRN_DEVICE_TFLOPS environment variable) feeds it back. The defaults below are deliberately

@@ -222,6 +222,37 @@ class _Trainer:
         of the next epoch; or record the divergence. Raises `TrainingInterrupted` (after a
         checkpoint of that exact step) when `should_stop` says so at a step boundary."""
         lr = self.set_learning_rate(position)
+        losses, correct, train_time = self.train_steps(position)
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            bad = int((~finite).nonzero()[0, 0])
+            position.step, position.partial = 0, None
+            position.diverged = {"epoch": position.epoch, "step": bad, "loss": str(float(losses[bad]))}
+            self.save(position)
+            return
+        seen = self.pipeline.steps_per_epoch * self.cfg.batch_size
+        row = {
+            "epoch": position.epoch,
+            "lr": lr,
+            "train_loss": float(losses.double().mean()),
+            "train_error": 100.0 * (1 - correct / seen),
+            **evaluate(self.step_model, self.pipeline, self.settings, self.device),
+            "train_time_s": train_time,
+            "images_per_s": seen / train_time if train_time > 0 else float("nan"),
+        }
+        position.history.append(row)
+        position.epoch, position.step, position.partial = position.epoch + 1, 0, None
+        self.save(position)
+        with open(self.run_dir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"epoch {row['epoch']} test error {row['test_error']:.2f}%")
+            self.bar.reset()
+
+    def train_steps(self, position: _Position) -> tuple[torch.Tensor, int, float]:
+        """The remaining steps of `position`'s epoch: every step's loss (on the CPU), the correct
+        training predictions and the seconds spent, a partly run epoch's accumulators included. The
+        losses and counts stay on the device until the epoch ends: no per-step synchronisation."""
         device, steps = self.device, self.pipeline.steps_per_epoch
         self.model.train()
         losses = torch.zeros(steps, device=device, dtype=torch.float32)
@@ -250,32 +281,7 @@ class _Trainer:
                 self.bar.update(1)
         synchronize(device)
         train_time = elapsed + time.perf_counter() - started
-        losses_cpu = losses.cpu()
-        finite = torch.isfinite(losses_cpu)
-        if not bool(finite.all()):
-            bad = int((~finite).nonzero()[0, 0])
-            position.step, position.partial = 0, None
-            position.diverged = {"epoch": position.epoch, "step": bad, "loss": str(float(losses_cpu[bad]))}
-            self.save(position)
-            return
-        seen = steps * self.cfg.batch_size
-        row = {
-            "epoch": position.epoch,
-            "lr": lr,
-            "train_loss": float(losses_cpu.double().mean()),
-            "train_error": 100.0 * (1 - int(correct) / seen),
-            **evaluate(self.step_model, self.pipeline, self.settings, device),
-            "train_time_s": train_time,
-            "images_per_s": seen / train_time if train_time > 0 else float("nan"),
-        }
-        position.history.append(row)
-        position.epoch, position.step, position.partial = position.epoch + 1, 0, None
-        self.save(position)
-        with open(self.run_dir / METRICS_FILE, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"epoch {row['epoch']} test error {row['test_error']:.2f}%")
-            self.bar.reset()
+        return losses.cpu(), int(correct), train_time
 
     def result(self, position: _Position, params: int) -> RunResult:
         history, diverged = position.history, position.diverged

@@ -69,10 +69,12 @@ def test_cli_all_writes_report_linking_every_table_and_figure(tmp_path, capsys):
         _fabricate_spec(tmp_path, load_spec(name))
     assert main(["--all", "--results", str(tmp_path)]) == 0
     report = (tmp_path / "REPORT.md").read_text()
-    for path in (tmp_path / "tables").iterdir():
-        if path.suffix != ".csv" or path.name.endswith(("vs_baseline.csv", "runs.csv")):
-            assert f"tables/{path.name}" in report
-    for path in (tmp_path / "figures").glob("*.png"):
+    tables = sorted((tmp_path / "tables").iterdir())
+    figures = sorted((tmp_path / "figures").iterdir())
+    assert tables and figures
+    for path in tables:
+        assert f"tables/{path.name}" in report
+    for path in figures:
         assert f"figures/{path.name}" in report
     assert "no runs yet (`python -m experiments.run table_width`)" in report
     assert "wrote" in capsys.readouterr().out

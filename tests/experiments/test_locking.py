@@ -22,6 +22,7 @@ def test_a_held_lock_refuses_a_second_owner_and_is_released(tmp_path):
         assert lock_is_live(path)
         with pytest.raises(RunLocked, match=f"pid {os.getpid()}"):
             RunLock(path).acquire()
+        assert lock_is_live(path) and json.loads(path.read_text())["pid"] == os.getpid()
     assert not path.exists()
     with RunLock(path):  # free again
         pass

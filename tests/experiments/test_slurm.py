@@ -268,7 +268,7 @@ def test_preempted_and_requeued_jobs_resume_and_match_an_uninterrupted_run(clust
 
 def test_parse_states_expands_pending_array_ranges_and_skips_steps():
     text = "JobID|State\n12_[3-5,7%2]|PENDING\n12_1|RUNNING\n12_1.batch|RUNNING\n13|CANCELLED by 0\n"
-    assert slurm_mod._parse_states(text) == {"12_3": "PENDING", "12_4": "PENDING", "12_5": "PENDING",
+    assert slurm_mod.parse_job_states(text) == {"12_3": "PENDING", "12_4": "PENDING", "12_5": "PENDING",
                                              "12_7": "PENDING", "12_1": "RUNNING", "13": "CANCELLED"}
 
 

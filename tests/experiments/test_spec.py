@@ -4,12 +4,15 @@ ids are stable; overrides reach the configs; malformed input fails with one line
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from analysis.paper import read_paper_results
+from experiments.estimate import estimate
 from experiments.plan import PlannedRun, expand, parse_overrides
 from experiments.schema import SpecError
 from experiments.spec import SPECS_DIR, list_specs, load_spec, matches
@@ -41,7 +44,7 @@ EXPECTED = {
     "imagenet_bottleneck": (1, ["WRN-50-2-bottleneck"]),
 }
 
-# The preprocessing each table used (wrn-paper.md §3): ZCA for Tables 2-4, mean/std for 5, 6, 9 and
+# The preprocessing each table used (docs/paper.md, "Tables and figures"): ZCA for Tables 2-4, mean/std for 5, 6, 9 and
 # Figure 2; SVHN is only divided by 255.
 PREPROCESSING = {"table_block_type": "zca", "table_deepening": "zca", "table_width": "zca",
                  "table_comparison": "meanstd", "table_dropout": "meanstd", "table_best": "meanstd",
@@ -150,7 +153,7 @@ def test_paper_csv_rows_match_planned_runs(name: str):
 
 def test_paper_param_counts_match_the_planned_networks():
     """The depth conventions (Table 2 nominal, Table 3 true) are what make the counts agree
-    (wrn-paper.md §7); the paper rounds to 0.1M."""
+    (docs/paper.md, "Depth"); the paper rounds to 0.1M."""
     known_deviation = {"preact-ResNet-1001": 10_327_706}  # paper quotes He et al.'s "10.2M"
     checked = 0
     for spec in list_specs():
@@ -385,3 +388,30 @@ def test_spec_is_frozen():
     spec = load_spec("table_block_type")
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.name = "other"  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------------------------------------
+# Specs open with their command
+
+COST_LINE = re.compile(r"#\s+(\d+) runs?, about ([\d.]+) GPU-hours at ([\d.]+) TFLOP/s")
+
+
+@pytest.mark.parametrize("path", SPEC_FILES, ids=SPEC_NAMES)
+def test_spec_opens_with_its_command_and_what_to_expect(path: Path):
+    """A reader of a spec file sees first how to run it, what it costs and what it is compared with;
+    the stated cost is the dry run's, so it cannot drift from the spec."""
+    header = list(itertools.takewhile(lambda line: line.startswith("#"), path.read_text().splitlines()))
+    text = "\n".join(header)
+    assert f"python -m experiments.run {path.stem}\n" in text + "\n"
+    assert f"python -m experiments.run {path.stem} --profile smoke" in text
+    assert f"results/paper/{path.stem}.csv" in text
+    spec = load_spec(path)
+    runs = expand(spec, "paper")
+    if spec.kind == "timing":
+        assert f"{len(runs)} measurements" in text
+        return
+    match = COST_LINE.search(text)
+    assert match, "the header states the runs and GPU-hours"
+    rows = estimate(runs, "cuda", float(match.group(3)), spec.kind)
+    assert int(match.group(1)) == len(runs)
+    assert float(match.group(2)) == pytest.approx(sum(r.est_seconds for r in rows) / 3600, abs=0.05)

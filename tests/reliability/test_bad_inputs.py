@@ -1,8 +1,10 @@
-"""Bad input catalogue (issue 7.6): malformed spec files, --set values, CLI flags, data folders and
-result folders. Each must end with exit code 2, exactly one stderr line naming the problem, no
-traceback, and nothing written: the --results folder (pre-filled with a sentinel file) is unchanged.
+"""Bad input catalogue: malformed spec files, --set values, CLI flags, data folders and result folders.
+Each must end with exit code 2, exactly one stderr line naming the problem, no traceback, and nothing
+written: the test's folder (with a results folder holding a user's file) is unchanged.
 
-Most cases call `experiments.run.main(argv)` in-process (fast); a few run the real command line.
+Each case is a `BadInput`: a name, what the one line must name, and how its command line differs from
+a valid smoke launch of a tiny user spec. Most run `experiments.run.main` in-process (fast); a few
+also run the real command line.
 """
 
 from __future__ import annotations
@@ -13,68 +15,34 @@ import pickle
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 
-from harness import REPO_ROOT, USER_SPEC, python_env, tree, write_spec
+from analysis.report import main as report_main
 from experiments.plan import expand
+from experiments.run import main as run_main
 from experiments.spec import load_spec
+from harness import REPO_ROOT, USER_SPEC, python_env, tree, write_spec
 from wrn.fake_data import write_fake_dataset
 
 SPEC_NAME = "reliability_tiny"
 CIFAR = "cifar-10-batches-py"
 
 
-@dataclass
-class Ctx:
-    tmp: Path
-    base_data: Path
-
-    @property
-    def results(self) -> Path:
-        return self.tmp / "results"
-
-    @property
-    def spec(self) -> str:
-        return str(write_spec(self.tmp))
-
-    def spec_with(self, old: str, new: str) -> str:
-        text = USER_SPEC.format(name=SPEC_NAME)
-        assert old in text, old
-        path = self.tmp / "bad_spec.toml"
-        path.write_text(text.replace(old, new, 1))
-        return str(path)
-
-    def data(self, damage: Callable[[Path], None] | None = None) -> str:
-        """A copy of the generated CIFAR-10 folder, damaged by `damage(folder)`."""
-        root = self.tmp / "data"
-        shutil.copytree(self.base_data, root)
-        if damage is not None:
-            damage(root / CIFAR)
-        return str(root)
-
-    def real(self, *extra: str) -> list[str]:
-        """A launch on the real-data route (paper profile), which checks --data-dir before anything."""
-        return [self.spec, "--profile", "paper", "--yes", "--results", str(self.results), *extra]
-
-    def smoke(self, *extra: str) -> list[str]:
-        return [self.spec, "--profile", "smoke", "--results", str(self.results), *extra]
-
-
 # --- damaging a generated CIFAR-10 folder ----------------------------------------------------------
 
-def _rewrite_batch(folder: Path, name: str, change: Callable[[dict], None], update_manifest: bool = True):
+def _rewrite_batch(folder: Path, name: str, change: Callable[[dict], None]) -> None:
+    """Change one pickled batch, then vouch for it in the manifest as a user's hand-made one would."""
     with open(folder / name, "rb") as f:
         entry = pickle.load(f, encoding="latin1")
     change(entry)
     with open(folder / name, "wb") as f:
         pickle.dump(entry, f, protocol=2)
-    if update_manifest:  # a user's hand-made manifest that vouches for the bad file
-        _rehash(folder, name)
+    _rehash(folder, name)
 
 
 def _rehash(folder: Path, name: str) -> None:
@@ -129,109 +97,141 @@ def no_manifest(folder):  # the official route: torchvision's md5 sums
     (folder / "wrn-manifest.json").unlink()
 
 
-def _corrupt_run_config(ctx: Ctx) -> list[str]:
-    for planned in expand(load_spec(ctx.spec), "smoke"):
-        run = ctx.results / "runs" / SPEC_NAME / planned.run_id
-        run.mkdir(parents=True)
-        (run / "config.json").write_text('{"run_id": "')
-    return ctx.smoke("--executor", "debug")
+def untouched(folder):  # generated data where the real dataset is expected
+    pass
 
 
-def _results_under_file(ctx: Ctx) -> list[str]:
-    (ctx.tmp / "afile").write_text("x")
-    return [ctx.spec, "--profile", "smoke", "--results", str(ctx.tmp / "afile" / "results")]
+# --- the catalogue -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BadInput:
+    """One bad command line: how it differs from ``run <tiny spec> --profile smoke --results R``.
+
+    `spec`: a spec name or path instead of the tiny spec ("{tmp}" is the test's folder; None: no
+    spec); `spec_bytes`: the spec file's whole content; `edit`: (old, new) replaced in the tiny spec;
+    `data`: damages a copy of generated CIFAR-10 and launches the paper profile on it, where the data is
+    checked before anything else; `results`: the results folder, under a file "afile" when it names
+    one; `corrupt_runs`: the planned run folders exist with a damaged config.json."""
+
+    name: str
+    expect: tuple[str, ...]
+    args: tuple[str, ...] = ()
+    spec: str | None = "tiny"
+    spec_bytes: bytes | None = None
+    edit: tuple[str, str] | None = None
+    profile: str = "smoke"
+    data: Callable[[Path], None] | None = None
+    results: str = "{tmp}/results"
+    corrupt_runs: bool = False
+
+    def argv(self, tmp: Path, base_data: Path, profile: bool = True) -> list[str]:
+        """The command line in folder `tmp`; without the profile for `analysis.report`."""
+        spec = self._spec(tmp)
+        results = self.results.format(tmp=tmp)
+        if "afile" in results:
+            (tmp / "afile").write_text("x")
+        if self.corrupt_runs:
+            self._corrupt_run_folders(spec, Path(results))
+        argv = [*([spec] if spec else []), "--results", results]
+        if self.data is not None:
+            root = tmp / "data"
+            shutil.copytree(base_data, root)
+            self.data(root / CIFAR)
+            return [*argv, "--profile", "paper", "--yes", "--data-dir", str(root), *self.args]
+        return [*argv, *(["--profile", self.profile] if profile else []), *(a.format(tmp=tmp) for a in self.args)]
+
+    def _spec(self, tmp: Path) -> str | None:
+        if self.spec_bytes is not None:
+            path = tmp / "spec.toml"
+            path.write_bytes(self.spec_bytes)
+            return str(path)
+        if self.edit is not None:
+            text = USER_SPEC.format(name=SPEC_NAME)
+            old, new = self.edit
+            assert old in text, old
+            path = tmp / "bad_spec.toml"
+            path.write_text(text.replace(old, new, 1))
+            return str(path)
+        if self.spec == "tiny":
+            return str(write_spec(tmp))
+        return None if self.spec is None else self.spec.format(tmp=tmp)
+
+    @staticmethod
+    def _corrupt_run_folders(spec: str, results: Path) -> None:
+        for planned in expand(load_spec(spec), "smoke"):
+            run = results / "runs" / SPEC_NAME / planned.run_id
+            run.mkdir(parents=True)
+            (run / "config.json").write_text('{"run_id": "')
 
 
-def _results_is_file(ctx: Ctx) -> list[str]:
-    (ctx.tmp / "afile").write_text("x")
-    return [ctx.spec, "--profile", "smoke", "--results", str(ctx.tmp / "afile")]
-
-
-# id -> (argv builder, substrings the message must contain)
-CASES: dict[str, tuple[Callable[[Ctx], list[str]], tuple[str, ...]]] = {
+CASES = [
     # spec files
-    "unknown-spec-name": (lambda c: ["table_widht", "--results", str(c.results)], ("table_widht", "table_width")),
-    "missing-spec-file": (lambda c: [str(c.tmp / "nope.toml"), "--results", str(c.results)], ("nope.toml",)),
-    "spec-not-utf8": (lambda c: [_write(c.tmp / "bin.toml", b"name = \xff\xfe\n"), "--results", str(c.results)],
-                      ("bin.toml", "cannot read")),
-    "invalid-toml": (lambda c: [_write(c.tmp / "broken.toml", b"name = \n"), "--results", str(c.results)],
-                     ("broken.toml", "invalid TOML")),
-    "misspelled-top-key": (lambda c: [c.spec_with('kind = "train"', 'kind = "train"\ntitel = "x"'),
-                                      "--results", str(c.results)], ("titel", "title")),
-    "misspelled-base-key": (lambda c: [c.spec_with("depth = 10", "deph = 10"), "--results", str(c.results)],
-                            ("deph", "depth")),
-    "seeds-wrong-type": (lambda c: [c.spec_with("seeds = 1", 'seeds = "one"'), "--results", str(c.results)],
-                         ("seeds", "one")),
-    "depth-wrong-type": (lambda c: [c.spec_with("depth = 10", 'depth = "ten"'), "--results", str(c.results)],
-                         ("depth", "ten")),
-    "depth-does-not-fit-block": (lambda c: [c.spec_with("depth = 10", "depth = 11"), "--results", str(c.results)],
-                                 ("depth", "11")),
-    "dropout-one": (lambda c: [c.spec_with("dropout = false", "dropout = 1.0"), "--results", str(c.results)],
-                    ("dropout", "1.0")),
-    "unknown-dataset": (lambda c: [c.spec_with('dataset = "cifar10"', 'dataset = "cifar11"'),
-                                   "--results", str(c.results)], ("cifar11",)),
-    "missing-table": (lambda c: [c.spec_with('[table]\nrows = ["k"]\nmetric = "test_error"\n', ""),
-                                 "--results", str(c.results)], ("table", "missing")),
-    "shipped-spec-name": (lambda c: [c.spec_with(f'name = "{SPEC_NAME}"', 'name = "table_width"'),
-                                     "--results", str(c.results)], ("table_width", "shipped")),
-    "unknown-kind": (lambda c: [c.spec_with('kind = "train"', 'kind = "trian"'), "--results", str(c.results)],
-                     ("kind", "trian")),
-    "unknown-metric": (lambda c: [c.spec_with('metrics = ["test_error"]', 'metrics = ["test_eror"]'),
-                                  "--results", str(c.results)], ("test_eror",)),
-    "unknown-profile": (lambda c: [c.spec, "--profile", "smok", "--results", str(c.results)], ("smok", "smoke")),
+    BadInput("unknown-spec-name", ("table_widht", "table_width"), spec="table_widht"),
+    BadInput("missing-spec-file", ("nope.toml",), spec="{tmp}/nope.toml"),
+    BadInput("spec-not-utf8", ("spec.toml", "cannot read"), spec_bytes=b"name = \xff\xfe\n"),
+    BadInput("invalid-toml", ("spec.toml", "invalid TOML"), spec_bytes=b"name = \n"),
+    BadInput("misspelled-top-key", ("titel", "title"), edit=('kind = "train"', 'kind = "train"\ntitel = "x"')),
+    BadInput("misspelled-base-key", ("deph", "depth"), edit=("depth = 10", "deph = 10")),
+    BadInput("seeds-wrong-type", ("seeds", "one"), edit=("seeds = 1", 'seeds = "one"')),
+    BadInput("depth-wrong-type", ("depth", "ten"), edit=("depth = 10", 'depth = "ten"')),
+    BadInput("depth-does-not-fit-block", ("depth", "11"), edit=("depth = 10", "depth = 11")),
+    BadInput("dropout-one", ("dropout", "1.0"), edit=("dropout = false", "dropout = 1.0")),
+    BadInput("unknown-dataset", ("cifar11",), edit=('dataset = "cifar10"', 'dataset = "cifar11"')),
+    BadInput("missing-table", ("table", "missing"), edit=('[table]\nrows = ["k"]\nmetric = "test_error"\n', "")),
+    BadInput("shipped-spec-name", ("table_width", "shipped"), edit=(f'name = "{SPEC_NAME}"', 'name = "table_width"')),
+    BadInput("unknown-kind", ("kind", "trian"), edit=('kind = "train"', 'kind = "trian"')),
+    BadInput("unknown-metric", ("test_eror",), edit=('metrics = ["test_error"]', 'metrics = ["test_eror"]')),
+    BadInput("unknown-profile", ("smok", "smoke"), profile="smok"),
     # --set
-    "set-without-equals": (lambda c: c.smoke("--set", "epochs"), ("--set", "epochs")),
-    "set-unknown-key": (lambda c: c.smoke("--set", "epoch=2"), ("epoch", "epochs")),
-    "set-wrong-type": (lambda c: c.smoke("--set", "epochs=two"), ("epochs", "two")),
-    "set-dropout-out-of-range": (lambda c: c.smoke("--set", "dropout=1.5"), ("dropout", "1.5")),
-    "set-negative-lr": (lambda c: c.smoke("--set", "lr=-0.1"), ("lr", "-0.1")),
-    "set-seed": (lambda c: c.smoke("--set", "seed=3"), ("seed",)),
-    "set-twice": (lambda c: c.smoke("--set", "epochs=1", "--set", "epochs=2"), ("epochs", "twice")),
-    "set-milestones-decreasing": (lambda c: c.smoke("--set", "lr_milestones=[5,2]"), ("lr_milestones",)),
-    "set-bad-block": (lambda c: c.smoke("--set", "block=B(3,x)"), ("block", "B(3,x)")),
-    # CLI flags
-    "no-spec": (lambda c: ["--results", str(c.results)], ("spec",)),
-    "seeds-zero": (lambda c: c.smoke("--seeds", "0"), ("--seeds", "0")),
-    "seeds-not-integer": (lambda c: c.smoke("--seeds", "two"), ("--seeds", "two")),
-    "max-parallel-zero": (lambda c: c.smoke("--max-parallel", "0"), ("--max-parallel", "0")),
-    "runs-per-gpu-zero": (lambda c: c.smoke("--runs-per-gpu", "0"), ("--runs-per-gpu", "0")),
-    "device-tflops-negative": (lambda c: c.smoke("--device-tflops", "-1"), ("--device-tflops", "-1")),
-    "json-without-dry-run": (lambda c: c.smoke("--json"), ("--json", "--dry-run")),
-    "wait-without-slurm": (lambda c: c.smoke("--wait"), ("--wait", "slurm")),
-    "unknown-executor": (lambda c: c.smoke("--executor", "kubernetes"), ("--executor", "kubernetes")),
-    "unknown-flag": (lambda c: c.smoke("--frobnicate"), ("--frobnicate",)),
-    "unknown-cluster": (lambda c: c.smoke("--executor", "slurm", "--cluster", "nowhere"), ("--cluster", "nowhere")),
-    # data folders (real-data route: checked by the launcher before anything is written)
-    "data-dir-missing": (lambda c: c.real("--data-dir", str(c.tmp / "no-such-data")), ("--data-dir", "no-such-data")),
-    "data-wrong-shape": (lambda c: c.real("--data-dir", c.data(wrong_shape)), ("data_batch_1", "shape")),
-    "data-wrong-dtype": (lambda c: c.real("--data-dir", c.data(wrong_dtype)), ("data_batch_1", "dtype")),
-    "data-label-out-of-range": (lambda c: c.real("--data-dir", c.data(label_out_of_range)), ("data_batch_1", "10")),
-    "data-label-count": (lambda c: c.real("--data-dir", c.data(label_count)), ("data_batch_1", "labels")),
-    "data-tampered-checksum": (lambda c: c.real("--data-dir", c.data(tampered)), ("data_batch_2", "sha256")),
-    "data-truncated-file": (lambda c: c.real("--data-dir", c.data(truncated)), ("data_batch_3",)),
-    "data-file-missing": (lambda c: c.real("--data-dir", c.data(missing_file)), ("test_batch", "missing")),
-    "data-manifest-count": (lambda c: c.real("--data-dir", c.data(manifest_count)), ("data_batch", "count")),
-    "data-manifest-not-json": (lambda c: c.real("--data-dir", c.data(manifest_not_json)), ("wrn-manifest.json",)),
-    "data-official-md5": (lambda c: c.real("--data-dir", c.data(no_manifest)), ("data_batch_1", "md5")),
-    "data-not-the-real-size": (lambda c: c.real("--data-dir", c.data()), ("data_source", "128")),
+    BadInput("set-without-equals", ("--set", "epochs"), args=("--set", "epochs")),
+    BadInput("set-unknown-key", ("epoch", "epochs"), args=("--set", "epoch=2")),
+    BadInput("set-wrong-type", ("epochs", "two"), args=("--set", "epochs=two")),
+    BadInput("set-dropout-out-of-range", ("dropout", "1.5"), args=("--set", "dropout=1.5")),
+    BadInput("set-negative-lr", ("lr", "-0.1"), args=("--set", "lr=-0.1")),
+    BadInput("set-seed", ("seed",), args=("--set", "seed=3")),
+    BadInput("set-twice", ("epochs", "twice"), args=("--set", "epochs=1", "--set", "epochs=2")),
+    BadInput("set-milestones-decreasing", ("lr_milestones",), args=("--set", "lr_milestones=[5,2]")),
+    BadInput("set-bad-block", ("block", "B(3,x)"), args=("--set", "block=B(3,x)")),
+    # flags
+    BadInput("no-spec", ("spec",), spec=None),
+    BadInput("seeds-zero", ("--seeds", "0"), args=("--seeds", "0")),
+    BadInput("seeds-not-integer", ("--seeds", "two"), args=("--seeds", "two")),
+    BadInput("max-parallel-zero", ("--max-parallel", "0"), args=("--max-parallel", "0")),
+    BadInput("runs-per-gpu-zero", ("--runs-per-gpu", "0"), args=("--runs-per-gpu", "0")),
+    BadInput("device-tflops-negative", ("--device-tflops", "-1"), args=("--device-tflops", "-1")),
+    BadInput("json-without-dry-run", ("--json", "--dry-run"), args=("--json",)),
+    BadInput("wait-without-slurm", ("--wait", "slurm"), args=("--wait",)),
+    BadInput("unknown-executor", ("--executor", "kubernetes"), args=("--executor", "kubernetes")),
+    BadInput("unknown-flag", ("--frobnicate",), args=("--frobnicate",)),
+    BadInput("unknown-cluster", ("--cluster", "nowhere"), args=("--executor", "slurm", "--cluster", "nowhere")),
+    # data folders: the paper profile checks them before anything is written
+    BadInput("data-dir-missing", ("--data-dir", "no-such-data"), profile="paper",
+             args=("--yes", "--data-dir", "{tmp}/no-such-data")),
+    BadInput("data-wrong-shape", ("data_batch_1", "shape"), data=wrong_shape),
+    BadInput("data-wrong-dtype", ("data_batch_1", "dtype"), data=wrong_dtype),
+    BadInput("data-label-out-of-range", ("data_batch_1", "10"), data=label_out_of_range),
+    BadInput("data-label-count", ("data_batch_1", "labels"), data=label_count),
+    BadInput("data-tampered-checksum", ("data_batch_2", "sha256"), data=tampered),
+    BadInput("data-truncated-file", ("data_batch_3",), data=truncated),
+    BadInput("data-file-missing", ("test_batch", "missing"), data=missing_file),
+    BadInput("data-manifest-count", ("data_batch", "count"), data=manifest_count),
+    BadInput("data-manifest-not-json", ("wrn-manifest.json",), data=manifest_not_json),
+    BadInput("data-official-md5", ("data_batch_1", "md5"), data=no_manifest),
+    BadInput("data-not-the-real-size", ("data_source", "128"), data=untouched),
     # result folders
-    "results-under-a-file": (_results_under_file, ("--results", "afile")),
-    "results-is-a-file": (_results_is_file, ("--results", "afile")),
-    "run-folder-with-corrupt-config": (_corrupt_run_config, ("config.json",)),
-}
+    BadInput("results-under-a-file", ("--results", "afile"), results="{tmp}/afile/results"),
+    BadInput("results-is-a-file", ("--results", "afile"), results="{tmp}/afile"),
+    BadInput("run-folder-with-corrupt-config", ("config.json",), args=("--executor", "debug"), corrupt_runs=True),
+]
 
-REPORT_CASES = {
-    "report-missing-results": (lambda c: [c.spec, "--results", str(c.tmp / "never-made")], ("never-made", "no runs")),
-    "report-unknown-spec": (lambda c: ["table_widht", "--results", str(c.results)], ("table_widht",)),
-    "report-results-without-runs": (lambda c: [c.spec, "--results", str(c.results)], ("no runs",)),
-}
+REPORT_CASES = [
+    BadInput("report-missing-results", ("never-made", "no runs"), results="{tmp}/never-made"),
+    BadInput("report-unknown-spec", ("table_widht",), spec="table_widht"),
+    BadInput("report-results-without-runs", ("no runs",)),
+]
 
-SUBPROCESS_CASES = ("invalid-toml", "set-wrong-type", "unknown-flag", "seeds-zero")
-
-
-def _write(path: Path, data: bytes) -> str:
-    path.write_bytes(data)
-    return str(path)
+SUBPROCESS_CASES = [case for case in CASES if case.name in ("invalid-toml", "set-wrong-type", "unknown-flag",
+                                                            "seeds-zero")]
 
 
 @pytest.fixture(scope="module")
@@ -242,11 +242,11 @@ def base_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def ctx(tmp_path, base_data) -> Ctx:
-    c = Ctx(tmp_path, base_data)
-    c.results.mkdir()
-    (c.results / "keep.txt").write_text("a user's results folder\n")
-    return c
+def folder(tmp_path) -> Path:
+    """The test's folder, with a user's results folder in it."""
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "keep.txt").write_text("a user's results folder\n")
+    return tmp_path
 
 
 def check_one_line(code: int, stderr: str, expected: tuple[str, ...]) -> None:
@@ -258,47 +258,36 @@ def check_one_line(code: int, stderr: str, expected: tuple[str, ...]) -> None:
         assert part in lines[0], f"{part!r} not named in: {lines[0]}"
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_launcher_rejects_bad_input(case, ctx, capsys):
-    from experiments.run import main
-
-    argv = CASES[case][0](ctx)
-    before = tree(ctx.tmp)
+def call(main, argv: list[str]) -> int:
     try:
-        code = main(argv)
+        return main(argv)
     except SystemExit as e:  # argparse bypassing the one-line handler
-        code = e.code
-    except BaseException as e:  # noqa: BLE001 - a traceback is the failure being tested for
-        pytest.fail(f"{case}: raised {type(e).__name__}: {e}")
-    out = capsys.readouterr()
-    check_one_line(code, out.err, CASES[case][1])
-    assert tree(ctx.tmp) == before, f"{case}: files were written or changed"
+        return e.code
 
 
-@pytest.mark.parametrize("case", list(REPORT_CASES))
-def test_report_rejects_bad_input(case, ctx, capsys):
-    from analysis.report import main
-
-    argv = REPORT_CASES[case][0](ctx)
-    before = tree(ctx.tmp)
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    check_one_line(code, out.err, REPORT_CASES[case][1])
-    assert tree(ctx.tmp) == before
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_launcher_rejects_bad_input(case, folder, base_data, capsys):
+    argv = case.argv(folder, base_data)
+    before = tree(folder)
+    code = call(run_main, argv)
+    check_one_line(code, capsys.readouterr().err, case.expect)
+    assert tree(folder) == before, f"{case.name}: files were written or changed"
 
 
-@pytest.mark.parametrize("case", SUBPROCESS_CASES)
-def test_command_line_rejects_bad_input(case, ctx):
-    argv = CASES[case][0](ctx)
-    before = tree(ctx.tmp)
+@pytest.mark.parametrize("case", REPORT_CASES, ids=lambda case: case.name)
+def test_report_rejects_bad_input(case, folder, base_data, capsys):
+    argv = case.argv(folder, base_data, profile=False)
+    before = tree(folder)
+    code = call(report_main, argv)
+    check_one_line(code, capsys.readouterr().err, case.expect)
+    assert tree(folder) == before
+
+
+@pytest.mark.parametrize("case", SUBPROCESS_CASES, ids=lambda case: case.name)
+def test_command_line_rejects_bad_input(case, folder, base_data):
+    argv = case.argv(folder, base_data)
+    before = tree(folder)
     proc = subprocess.run([sys.executable, "-m", "experiments.run", *argv], cwd=REPO_ROOT, env=python_env(),
                           capture_output=True, text=True, timeout=120)
-    check_one_line(proc.returncode, proc.stderr, CASES[case][1])
-    assert tree(ctx.tmp) == before
-
-
-def test_catalogue_is_large_enough():
-    assert len(CASES) + len(REPORT_CASES) >= 30
+    check_one_line(proc.returncode, proc.stderr, case.expect)
+    assert tree(folder) == before

@@ -1,4 +1,4 @@
-"""Concurrency (issue 7.3): two launchers of the same spec at once, and two jobs given the same run,
+"""Concurrency: two launchers of the same spec at once, and two jobs given the same run,
 train each run exactly once; a dead job's lock (dead pid on this host, or a heartbeat too old) is
 broken, a live one is respected, and breaking a stale lock cannot hand the run to two owners."""
 
@@ -147,6 +147,7 @@ def test_a_lock_being_written_is_not_broken(tmp_path):
     path.write_text("")  # just created by another contender, owner not written yet
     with pytest.raises(RunLocked):
         RunLock(path).acquire()
+    assert path.exists() and path.read_text() == "", "the contender broke a lock being written"
 
 
 def test_an_old_unreadable_lock_is_broken(tmp_path):
@@ -156,7 +157,9 @@ def test_an_old_unreadable_lock_is_broken(tmp_path):
     os.utime(path, (old, old))
     lock = RunLock(path)
     lock.acquire()
+    assert json.loads(path.read_text())["pid"] == os.getpid(), "the stale lock was not replaced by ours"
     lock.release()
+    assert not path.exists()
 
 
 def test_breaking_a_stale_lock_cannot_give_the_run_two_owners(tmp_path, monkeypatch):
@@ -166,14 +169,14 @@ def test_breaking_a_stale_lock_cannot_give_the_run_two_owners(tmp_path, monkeypa
     write_lock(tmp_path, socket.gethostname(), dead_pid())
     real_is_live = locking.lock_is_live
     a = RunLock(path)
-    calls = []
+    a_lock = []  # the inode of A's lock file: A and B share a pid, so the contents cannot tell them apart
 
     def b_checks_then_a_wins(p):
         verdict = real_is_live(p)  # B's look: stale
-        if not calls:
-            calls.append(1)
+        if not a_lock:
             monkeypatch.setattr(locking, "lock_is_live", real_is_live)
             a.acquire()  # A breaks the stale lock and takes the run in between
+            a_lock.append(path.stat().st_ino)
         return verdict
 
     monkeypatch.setattr(locking, "lock_is_live", b_checks_then_a_wins)
@@ -181,6 +184,9 @@ def test_breaking_a_stale_lock_cannot_give_the_run_two_owners(tmp_path, monkeypa
     try:
         with pytest.raises(RunLocked):
             b.acquire()
+        assert len(a_lock) == 1, "the race did not happen"
+        assert path.exists() and path.stat().st_ino == a_lock[0] and locking.lock_is_live(path), \
+            "B removed or replaced A's live lock"
     finally:
         a.release()
         b.release()

@@ -1,4 +1,4 @@
-"""Data integrity (issue 7.7): downloads are checksum-verified, and a damaged data folder stops a launch
+"""Data integrity: downloads are checksum-verified, and a damaged data folder stops a launch
 with one line naming the file before anything is written; a folder damaged after the launch checked it
 is caught again by the worker, recorded as the run's failure, and never produces a result.
 (Shapes, dtypes, label ranges and counts, one by one, are in test_bad_inputs.py.)"""

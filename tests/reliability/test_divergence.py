@@ -1,4 +1,4 @@
-"""Divergence (issue 7.5): a NaN/inf training loss ends the run as "diverged" at the (epoch, step)
+"""Divergence: a NaN/inf training loss ends the run as "diverged" at the (epoch, step)
 where it first appeared; it is a finished result (not retrained by the next launch, not a failure),
 and the table shows it as diverged, never as a number."""
 
@@ -74,6 +74,9 @@ def test_diverged_run_is_shown_as_diverged_in_the_table(tmp_path, capsys):
     with open(results / "tables" / "reliability_diverging.runs.csv") as f:
         (row,) = list(csv.DictReader(f))
     assert row["state"] == "diverged" and row["test_error"] == ""
+    with open(results / "tables" / "reliability_diverging.csv") as f:
+        (cell,) = list(csv.DictReader(f))
+    assert cell["median"] == "" and cell["n"] == "0", "a diverged run entered a median"
     assert float(row["diverged_epoch"]) == where.epoch
     # Where it diverged is what a reader needs to pick a smaller learning rate.
     run_line = next(line for line in table.splitlines() if rec.run_id in line)

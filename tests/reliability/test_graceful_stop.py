@@ -1,4 +1,4 @@
-"""Graceful stop (issue 7.2): SIGTERM, SIGINT or SIGUSR2 during training -> a checkpoint at the next
+"""Graceful stop: SIGTERM, SIGINT or SIGUSR2 during training -> a checkpoint at the next
 step boundary, exit code 3, and a later launch resumes from that very step (not from the epoch's
 start) to the uninterrupted run's numbers, bit for bit."""
 

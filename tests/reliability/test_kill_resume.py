@@ -1,4 +1,4 @@
-"""Kill anywhere, resume, same answer (issue 7.1).
+"""Kill anywhere, resume, same answer.
 
 A worker is killed with SIGKILL at one deterministic point (mid-epoch, inside a checkpoint write,
 between its renames, between the checkpoint and the metrics line, inside the result write...), then

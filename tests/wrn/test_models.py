@@ -1,8 +1,8 @@
 """Every network of the paper: exact parameter counts, forward/backward, block topology, init, FLOPs.
 
-Parameter counts are the official-code counts of wrn-paper.md §7 (they reproduce the paper's rounded
-counts and the official logs); the thin baselines are the official log's ResNet-164 count and the same
-construction at depth 1001; WRN-50-2 is torchvision's.
+Parameter counts are the official-code counts of docs/paper.md, "Parameter counts" (they reproduce
+the paper's rounded counts and the official logs); the thin baselines are the official log's
+ResNet-164 count and the same construction at depth 1001; WRN-50-2 is torchvision's.
 """
 
 import math
@@ -294,7 +294,7 @@ def test_fan_in_and_fan_out_differ_where_planes_change():
 # ---- FLOPs -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("label, gmac", [
-    # peers.md C.3: arithmetic over the official topology (convs + fc)
+    # multiply-accumulates counted by hand over the official topology (convs + fc)
     ("WRN-28-10", 5.243), ("WRN-16-8", 1.548), ("WRN-22-8", 2.454), ("WRN-40-4", 1.299),
     ("WRN-16-4", 0.393), ("WRN-40-2", 0.328),
 ])

@@ -7,6 +7,10 @@ import pytest
 import torch
 
 from wrn import preprocess
+from wrn.config import RunConfig, resolve
+from wrn.data import make_pipeline
+from wrn.datasets import load_arrays
+from wrn.fake_data import write_fake_dataset
 from wrn.preprocess import (
     OFFICIAL_MEAN,
     OFFICIAL_STD,
@@ -50,13 +54,18 @@ def test_official_constants():
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
-def test_meanstd_official_uses_the_cifar10_constants_for_both_cifars(dataset):
-    images = torch.randint(0, 256, (5, 3, 4, 4), dtype=torch.uint8)
-    out = make_normalizer("meanstd", "official", images, "cpu")(images)
+def test_meanstd_official_uses_the_cifar10_constants_for_both_cifars(dataset, tmp_path):
+    """The official code normalises CIFAR-100 with CIFAR-10's statistics: so does a CIFAR-100 run."""
+    write_fake_dataset(dataset, tmp_path, 16, 8, seed=0)
+    cfg = resolve(RunConfig(dataset=dataset, depth=10, k=1, preprocessing="meanstd",
+                            data_source="synthetic:16:8", batch_size=8, eval_batch_size=8))
+    assert cfg.norm_stats == "official"
+    (x, _), = make_pipeline(cfg, tmp_path, "cpu", download=False).test_batches()
+    images = load_arrays(dataset, tmp_path, download=False).test_x
     mean = torch.tensor(OFFICIAL_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(OFFICIAL_STD).view(1, 3, 1, 1)
-    assert out.dtype == torch.float32
-    torch.testing.assert_close(out, (images.float() - mean) / std)
+    assert x.dtype == torch.float32
+    torch.testing.assert_close(x, (images.float() - mean) / std)
 
 
 def test_meanstd_dataset_stats_standardise_the_training_set():
@@ -157,4 +166,6 @@ def test_unreadable_zca_cache_is_refitted(tmp_path):
     zca_cache_path(tmp_path, train).write_bytes(b"truncated")
     with pytest.warns(UserWarning, match="ignoring unreadable ZCA cache"):
         again = zca_transform(train, tmp_path, "cpu")
+    torch.testing.assert_close(again[0], good[0])
     torch.testing.assert_close(again[1], good[1])
+    assert zca_cache_path(tmp_path, train).read_bytes() != b"truncated", "the damaged cache was not replaced"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from wrn import checkpoint
-from wrn.config import RunConfig, resolve
+from wrn.config import RunConfig
 from wrn.errors import DataError
 from wrn.fake_data import write_fake_dataset
 from wrn.train import TrainingInterrupted, train
@@ -39,18 +39,6 @@ def metrics(run_dir) -> list[dict]:
 
 def weights(run_dir) -> dict[str, torch.Tensor]:
     return checkpoint.load_latest(run_dir)["model"]
-
-
-def test_lr_schedule_matches_the_official_code():
-    cfg = resolve(RunConfig(dataset="cifar10"))
-    trace = {e: cfg.lr_at(e) for e in (1, 59, 60, 119, 120, 159, 160, 200)}
-    assert trace[1] == trace[59] == 0.1
-    assert trace[60] == pytest.approx(0.02) and trace[119] == pytest.approx(0.02)
-    assert trace[120] == pytest.approx(0.004) and trace[159] == pytest.approx(0.004)
-    assert trace[160] == pytest.approx(0.0008) and trace[200] == pytest.approx(0.0008)
-    svhn = resolve(RunConfig(dataset="svhn", depth=16, k=4))
-    assert [svhn.lr_at(e) for e in (79, 80, 119, 120, 160)] == pytest.approx([0.01, 0.001, 0.001, 1e-4, 1e-4])
-    assert (svhn.epochs, svhn.crop_padding, svhn.hflip, svhn.preprocessing) == (160, 0, False, "div255")
 
 
 def test_two_epochs_learn_and_write_one_metrics_line_each(tmp_path, data_dir):

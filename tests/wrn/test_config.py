@@ -1,0 +1,240 @@
+"""`wrn.config.resolve`, the one validator of a run config: every default it fills from the paper's
+recipe and every rule it enforces, each refusal one line naming the field, the value and what is
+allowed."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from wrn.config import (DATASET_SIZES, FIELD_RULES, RECIPE_FIELDS, RECIPES, RunConfig, expected_sizes,
+                        recipe_family, resolve, synthetic_sizes)
+from wrn.errors import ConfigError
+
+CIFAR = dict(dataset="cifar10", depth=16, k=2)
+
+
+def refused(**fields) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        resolve(RunConfig(**fields))
+    assert "\n" not in str(info.value)
+    return info.value
+
+
+# --------------------------------------------------------------------------------------------------
+# Defaults from the paper's recipe
+
+
+@pytest.mark.parametrize("dataset, depth, k, arch", [("cifar10", 28, 10, "wrn"), ("cifar100", 28, 10, "wrn"),
+                                                      ("svhn", 16, 4, "wrn"), ("imagenet", 50, 2, "wrn50_2_bottleneck")])
+def test_every_recipe_field_is_filled_from_the_datasets_recipe(dataset, depth, k, arch):
+    cfg = resolve(RunConfig(dataset=dataset, depth=depth, k=k, arch=arch))
+    recipe = RECIPES[recipe_family(dataset)]
+    for name in RECIPE_FIELDS:
+        expected = recipe[name]
+        assert getattr(cfg, name) == expected, name
+
+
+def test_the_cifar_and_svhn_recipes_are_the_official_scripts():
+    """scripts/train_cifar.sh and scripts/train_svhn.sh of the official repository."""
+    cifar = resolve(RunConfig(**CIFAR))
+    assert (cifar.lr, cifar.lr_milestones, cifar.lr_decay, cifar.epochs) == (0.1, (60, 120, 160), 0.2, 200)
+    assert (cifar.batch_size, cifar.weight_decay, cifar.momentum, cifar.nesterov, cifar.dampening) == (
+        128, 5e-4, 0.9, True, 0.0)
+    assert (cifar.crop_padding, cifar.pad_mode, cifar.hflip, cifar.preprocessing) == (4, "reflect", True, "zca")
+    assert (cifar.reset_momentum_on_decay, cifar.drop_last) == (True, True)
+    svhn = resolve(RunConfig(dataset="svhn", depth=16, k=4))
+    assert (svhn.lr, svhn.lr_milestones, svhn.lr_decay, svhn.epochs) == (0.01, (80, 120), 0.1, 160)
+    assert (svhn.crop_padding, svhn.hflip, svhn.preprocessing) == (0, False, "div255")
+
+
+def test_values_given_are_kept():
+    cfg = resolve(RunConfig(**CIFAR, lr=0.05, epochs=3, lr_milestones=(2,), preprocessing="meanstd", hflip=False))
+    assert (cfg.lr, cfg.epochs, cfg.lr_milestones, cfg.preprocessing, cfg.hflip) == (0.05, 3, (2,), "meanstd", False)
+
+
+@pytest.mark.parametrize("dataset, rate", [("cifar10", 0.3), ("cifar100", 0.3), ("svhn", 0.4)])
+def test_dropout_true_is_the_papers_rate_for_the_dataset(dataset, rate):
+    assert resolve(RunConfig(dataset=dataset, depth=16, k=4, dropout=True)).dropout == rate
+    assert resolve(RunConfig(dataset=dataset, depth=16, k=4, dropout=False)).dropout == 0.0
+    assert isinstance(resolve(RunConfig(dataset=dataset, depth=16, k=4, dropout=0)).dropout, float)
+
+
+def test_milestones_given_as_a_list_become_a_tuple():
+    assert resolve(RunConfig(**CIFAR, lr_milestones=[2, 5])).lr_milestones == (2, 5)
+
+
+def test_resolving_twice_changes_nothing():
+    for fields in (CIFAR, dict(dataset="svhn", depth=16, k=8, dropout=True),
+                   dict(arch="preact_resnet", depth=164, k=1), dict(dataset="imagenet", arch="wrn50_2_bottleneck",
+                                                                    depth=50, k=2),
+                   dict(depth=40, k=2, block="B(3, 1, 3)", depth_convention="true")):
+        once = resolve(RunConfig(**fields))
+        assert resolve(once) == once
+
+
+def test_the_learning_rate_drops_as_the_official_code_drops_it():
+    """train.lua drops the rate at the start of the 1-indexed milestone epoch: 59 epochs at 0.1."""
+    cfg = resolve(RunConfig(**CIFAR))
+    assert [cfg.lr_at(e) for e in (1, 59, 60, 119, 120, 159, 160, 200)] == pytest.approx(
+        [0.1, 0.1, 0.02, 0.02, 0.004, 0.004, 0.0008, 0.0008])
+    svhn = resolve(RunConfig(dataset="svhn", depth=16, k=4))
+    assert [svhn.lr_at(e) for e in (79, 80, 119, 120, 160)] == pytest.approx([0.01, 0.001, 0.001, 1e-4, 1e-4])
+
+
+# --------------------------------------------------------------------------------------------------
+# Field rules: each field on its own
+
+CHOICES = [(rule.field, rule.choices) for rule in FIELD_RULES if rule.choices]
+
+
+@pytest.mark.parametrize("field, choices", [("dataset", ("cifar10",)), ("arch", ("wrn",)), *CHOICES],
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_a_choice_outside_its_list_is_refused_with_a_suggestion(field, choices):
+    bad = choices[0] + "x"
+    error = refused(**{**CIFAR, field: bad})
+    assert error.field_name == field and error.value == bad
+    assert str(error).startswith(f"{field}={bad!r}: allowed: ") and f"did you mean {choices[0]!r}" in str(error)
+
+
+@pytest.mark.parametrize("field", ["hflip", "nesterov", "reset_momentum_on_decay", "drop_last", "compile", "tf32"])
+def test_a_boolean_field_takes_only_true_or_false(field):
+    error = refused(**{**CIFAR, field: 1})
+    assert error.field_name == field and "expected true or false" in str(error)
+
+
+@pytest.mark.parametrize("field", ["depth", "k", "epochs", "batch_size", "seed", "crop_padding", "image_size",
+                                   "eval_batch_size"])
+@pytest.mark.parametrize("value", [2.0, True])
+def test_an_integer_field_refuses_floats_and_booleans(field, value):
+    error = refused(**{**CIFAR, field: value})
+    assert error.field_name == field and "expected an integer" in str(error)
+
+
+@pytest.mark.parametrize("field", ["lr", "lr_decay", "momentum", "dampening", "weight_decay", "dropout"])
+@pytest.mark.parametrize("value, message", [("0.1", "expected a number"), (math.nan, "expected a finite number"),
+                                            (math.inf, "expected a finite number")])
+def test_a_number_field_refuses_text_and_non_finite_values(field, value, message):
+    error = refused(**{**CIFAR, field: value})
+    assert error.field_name == field and message in str(error)
+
+
+@pytest.mark.parametrize("field, value, allowed", [
+    ("k", 0, "the widening factor must be an integer >= 1"),
+    ("epochs", 0, "expected an integer >= 1"),
+    ("batch_size", 0, "expected an integer >= 1"),
+    ("eval_batch_size", 0, "expected an integer >= 1"),
+    ("crop_padding", -1, "expected an integer >= 0"),
+    ("lr", 0.0, "expected a number > 0"),
+    ("lr_decay", 0.0, "expected a factor in (0, 1]"),
+    ("lr_decay", 1.5, "expected a factor in (0, 1]"),
+    ("momentum", 1.0, "expected a number in [0, 1)"),
+    ("weight_decay", -1e-4, "expected a number >= 0"),
+    ("dropout", 1.0, "allowed: a probability in [0, 1), or true/false"),
+    ("dropout", -0.1, "allowed: a probability in [0, 1), or true/false"),
+])
+def test_a_value_out_of_its_range_is_refused(field, value, allowed):
+    error = refused(**{**CIFAR, "nesterov": False, field: value})
+    assert str(error) == f"{field}={value!r}: {allowed}"
+
+
+@pytest.mark.parametrize("milestones", [(120, 60), (60, 60), (0, 60), (60.0,), (True,), 60])
+def test_milestones_must_be_increasing_one_indexed_epochs(milestones):
+    error = refused(**CIFAR, lr_milestones=milestones)
+    assert error.field_name == "lr_milestones" and "expected increasing 1-indexed epochs" in str(error)
+
+
+# --------------------------------------------------------------------------------------------------
+# Cross-field rules
+
+@pytest.mark.parametrize("fields, field, fragment", [
+    (dict(momentum=0.0), "nesterov", "Nesterov needs momentum > 0 and dampening 0"),
+    (dict(dampening=0.1), "nesterov", "Nesterov needs momentum > 0 and dampening 0"),
+    (dict(dataset="imagenet"), "arch", "imagenet is trained only with arch wrn50_2_bottleneck"),
+    (dict(dataset="imagenet", arch="wrn50_2_bottleneck", depth=50, preprocessing="zca"), "preprocessing",
+     "imagenet allows only meanstd"),
+    (dict(dataset="imagenet", arch="wrn50_2_bottleneck", depth=50, norm_stats="dataset"), "norm_stats",
+     "imagenet uses the standard ImageNet statistics"),
+    (dict(arch="wrn50_2_bottleneck", depth=50), "arch", "is an ImageNet network"),
+    (dict(image_size=64), "image_size", "cifar10 images are 32x32"),
+    (dict(crop_padding=32), "crop_padding", "expected fewer pixels than the image size 32"),
+    (dict(dataset="svhn", preprocessing="zca"), "preprocessing", "zca is defined for CIFAR only"),
+    (dict(data_source="synthetic:64"), "data_source", "synthetic:<train images>:<test images>"),
+    (dict(data_source="fake"), "data_source", "allowed: real"),
+])
+def test_fields_that_do_not_fit_together_are_refused(fields, field, fragment):
+    error = refused(**{**CIFAR, **fields})
+    assert error.field_name == field and fragment in str(error)
+
+
+# --------------------------------------------------------------------------------------------------
+# The network fields of each architecture
+
+def test_a_wrn_block_gets_its_canonical_spelling_and_blocks_per_group():
+    cfg = resolve(RunConfig(dataset="cifar10", depth=40, k=2, block="B( 1, 3 ,1)"))
+    assert (cfg.block, cfg.blocks_per_group) == ("B(1,3,1)", 6)
+    true = resolve(RunConfig(dataset="cifar10", depth=40, k=2, block="B(3,3,3)", depth_convention="true"))
+    assert true.blocks_per_group == 4
+
+
+def test_a_wrn_depth_that_does_not_fit_its_block_names_the_nearest():
+    error = refused(**{**CIFAR, "depth": 17})
+    assert error.field_name == "depth" and "nearest: 16, 22" in str(error)
+
+
+@pytest.mark.parametrize("fields, field, fragment", [
+    (dict(k=2), "k", "k must be 1"),
+    (dict(block="B(3,1)"), "block", "leave block unset"),
+    (dict(dropout=0.3), "dropout", "has no dropout"),
+    (dict(depth=100), "depth", "9n+2 (nearest: 92, 101)"),
+])
+def test_the_thin_preact_resnet_is_fixed_but_for_its_depth(fields, field, fragment):
+    error = refused(**{"dataset": "cifar10", "arch": "preact_resnet", "depth": 164, "k": 1, **fields})
+    assert error.field_name == field and fragment in str(error)
+
+
+def test_the_thin_preact_resnet_has_9n_plus_2_layers():
+    cfg = resolve(RunConfig(arch="preact_resnet", depth=164, k=1))
+    assert (cfg.block, cfg.blocks_per_group) == ("bottleneck", 18)
+
+
+@pytest.mark.parametrize("fields, field", [(dict(dropout=0.3), "dropout"), (dict(depth=101), "arch"),
+                                           (dict(k=4), "arch")])
+def test_wrn50_2_bottleneck_is_fixed(fields, field):
+    error = refused(**{"dataset": "imagenet", "arch": "wrn50_2_bottleneck", "depth": 50, "k": 2, **fields})
+    assert error.field_name == field
+
+
+def test_a_given_blocks_per_group_must_agree_with_the_depth():
+    assert resolve(RunConfig(**CIFAR, blocks_per_group=2)).blocks_per_group == 2
+    error = refused(**CIFAR, blocks_per_group=3)
+    assert error.field_name == "blocks_per_group" and "gives 2" in str(error)
+
+
+# --------------------------------------------------------------------------------------------------
+# The config as data
+
+def test_to_dict_and_from_dict_round_trip():
+    cfg = resolve(RunConfig(**CIFAR, dropout=True))
+    data = cfg.to_dict()
+    assert data["lr_milestones"] == [60, 120, 160]  # JSON has no tuples
+    assert RunConfig.from_dict(data) == cfg
+
+
+def test_from_dict_refuses_an_unknown_key_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"unknown key \(did you mean 'epochs'\?\)"):
+        RunConfig.from_dict({"epoch": 3})
+
+
+def test_data_sizes_of_real_and_generated_data():
+    assert synthetic_sizes("real") is None and synthetic_sizes("synthetic:64:32") == (64, 32)
+    assert expected_sizes(resolve(RunConfig(**CIFAR))) == DATASET_SIZES["cifar10"] == (50_000, 10_000)
+    assert expected_sizes(resolve(RunConfig(**CIFAR, data_source="synthetic:64:32"))) == (64, 32)
+    assert DATASET_SIZES["svhn"] == (73_257 + 531_131, 26_032)
+
+
+def test_resolved_configs_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        resolve(RunConfig(**CIFAR)).lr = 1.0  # type: ignore[misc]
