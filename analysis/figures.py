@@ -31,6 +31,9 @@ import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from scipy.stats import norm  # noqa: E402
+
+from analysis import stats  # noqa: E402
 from analysis.collect import FINISHED, Collection  # noqa: E402
 from analysis.tables import SpecTable, display_name, display_value  # noqa: E402
 from experiments.spec import matches  # noqa: E402
@@ -92,6 +95,17 @@ def save(fig, out_dir: Path, stem: str) -> list[Path]:
     return written
 
 
+def paper_band(cell: pd.Series) -> float:
+    """Half the 95 % band of the paper's value from its own seed noise: 1.96 σ times the standard
+    deviation of a median of the paper's runs (0 where the table has no σ, e.g. for a time)."""
+    sigma = cell.get("sigma")
+    if sigma is None or not np.isfinite(float(sigma)):
+        return 0.0
+    runs = cell.get("paper_runs")
+    runs = int(runs) if runs is not None and np.isfinite(float(runs)) else 1
+    return float(norm.isf(0.025) * float(sigma) * np.sqrt(stats.median_variance_factor(runs)))
+
+
 # ---------------------------------------------------------------------------------------- pointplot
 def pointplot(spec_fig, table: SpecTable, collection: Collection):
     """Test error (the figure's metric) by factor: seeds as dots, our median, the paper's value."""
@@ -127,8 +141,8 @@ def pointplot(spec_fig, table: SpecTable, collection: Collection):
         positions = {name: i for i, name in enumerate(order)}
         for _, cell in panel_cells.iterrows():
             if np.isfinite(cell["paper"]):
-                ax.plot(positions[display_value(x, cell[x])], cell["paper"], marker="X", markersize=10,
-                        color=PAPER_COLOR, linestyle="none", zorder=5)
+                ax.errorbar(positions[display_value(x, cell[x])], cell["paper"], yerr=paper_band(cell), marker="X",
+                            markersize=10, color=PAPER_COLOR, linestyle="none", capsize=4, zorder=5)
         if not order:
             ax.set_xticks([])
         ax.set_xlim(-0.5, max(len(order) - 0.5, 0.5))
@@ -142,7 +156,8 @@ def pointplot(spec_fig, table: SpecTable, collection: Collection):
         [Line2D([], [], marker="o", color="C0", linestyle="none", label="our runs (one dot per seed)")]
     handles += [
                Line2D([], [], marker="_", markersize=14, color="black", linestyle="none", label="our median"),
-               Line2D([], [], marker="X", color=PAPER_COLOR, linestyle="none", label="paper")]
+               Line2D([], [], marker="X", color=PAPER_COLOR, linestyle="none",
+                      label="paper, ±95 % of its seed noise")]
     axes[0][-1].legend(handles=handles, loc="best", fontsize=8)
     _title(fig, spec_fig, table)
     fig.tight_layout()

@@ -1,10 +1,14 @@
 """The paper's numbers: each spec's tidy CSV under results/paper/, read and checked.
 
 Format: key columns named like RunConfig fields (only those that identify the run; an empty cell
-matches any value), an optional ``method`` column, then ``metric`` and ``value`` (errors in percent,
-as the paper prints them). Rows with arch "reference" are other papers' numbers (Table 5's NIN,
-Table 8's ResNet-50...), named by ``method``, which the suite does not train. The numbers are
-transcribed from arXiv:1605.07146v4 (docs/paper.md lists them table by table).
+matches any value), an optional ``method`` column, an optional ``runs`` column, then ``metric`` and
+``value`` (errors in percent, as the paper prints them). Rows with arch "reference" are other papers'
+numbers (Table 5's NIN, Table 8's ResNet-50...), named by ``method``, which the suite does not train.
+``runs`` is how many runs the paper's number summarises: 5 where the paper gives the median of 5
+runs, 1 for a single run or where the paper does not say (the larger noise that assumes makes fewer
+cells look different from the paper); empty for numbers that are no statistic over runs (parameter
+counts, times). The numbers are transcribed from arXiv:1605.07146v4 (docs/paper.md, "Tables and
+figures").
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any
 from experiments.schema import REPO_ROOT, SETTABLE_FIELDS, check_choice, check_field_name, display_path, fail
 from experiments.spec import Spec
 
+SPECIAL_COLUMNS = ("method", "runs")
+
 
 @dataclass(frozen=True)
 class PaperRow:
@@ -25,6 +31,7 @@ class PaperRow:
     method: str | None
     metric: str
     value: float
+    runs: int | None = None
 
     @property
     def is_reference(self) -> bool:
@@ -44,7 +51,7 @@ def read_paper_results(spec: Spec) -> list[PaperRow]:
         if header[-2:] != ["metric", "value"]:
             raise fail(where, "header", header, "expected key columns, then metric, value")
         for column in header[:-2]:
-            if column != "method":
+            if column not in SPECIAL_COLUMNS:
                 check_field_name(where, "header", column, SETTABLE_FIELDS)
         return [_row(where, line, row, header, spec) for line, row in enumerate(reader, start=2)]
 
@@ -55,11 +62,16 @@ def _row(where: str, line: int, row: dict[str, str], header: list[str], spec: Sp
         value = float(row["value"])
     except (TypeError, ValueError):
         raise fail(where, f"line {line}: value", row["value"], "expected a number") from None
-    keys = {c: _cell(row[c]) for c in header[:-2] if c != "method" and row[c] not in ("", None)}
+    keys = {c: _cell(row[c]) for c in header[:-2] if c not in SPECIAL_COLUMNS and row[c] not in ("", None)}
     method = row.get("method") or None
     if keys.get("arch") == "reference" and not method:
         raise fail(where, f"line {line}: method", method, "a reference row names its method")
-    return PaperRow(keys=keys, method=method, metric=row["metric"], value=value)
+    runs = row.get("runs") or None
+    if runs is not None:
+        if not runs.isdigit() or int(runs) < 1:
+            raise fail(where, f"line {line}: runs", runs, "expected an integer >= 1, or empty")
+        runs = int(runs)
+    return PaperRow(keys=keys, method=method, metric=row["metric"], value=value, runs=runs)
 
 
 def _cell(text: str) -> Any:

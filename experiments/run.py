@@ -23,13 +23,15 @@ import torch
 
 from analysis.paper import read_paper_results
 from analysis.report import write_index, write_spec_report
+from analysis.verdicts import SequentialDesign
 from experiments import store
 from experiments.clusters import ClusterProfile, load_cluster
 from experiments.console import log_line
 from experiments.estimate import Estimate, estimate, format_estimates
 from experiments.launch import EXECUTORS, LaunchOptions, launch
 from experiments.plan import PlannedRun, expand, parse_overrides
-from experiments.profiles import load_profile
+from experiments.profiles import Profile, load_profile
+from experiments.rounds import cells_to_extend, round_runs, worst_case_runs
 from experiments.spec import Spec, list_specs, load_spec
 from wrn.cli import ArgumentParser, run_main
 from wrn.errors import UsageError
@@ -75,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sustained training TFLOP/s used for estimates (measure it with "
                         "python -m benchmarks.train_speed); default: wrn/throughput.py")
     p.add_argument("--yes", action="store_true", help="start a CPU launch estimated to take over an hour")
+    p.add_argument("--until-resolved", action="store_true",
+                   help="run the spec's seeds, then add seeds in rounds (doubling) only to the cells of the "
+                        "orderings still unresolved and resolvable within --max-seeds, until each is decided "
+                        "or the budget is spent; the level of each round's test is spent from 5%% (README, "
+                        "\"Reading the verdicts\")")
+    p.add_argument("--max-seeds", type=int, default=None,
+                   help="with --until-resolved: the most seeds any cell gets (the budget)")
     return p
 
 
@@ -90,18 +99,42 @@ def _main(argv: list[str] | None) -> int:
         return 0
     plan = _plan(args)
     device_type = _estimating_device(args)
-    estimates = _estimates(plan, device_type, args)
+    estimates = _estimates(plan, plan.runs, device_type, args)
     if args.dry_run:
         _print_dry_run(plan, estimates, args.json)
         return 0
     options = LaunchOptions(
         executor=args.executor, results=args.results, data_dir=args.data_dir, max_parallel=args.max_parallel,
-        runs_per_gpu=args.runs_per_gpu, cluster=plan.cluster, wait=args.wait, yes=args.yes,
-        status_command=f"python -m experiments.status {args.spec} --results {args.results}")
-    stopped = launch(plan.spec, plan.runs, estimates, device_type, options, log_line)
+        runs_per_gpu=args.runs_per_gpu, cluster=plan.cluster, wait=args.wait or plan.design is not None,
+        yes=args.yes, status_command=f"python -m experiments.status {args.spec} --results {args.results}")
+    if plan.design is None:
+        stopped = launch(plan.spec, plan.runs, estimates, device_type, options, log_line)
+    else:
+        stopped = _launch_rounds(plan, device_type, options, args)
     if stopped is not None:
         return stopped
-    return _report(plan.spec, args.results, plan.profile)
+    return _report(plan.spec, args.results, plan.profile.name)
+
+
+def _launch_rounds(plan: _Plan, device_type: str, options: LaunchOptions, args: argparse.Namespace) -> int | None:
+    """The rounds of a sequential launch (`experiments.rounds`), each launched and waited for."""
+    design = plan.design
+    extend: set = set()
+    for look, seeds in enumerate(design.looks):
+        runs = round_runs(plan.spec, plan.profile, plan.overrides, design, look, extend)
+        log_line(f"round {look + 1} of at most {len(design.looks)}: {design.start} seeds per cell"
+                 + (f", {seeds} for the {len(extend)} cells of unresolved orderings" if look else "")
+                 + f" (level {design.levels[look]:.4g})")
+        stopped = launch(plan.spec, runs, _estimates(plan, runs, device_type, args), device_type, options, log_line)
+        design.write(args.results)  # after the first launch checked every input; before any decision
+        if stopped is not None:
+            return stopped
+        extend = cells_to_extend(plan.spec, args.results, plan.profile, design)
+        if not extend:
+            log_line("every ordering is decided, or cannot be within --max-seeds")
+            return None
+    log_line(f"the budget of {design.max_seeds} seeds per cell is spent")
+    return None
 
 
 def _validated_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -122,17 +155,24 @@ def _validated_arguments(argv: list[str] | None) -> argparse.Namespace:
         raise UsageError(f"--device-tflops: {args.device_tflops}: expected a number > 0")
     if args.wait and args.executor != "slurm":
         raise UsageError("--wait: only meaningful with --executor slurm (local runs always wait)")
+    if args.until_resolved != (args.max_seeds is not None):
+        raise UsageError("--until-resolved and --max-seeds: give both (the rounds need their budget) or neither")
+    if args.max_seeds is not None and args.max_seeds < 2:
+        raise UsageError(f"--max-seeds: {args.max_seeds}: expected an integer >= 2")
     return args
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """Every input of a launch, validated: the spec, the profile's name, the runs, the cluster."""
+    """Every input of a launch, validated: the spec, the profile, the overrides, the runs (for a
+    sequential launch, every run it may train), the cluster and the sequential design, if any."""
 
     spec: Spec
-    profile: str
+    profile: Profile
+    overrides: dict
     runs: list[PlannedRun]
     cluster: ClusterProfile | None
+    design: SequentialDesign | None
 
 
 def _plan(args: argparse.Namespace) -> _Plan:
@@ -141,9 +181,30 @@ def _plan(args: argparse.Namespace) -> _Plan:
     spec = load_spec(args.spec)
     read_paper_results(spec)
     profile = load_profile(args.profile)
-    planned = expand(spec, profile, parse_overrides(args.overrides), seeds=args.seeds)
+    overrides = parse_overrides(args.overrides)
+    planned = expand(spec, profile, overrides, seeds=args.seeds)
     cluster = load_cluster(args.cluster) if args.executor == "slurm" else None
-    return _Plan(spec, profile.name, planned, cluster)
+    design = _sequential_design(args, spec, profile, planned)
+    if design is not None:
+        planned = worst_case_runs(spec, profile, overrides, design)
+    return _Plan(spec, profile, overrides, planned, cluster, design)
+
+
+def _sequential_design(args: argparse.Namespace, spec: Spec, profile: Profile,
+                       planned: list[PlannedRun]) -> SequentialDesign | None:
+    """The design of a `--until-resolved` launch: rounds from the spec's seeds up to --max-seeds."""
+    if not args.until_resolved:
+        return None
+    if not spec.table.baseline:
+        raise UsageError(f"--until-resolved: spec {spec.name} has no table.baseline: it makes no ordering to "
+                         "resolve")
+    seeds = sorted({p.config.seed for p in planned})
+    if seeds != list(range(len(seeds))):
+        raise UsageError(f"--until-resolved: the seeds {seeds} are not 0..n-1: the rounds add seeds after them")
+    if args.max_seeds < len(seeds):
+        raise UsageError(f"--max-seeds: {args.max_seeds}: expected at least the {len(seeds)} seeds the first "
+                         "round runs")
+    return SequentialDesign(spec.name, profile.name, len(seeds), args.max_seeds)
 
 
 def _estimating_device(args: argparse.Namespace) -> str:
@@ -154,9 +215,9 @@ def _estimating_device(args: argparse.Namespace) -> str:
     return "cpu"
 
 
-def _estimates(plan: _Plan, device_type: str, args: argparse.Namespace) -> list[Estimate]:
-    """Each planned run's size and cost, with the state its folder in the store has."""
-    rows = estimate(plan.runs, device_type, args.device_tflops, plan.spec.kind)
+def _estimates(plan: _Plan, runs: list[PlannedRun], device_type: str, args: argparse.Namespace) -> list[Estimate]:
+    """Each run's size and cost, with the state its folder in the store has."""
+    rows = estimate(runs, device_type, args.device_tflops, plan.spec.kind)
     for row in rows:
         path = store.run_dir(args.results, plan.spec.name, row.run_id)
         if path.is_dir():
@@ -165,11 +226,20 @@ def _estimates(plan: _Plan, device_type: str, args: argparse.Namespace) -> list[
 
 
 def _print_dry_run(plan: _Plan, estimates: list[Estimate], as_json: bool) -> None:
+    """The runs and their cost; for a sequential launch, every run it may train (its worst case)."""
     if as_json:
         print(json.dumps([r.to_json() for r in estimates], indent=2))
         return
-    print(f"{plan.spec.name}: {plan.spec.title} ({plan.spec.paper_ref}), profile {plan.profile}")
+    print(f"{plan.spec.name}: {plan.spec.title} ({plan.spec.paper_ref}), profile {plan.profile.name}")
     print(format_estimates(estimates, "GPU"))
+    design = plan.design
+    if design is not None:
+        first = [e for e in estimates if e.config.seed < design.start]
+        print(f"--until-resolved: rounds of {', '.join(map(str, design.looks))} seeds per cell at levels "
+              f"{', '.join(f'{a:.4g}' for a in design.levels)}; the first round {len(first)} runs, "
+              f"{sum(e.est_seconds for e in first) / 3600:.1f} GPU-hours; the worst case (every ordering "
+              f"unresolved to the end) {len(estimates)} runs, {sum(e.est_seconds for e in estimates) / 3600:.1f} "
+              "GPU-hours")
 
 
 def _report(spec: Spec, results: Path, profile: str) -> int:

@@ -3,10 +3,14 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import math  # noqa: E402
+
 import numpy as np  # noqa: E402
+from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
 import pytest  # noqa: E402
 from fabricate import write_run  # noqa: E402
 
+from analysis import stats  # noqa: E402
 from analysis.collect import collect_spec  # noqa: E402
 from analysis.figures import curves, error_vs_params, pointplot, timing_bars, write_figures  # noqa: E402
 from analysis.tables import build_table  # noqa: E402
@@ -70,10 +74,16 @@ def test_pointplot_shows_every_seed_our_median_and_the_paper(tmp_path):
     ax = fig.axes[0]
     assert ax.get_xlabel() == "block type" and ax.get_ylabel() == "test error (%)"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["B(3)", "B(3,3)", "B(3,3,3)", "B(3,3,3,3)"]
-    dots = sum(len(c.get_offsets()) for c in ax.collections)
+    dots = sum(len(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection))
     assert dots == 6
     paper = [line for line in ax.get_lines() if line.get_marker() == "X"]
     assert sorted(float(line.get_ydata()[0]) for line in paper) == [5.43, 5.65, 5.93, 6.69]
+    # the paper's value carries the band of its own seed noise: a median of 5 runs at the table's σ
+    bands = [c for c in ax.collections if isinstance(c, LineCollection)]
+    cell = table.cells.iloc[0]
+    half = 1.96 * cell["sigma"] * math.sqrt(stats.median_variance_factor(5))
+    assert len(bands) == 4 and all(np.diff(seg[:, 1])[0] == pytest.approx(2 * half, rel=1e-3)
+                                   for band in bands for seg in band.get_segments())
 
 
 def test_timing_bars_and_error_vs_params(tmp_path):

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from fabricate import write_run
 
@@ -49,7 +51,7 @@ def test_corrupt_run_is_reported_and_the_rest_analysed(tmp_path):
     write_spec_report(spec, tmp_path)
     md = (tmp_path / "tables" / "table_deepening.md").read_text()
     assert f"`{bad.name}` WRN-40-2-B(3,3)-true on cifar10 seed 3: **corrupt**: unreadable result.json" in md
-    assert "6.00 [" in md and "n=3 (5.00–7.00); 1 corrupt" in md
+    assert "6.00 [5.00, 7.00] (75%) n=3; 1 corrupt" in md
 
 
 def test_zero_finished_runs_says_so(tmp_path):
@@ -104,3 +106,25 @@ def test_module_entry_point_exits_2_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "analysis.report", "table_width", "--results", str(tmp_path / "x")],
                           cwd=REPO, capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_faithful_table_2_is_consistent_and_every_ordering_says_its_seeds_needed(tmp_path):
+    """5 seeds per network drawn around the paper's own values (σ = 0.15 pp): no cell is flagged, and
+    every ablation row has its seeds_needed, in the CSV and in words."""
+    spec = load_spec("table_block_type")
+    rng = np.random.default_rng(2016)
+    for run in expand(spec, "paper"):
+        paper = {(40, "B(1,3,1)"): 6.06, (40, "B(3,1)"): 5.78, (40, "B(1,3)"): 6.42, (40, "B(3,1,1)"): 5.86,
+                 (28, "B(3,3)"): 5.73, (22, "B(3,1,3)"): 5.78}[(run.config.depth, run.config.block)]
+        write_run(tmp_path, spec.name, run.config, test_error=paper + 0.15 * rng.standard_normal())
+    assert main([spec.name, "--results", str(tmp_path)]) == 0
+    cells = pd.read_csv(tmp_path / "tables" / "table_block_type.csv")
+    assert list(cells["verdict_vs_paper"]) == ["consistent"] * 6
+    assert (cells["sigma_source"] == "pooled").all() and (cells["sigma_df"] == 6 * 4).all()
+    comps = pd.read_csv(tmp_path / "tables" / "table_block_type.vs_baseline.csv")
+    assert len(comps) == 5 and comps["seeds_needed"].notna().all()
+    assert set(comps["verdict"]) <= {"supported", "contradicted", "unresolved"}
+    report = (tmp_path / "REPORT.md").read_text()
+    for label in comps["label"]:
+        assert f"  - {label} vs WRN-28-2: the paper's" in report
+    assert "needs ~" in report and "seeds per side" in report

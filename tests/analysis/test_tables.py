@@ -35,15 +35,19 @@ def test_cells_have_median_n_interval_delta_and_verdict(tmp_path):
     _, table = _block_type_table(tmp_path)
     base = _cell(table, "B(3,3)")
     assert (base["n"], base["median"], base["min"], base["max"]) == (5, 5.7, 5.5, 5.9)
-    assert base["paper"] == 5.73 and base["delta"] == pytest.approx(-0.03)
-    assert base["verdict"] == stats.INSIDE
+    assert base["paper"] == 5.73 and base["paper_runs"] == 5 and base["delta"] == pytest.approx(-0.03)
+    assert base["verdict_vs_paper"] == stats.CONSISTENT
     assert base["params"] == 1_467_610 and base["paper_params"] == 1_500_000
     assert base["epoch_time_s"] == 62.0 and base["paper_epoch_time_s"] == 67.5
-    assert (base["ci_low"], base["ci_high"]) == stats.bootstrap_median_ci([5.9, 5.5, 5.7, 5.6, 5.8])
+    assert (base["ci_low"], base["ci_high"], base["coverage"]) == stats.median_interval([5.9, 5.5, 5.7, 5.6, 5.8])
+    # σ pooled over the three run cells: 4 + 4 + 1 degrees of freedom
+    assert (base["sigma_source"], base["sigma_df"]) == ("pooled", 9)
     wide = _cell(table, "B(1,3,1)")
-    assert wide["n"] == 5 and wide["median"] == 7.2 and wide["verdict"] == stats.OUTSIDE
+    assert wide["n"] == 5 and wide["median"] == 7.2 and wide["verdict_vs_paper"] == stats.HIGHER
+    assert wide["p_adjusted"] < 0.05 and wide["p_adjusted"] >= wide["p_value"]
     assert wide["notes"] == "1 diverged"  # listed, never in the median
-    assert _cell(table, "B(3,1)")["verdict"] == stats.TOO_FEW
+    assert _cell(table, "B(3,1)")["verdict_vs_paper"] == stats.CONSISTENT  # 2 runs, but σ is pooled
+    assert _cell(table, "B(1,3)")["verdict_vs_paper"] == stats.TOO_FEW  # not run
 
 
 def test_table_has_the_papers_rows_in_the_papers_order(tmp_path):
@@ -53,8 +57,8 @@ def test_table_has_the_papers_rows_in_the_papers_order(tmp_path):
     assert not_run["n"] == 0 and not_run["paper"] == 6.42 and not_run["label"] == "WRN-40-2-B(1,3)"
     layout = layout_frame(table)
     assert list(layout["depth"]) == ["40", "40", "40", "40", "28", "22"]
-    assert layout.loc[4, "ours"].startswith("5.70 [") and "n=5 (5.50–5.90)" in layout.loc[4, "ours"]
-    assert layout.loc[0, "paper in CI"] == "OUTSIDE" and layout.loc[4, "paper in CI"] == "inside"
+    assert layout.loc[4, "ours"] == "5.70 [5.50, 5.90] (94%) n=5"
+    assert layout.loc[0, "vs paper"] == "HIGHER" and layout.loc[4, "vs paper"] == "consistent"
     assert layout.loc[4, "# params (ours)"] == "1,467,610" and layout.loc[4, "# params (paper)"] == "1.5M"
 
 
@@ -63,10 +67,15 @@ def test_every_variant_is_compared_with_the_papers_baseline(tmp_path):
     comps = table.comparisons.set_index("block")
     assert set(comps.index) == {"B(1,3,1)", "B(3,1)"}  # the run variants
     row = comps.loc["B(1,3,1)"]
-    assert row["baseline"] == "WRN-28-2" and row["diff"] == pytest.approx(1.5)
+    assert row["baseline"] == "WRN-28-2" and row["diff"] == pytest.approx(1.5)  # seeds 0-4 paired
+    assert row["paired"] and (row["n"], row["n_baseline"]) == (5, 5)
     assert row["paper_diff"] == pytest.approx(6.06 - 5.73)
-    assert row["ci_low"] > 0 and row["verdict"] == stats.SUPPORTED
-    assert comps.loc["B(3,1)", "verdict"] == stats.TOO_FEW
+    assert row["ci_low"] > 0 and row["p_value"] < row["alpha"] == 0.05 and row["verdict"] == stats.SUPPORTED
+    short = comps.loc["B(3,1)"]
+    assert short["verdict"] == stats.UNRESOLVED and short["n"] == 2
+    assert short["seeds_needed"] == stats.seeds_needed(0.05, short["difference_sd"]) > 2
+    assert any(s.startswith("WRN-40-2-B(3,1) vs WRN-28-2: the paper's +0.05 pp needs ~") and "with 2 it is "
+               "unresolvable" in s for s in table.sentences)
 
 
 def test_dropout_variants_compare_with_their_own_network_per_dataset(tmp_path):
@@ -109,9 +118,13 @@ def test_written_files_and_escaped_latex(tmp_path):
     assert [p.name for p in written] == ["table_block_type.md", "table_block_type.tex", "table_block_type.csv",
                                          "table_block_type.vs_baseline.csv"]
     tex = (tmp_path / "tables" / "table_block_type.tex").read_text()
-    assert r"\begin{tabular}" in tex and r"\# params" in tex and "n$<$3" in tex
+    assert r"\begin{tabular}" in tex and r"\# params" in tex and r"$\Delta$" in tex
+    header = next(line for line in tex.splitlines() if line.startswith("depth &"))
+    assert "vs paper" not in header  # the paper's layout; the verdicts are optional
+    assert "vs paper" in next(line for line in to_latex(table, verdicts=True).splitlines() if line.startswith("depth &"))
     md = (tmp_path / "tables" / "table_block_type.md").read_text()
     assert "| 28 | B(3,3) |" in md and "Against the paper's baseline" in md
+    assert "What the seeds run so far can decide" in md and "- WRN-40-2-B(1,3,1) vs WRN-28-2: the paper's" in md
 
 
 def test_no_finished_runs_still_gives_the_papers_table(tmp_path):

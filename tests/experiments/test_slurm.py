@@ -23,6 +23,7 @@ from experiments import slurm as slurm_mod
 from experiments import store
 from experiments.clusters import load_cluster
 from experiments.slurm import check_available, reconcile, submit_runs, wait_for
+from test_rounds import PAPER, SPEC
 from wrn import checkpoint
 from wrn.config import RunConfig, resolve
 from wrn.fake_data import write_fake_dataset
@@ -330,3 +331,28 @@ def test_no_slurm_client_on_the_command_line_is_one_line(tmp_path):
     assert out.stderr.strip().splitlines() == [out.stderr.strip()]
     assert "sbatch not found on PATH" in out.stderr and "slurm/start_cluster.sh" in out.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_sequential_launch_runs_its_rounds_through_the_cluster(cluster, tmp_path):
+    """--until-resolved on the smoke profile through the dev cluster: each round is a job array that
+    the launcher waits for; the rounds stop when the orderings are decided (training is the stand-in
+    of tests/experiments/fake_training.py, so the rounds needed are known)."""
+    csv = tmp_path / "rounds_tiny.csv"
+    csv.write_text(PAPER)
+    spec = tmp_path / "rounds_tiny.toml"
+    spec.write_text(SPEC.format(csv=csv))
+    here = Path(__file__).resolve().parent
+    env = dict(os.environ, WRN_TEST_FAKE_TRAINING="1",
+               PYTHONPATH=os.pathsep.join([str(here / "hooks"), str(here), str(REPO)]))
+    args = [str(spec), "--profile", "smoke", "--seeds", "3", "--until-resolved", "--max-seeds", "12", "--executor",
+            "slurm", "--cluster", "local", "--results", str(tmp_path / "results")]
+    out = run_cli(*args, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("submitted") == 2  # round 1: 9 runs; round 2: 6 runs for the unresolved ordering
+    assert "every ordering is decided" in out.stdout
+    runs = store.spec_runs(tmp_path / "results", "rounds_tiny")
+    assert len(runs) == 15 and {r.state for r in runs} == {"done"}
+    comps = pd.read_csv(tmp_path / "results" / "tables" / "rounds_tiny.vs_baseline.csv")
+    assert list(comps["verdict"]) == ["supported", "supported"] and list(comps["look"]) == [1, 2]
+    again = run_cli(*args, env=env)
+    assert again.returncode == 0 and "submitted" not in again.stdout

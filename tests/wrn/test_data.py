@@ -90,6 +90,15 @@ def test_batches_are_deterministic_and_depend_on_seed_and_epoch(root):
     assert not torch.equal(first[0][0], collect(other_seed.train_batches(1))[0][0])
 
 
+def test_runs_of_one_seed_see_the_same_data_whatever_the_network(root):
+    """What pairs an ablation's runs by seed: the data order, crops and flips of a seed do not depend on
+    the network, its dropout, its optimisation or its systems settings."""
+    base = collect(make_pipeline(cifar(seed=3), root, "cpu", download=False).train_batches(2))
+    for variant in (dict(depth=40, k=2, block="B(1,3,1)"), dict(k=4, dropout=True), dict(lr=0.05, nesterov=False),
+                    dict(precision="bf16", channels_last="on")):
+        assert_same(collect(make_pipeline(cifar(seed=3, **variant), root, "cpu", download=False).train_batches(2)), base)
+
+
 @pytest.mark.parametrize("pad_mode", ["reflect", "zeros"])
 def test_resume_at_any_step_is_exact(root, pad_mode):
     p = make_pipeline(cifar(pad_mode=pad_mode, drop_last=False), root, "cpu", download=False)
