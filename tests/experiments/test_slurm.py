@@ -341,9 +341,8 @@ def test_a_sequential_launch_runs_its_rounds_through_the_cluster(cluster, tmp_pa
     csv.write_text(PAPER)
     spec = tmp_path / "rounds_tiny.toml"
     spec.write_text(SPEC.format(csv=csv))
-    here = Path(__file__).resolve().parent
     env = dict(os.environ, WRN_TEST_FAKE_TRAINING="1",
-               PYTHONPATH=os.pathsep.join([str(here / "hooks"), str(here), str(REPO)]))
+               PYTHONPATH=os.pathsep.join([str(REPO / "tests" / "hooks"), str(Path(__file__).parent), str(REPO)]))
     args = [str(spec), "--profile", "smoke", "--seeds", "3", "--until-resolved", "--max-seeds", "12", "--executor",
             "slurm", "--cluster", "local", "--results", str(tmp_path / "results")]
     out = run_cli(*args, env=env)

@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from harness import (HERE, REPO_ROOT, STEPS_PER_EPOCH, assert_identical, make_run, python_env,
+from harness import (REPO_ROOT, STEPS_PER_EPOCH, assert_identical, make_run, python_env,
                       snapshot, worker_log, write_spec)
 from experiments import locking, store
 from experiments.locking import RunLock, RunLocked
@@ -47,7 +47,7 @@ def test_two_launchers_of_the_same_spec_train_each_run_once(tmp_path):
     spec = write_spec(tmp_path)
     results = tmp_path / "results"
     train_log = tmp_path / "training-starts.log"
-    env = python_env(PYTHONPATH=os.pathsep.join([str(HERE / "hooks"), str(REPO_ROOT)]),
+    env = python_env(PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "tests" / "hooks"), str(REPO_ROOT)]),
                      WRN_TEST_TRAIN_LOG=str(train_log))
     cmd = [sys.executable, "-m", "experiments.run", str(spec), "--profile", "smoke", "--results", str(results),
            "--max-parallel", "2"]
