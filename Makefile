@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The smoke profile of Table 2: every block type trained briefly on generated data, then its table
-# and figure under results/.
+# and figure under results/smoke/ (the smoke profile's own folder: never taken for a reproduction).
 demo: $(VENV)/.installed
 	$(PY) -m experiments.run table_block_type --profile smoke
 
@@ -28,4 +28,5 @@ slurm-packages:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SLURM_DEBS))
 
 clean:
-	rm -rf $(VENV) results/runs results/tables results/figures results/data results/slurm results/REPORT.md
+	rm -rf $(VENV) results/runs results/tables results/figures results/data results/slurm results/specs \
+	  results/sequential results/REPORT.md results/smoke

@@ -23,9 +23,11 @@ from typing import Any
 
 import pandas as pd
 
+from experiments import store
 from experiments.plan import expand
+from experiments.profiles import PAPER, Profile, load_profile
 from experiments.schema import CONFIG_FIELDS
-from experiments.store import METRICS, PROVENANCE, RunRecord, read_metrics, spec_runs
+from experiments.store import METRICS, PROVENANCE, RunRecord, read_metrics
 from wrn.files import read_json
 from wrn.records import RunResult
 
@@ -53,11 +55,24 @@ class Collection:
     kind: str
     runs: pd.DataFrame
     epochs: pd.DataFrame
-    plan: list = field(default_factory=list)  # the spec's PlannedRuns (paper profile); [] if unknown
+    plan: list = field(default_factory=list)  # the spec's PlannedRuns under the profile
+    profile: Profile | None = None
 
     @property
     def planned(self) -> int | None:
         return len(self.plan) if self.plan else None
+
+    def describe(self) -> str:
+        """What the runs summarised are: profile and data, device and precision, e.g. "profile smoke
+        (generated data, 64 training and 32 test images), on cpu: AMD EPYC 9B14, fp32"."""
+        head = self.profile.describe() if self.profile else "runs of several profiles"
+        finished = self.finished
+        if finished.empty:
+            return f"{head}, no finished runs"
+        devices = sorted({f"{device}: {name}" for device, name in zip(finished["device"], finished["device_name"],
+                                                                        strict=True) if device})
+        precisions = sorted({str(p) for p in finished["runtime_precision"].dropna()})
+        return f"{head}, on {' and '.join(devices) or 'an unrecorded device'}, {'/'.join(precisions) or '?'}"
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -119,8 +134,8 @@ def _provenance(rec: RunRecord) -> dict[str, Any]:
     return {key: provenance.get(key) for key in PROVENANCE_COLUMNS}
 
 
-def _run_row(rec: RunRecord) -> dict[str, Any]:
-    row: dict[str, Any] = {"run_id": rec.run_id, "spec": rec.spec, "label": rec.label,
+def _run_row(rec: RunRecord, spec: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"run_id": rec.run_id, "spec": spec, "planned_by": rec.spec, "label": rec.label,
                            "state": rec.state, "reason": rec.reason, "epochs_done": rec.epochs_done,
                            "path": str(rec.path), "config": rec.config}
     if rec.config is not None:
@@ -139,22 +154,25 @@ def _epoch_rows(rec: RunRecord, state: str) -> list[dict[str, Any]]:
     return rows
 
 
-def collect(results: Path, spec: str, kind: str = "train", plan: list | None = None) -> Collection:
-    """All run folders of the spec named `spec` under `results` (see the module docstring).
-
-    `plan` is the spec's list of planned runs (`experiments.plan.expand`), which gives the number of
-    runs the spec asks for and the names of networks nobody has run yet."""
+def collect(results: Path, spec: str, kind: str, plan: list, records: list[RunRecord] | None = None,
+            profile: Profile | None = None) -> Collection:
+    """The runs under `results` that belong to `plan`, the spec's planned runs (`experiments.plan.expand`),
+    by the run store's one rule (`experiments.store.runs_of`): every seed of every network it plans,
+    whichever spec planned the run first. The plan also gives the number of runs the spec asks for and
+    the names of networks nobody has run yet. `records`: the store's records, when already read."""
+    records = store.all_runs(Path(results)) if records is None else records
     rows, epoch_rows = [], []
-    for rec in spec_runs(Path(results), spec):
-        row = _run_row(rec)
+    for rec in store.runs_of(records, plan):
+        row = _run_row(rec, spec)
         rows.append(row)
         epoch_rows.extend(_epoch_rows(rec, row["state"]))
     return Collection(spec=spec, kind=kind, runs=_runs_frame(rows), epochs=_epochs_frame(epoch_rows, rows),
-                      plan=list(plan or []))
+                      plan=list(plan or []), profile=profile)
 
 
 def _runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    columns = ["run_id", "spec", "label", "state", "reason", "epochs_done", "path", "config", *CONFIG_FIELDS,
+    columns = ["run_id", "spec", "planned_by", "label", "state", "reason", "epochs_done", "path", "config",
+               *CONFIG_FIELDS, "device", "device_name", "runtime_precision",
                *FINAL_COLUMNS.values(), "top1_error", "top5_error", *RESULT_COLUMNS, *TIMING_COLUMNS.values()]
     runs = pd.DataFrame(rows)
     for name in columns:
@@ -172,19 +190,18 @@ def _epochs_frame(epoch_rows: list[dict[str, Any]], rows: list[dict[str, Any]]) 
     return epochs.merge(config, on="run_id", how="left")
 
 
-def collect_spec(spec, results: Path, profile: str = "paper") -> Collection:
-    """`collect` for a loaded `experiments.spec.Spec`, with its plan under `profile` (what "planned"
-    counts against; the runs of every profile in the store are collected)."""
-    try:
-        plan = expand(spec, profile)
-    except (OSError, ValueError):  # a profile file that went away or broke: no plan to count against
-        plan = []
-    return collect(results, spec.name, spec.kind, plan)
+def collect_spec(spec, results: Path, profile: Profile | str = PAPER, overrides: dict | None = None,
+                 records: list[RunRecord] | None = None) -> Collection:
+    """`collect` for a loaded `experiments.spec.Spec`, planned under `profile` and `overrides` (the
+    launch's --set)."""
+    profile = profile if isinstance(profile, Profile) else load_profile(profile)
+    return collect(results, spec.name, spec.kind, expand(spec, profile, overrides), records, profile)
 
 
-def collect_all(results: Path, specs) -> Collection:
+def collect_all(results: Path, specs, profile: Profile | str = PAPER) -> Collection:
     """The runs of several specs in one frame (column ``spec`` tells them apart)."""
-    parts = [collect_spec(spec, results) for spec in specs]
+    records = store.all_runs(Path(results))
+    parts = [collect_spec(spec, results, profile, records=records) for spec in specs]
     runs = pd.concat([p.runs for p in parts], ignore_index=True) if parts else _runs_frame([])
     epochs = pd.concat([p.epochs for p in parts if len(p.epochs)], ignore_index=True) \
         if any(len(p.epochs) for p in parts) else _epochs_frame([], [])

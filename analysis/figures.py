@@ -68,7 +68,7 @@ def _panels(fig_spec, frame: pd.DataFrame, configs: dict[Any, RunConfig | None],
 
 
 def _title(fig, spec_fig, table: SpecTable) -> None:
-    fig.suptitle(spec_fig.title or table.title)
+    fig.suptitle("\n".join(filter(None, [spec_fig.title or table.title, table.caveat])))
 
 
 def _no_runs_note(ax, n: int) -> None:
@@ -155,9 +155,10 @@ def pointplot(spec_fig, table: SpecTable, collection: Collection):
                for name, color in hue_palette.items()] or \
         [Line2D([], [], marker="o", color="C0", linestyle="none", label="our runs (one dot per seed)")]
     handles += [
-               Line2D([], [], marker="_", markersize=14, color="black", linestyle="none", label="our median"),
-               Line2D([], [], marker="X", color=PAPER_COLOR, linestyle="none",
-                      label="paper, ±95 % of its seed noise")]
+               Line2D([], [], marker="_", markersize=14, color="black", linestyle="none", label="our median")]
+    if table.has_paper:
+        handles.append(Line2D([], [], marker="X", color=PAPER_COLOR, linestyle="none",
+                              label="paper, ±95 % of its seed noise"))
     axes[0][-1].legend(handles=handles, loc="best", fontsize=8)
     _title(fig, spec_fig, table)
     fig.tight_layout()
@@ -224,7 +225,8 @@ def timing_bars(spec_fig, table: SpecTable, collection: Collection, error_labels
     rows = []
     for _, cell in cells.iterrows():
         rows.append({"network": cell["label"], "source": "ours (median)", "ms": cell["median"]})
-        rows.append({"network": cell["label"], "source": "paper (Titan X)", "ms": cell["paper"]})
+        if table.has_paper:
+            rows.append({"network": cell["label"], "source": "paper (Titan X)", "ms": cell["paper"]})
     data = pd.DataFrame(rows, columns=["network", "source", "ms"])
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(order) + 2), 4.4))
     if len(data):
@@ -238,9 +240,13 @@ def timing_bars(spec_fig, table: SpecTable, collection: Collection, error_labels
             ax.text(i - 0.2, 0, f" {labels[name]:.2f}%", rotation=90, ha="center", va="bottom", fontsize=8,
                     bbox=dict(facecolor="white", alpha=0.7, linewidth=0))  # on our bar (hues dodge to ±0.2)
     ax.set_xlabel("network (depth-k)")
-    ax.set_ylabel(display_name(metric))
+    ax.set_ylabel(table.metric_label if metric == table.metric else display_name(metric))
     ax.tick_params(axis="x", rotation=20)
     _no_runs_note(ax, int(cells["n"].sum()) if len(cells) else 0)
+    hidden = [n for n in cells["notes"] if "not compared" in str(n)] if len(cells) else []
+    if hidden:
+        ax.text(0.0, 1.02, f"ours: {table.metric_label}; the paper's bars, of another minibatch, are not drawn",
+                transform=ax.transAxes, fontsize=8, color="0.3")
     if labels:
         ax.text(0.0, -0.45, "numbers inside bars: our CIFAR-10 test error (median of finished runs)",
                 transform=ax.transAxes, fontsize=8, color="0.3")
@@ -281,8 +287,9 @@ def error_vs_params(spec_fig, table: SpecTable, collection: Collection):
         ax.set_ylabel(display_name(metric))
         ax.set_title(title)
         _no_runs_note(ax, int(panel["n"].sum()) if len(panel) else 0)
-    handles = [Line2D([], [], marker="o", color="0.3", linestyle="none", label="ours (median)"),
-               Line2D([], [], marker="o", markerfacecolor="none", color="0.3", linestyle="none", label="paper")]
+    handles = [Line2D([], [], marker="o", color="0.3", linestyle="none", label="ours (median)")]
+    if table.has_paper:
+        handles.append(Line2D([], [], marker="o", markerfacecolor="none", color="0.3", linestyle="none", label="paper"))
     if hue:
         handles += [Line2D([], [], marker="o", color=palette[v], linestyle="none",
                            label=f"{display_name(hue)} {display_value(hue, v)}") for v in hue_values]
@@ -302,13 +309,21 @@ def figure_stem(spec_name: str, index: int, spec_fig, all_figs) -> str:
     return f"{spec_name}_{spec_fig.kind}" + (f"_{index}" if len(same_kind) > 1 else "")
 
 
-def write_figures(spec, table: SpecTable, collection: Collection, out_dir: Path,
+def write_figures(spec, table: SpecTable, collection: Collection, out_dir: Path, suffix: str = "",
                   error_labels: dict[str, float] | None = None) -> list[Path]:
-    """Draw and save every figure of `spec`; returns the files written."""
+    """Draw and save every figure of `spec`, each stamped with what its runs are, as
+    <spec>_<kind><suffix> (`suffix`: the profile's, `experiments.profiles.Profile.suffix`); returns the
+    files written."""
     written = []
     for index, spec_fig in enumerate(spec.figures):
         draw = DRAWERS[spec_fig.kind]
         fig = draw(spec_fig, table, collection, error_labels) if spec_fig.kind == "timing_bars" \
             else draw(spec_fig, table, collection)
-        written += save(fig, out_dir, figure_stem(spec.name, index, spec_fig, spec.figures))
+        stamp(fig, table.description)
+        written += save(fig, out_dir, figure_stem(spec.name, index, spec_fig, spec.figures) + suffix)
     return written
+
+
+def stamp(fig, text: str) -> None:
+    """What the figure's runs are, in small grey print under it."""
+    fig.text(0.01, -0.02, text, fontsize=7, color="0.35", ha="left", va="top", wrap=True)

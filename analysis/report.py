@@ -1,12 +1,20 @@
 """Regenerate tables, figures and REPORT.md from the run store; never trains.
 
-    python -m analysis.report SPEC [--results DIR]     one spec (a shipped name or a spec file)
-    python -m analysis.report --all [--results DIR]    every shipped spec that has runs
+    python -m analysis.report SPEC [--results DIR] [--profile P] [--set K=V]   one spec (a name or a file)
+    python -m analysis.report --all [--results DIR] [--profile P]              every spec that has runs
 
-Writes <results>/tables/<spec>.{md,tex,csv} (+ <spec>.vs_baseline.csv for ablations, <spec>.runs.csv:
-one row per run folder), <results>/figures/<spec>_<kind>.{png,pdf} and <results>/REPORT.md, one page
-linking all of them with a line per spec on how many runs are done. The experiments runner calls
-`write_spec_report` and `write_index` at the end of a launch.
+Without --results it reports the profile's default results folder, or without --profile every default
+folder that holds runs: results/ and results/<profile>/ (where `experiments.run` writes by default).
+
+The runs of a spec are those of the networks it plans under a profile (`experiments.store.runs_of`),
+whichever spec trained them. Every profile whose runs a results folder holds is reported on its own
+(or only the one `--profile` names), and every file says which: tables/<stem>.{md,tex,csv} (+
+<stem>.vs_baseline.csv for ablations, <stem>.runs.csv: one row per run), figures/<stem>_<kind>.{png,pdf},
+where the stem is the spec's name for the paper profile and "<spec>.<profile>" for any other; and
+REPORT.md, one page with a section per profile linking all of them, with a line per spec on how many
+runs are done and what its seeds decide. "Every spec" is the shipped specs and the user specs that
+launches kept in <results>/specs/. The experiments runner calls `write_spec_report` and
+`write_index` at the end of a launch.
 
 A results folder without runs of the spec is an input error: one line on stderr saying how to produce
 them, exit code 2, nothing written.
@@ -24,20 +32,20 @@ from analysis.figures import figure_stem, write_figures
 from analysis.paper import read_paper_results
 from analysis.tables import build_table, write_tables
 from analysis.verdicts import SequentialDesign
-from experiments.profiles import load_profile
-from experiments.spec import list_specs, load_spec
-from experiments.store import runs_root, spec_runs
+from experiments import store
+from experiments.plan import expand, parse_overrides
+from experiments.profiles import PAPER, Profile, load_profile, profile_names
+from experiments.schema import SpecError
+from experiments.spec import Spec, list_specs, load_spec, shipped_names
 from wrn.cli import ArgumentParser, run_main
 from wrn.errors import UserError
 from wrn.files import atomic_write_text
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RESULTS = REPO_ROOT / "results"
 REPORT = "REPORT.md"
 TIMING_ERROR_DATASET = "cifar10"  # Figure 4 labels its bars with the CIFAR-10 test error
-RUN_LIST_COLUMNS = ["run_id", "label", "seed", "dataset", "state", "reason", "epochs_done", "test_error",
-                    "time_ms", "params", "epoch_time_s", "diverged_epoch", "git_commit", "device_name",
-                    "finished_at"]
+RUN_LIST_COLUMNS = ["run_id", "label", "seed", "dataset", "data_source", "state", "reason", "epochs_done",
+                    "test_error", "time_ms", "params", "epoch_time_s", "diverged_epoch", "planned_by", "git_commit",
+                    "device_name", "runtime_precision", "finished_at"]
 
 
 def tables_dir(results: Path) -> Path:
@@ -46,6 +54,27 @@ def tables_dir(results: Path) -> Path:
 
 def figures_dir(results: Path) -> Path:
     return Path(results) / "figures"
+
+
+def kept_specs(results: Path) -> list[Spec]:
+    """The user specs that launches kept in <results>/specs/."""
+    return [load_spec(path) for path in sorted((Path(results) / "specs").glob("*.toml"))
+            if path.stem not in shipped_names()]
+
+
+def profiles_present(records: list[store.RunRecord]) -> list[Profile]:
+    """The profiles the runs were launched under, the paper's first; runs recorded before profiles were
+    may be of any shipped profile, so those are all tried."""
+    sources = {r.profile for r in records if r.profile is not None}
+    if any(r.profile is None for r in records):
+        sources.update(profile_names())
+    present = []
+    for source in sorted(sources, key=lambda source: (source != PAPER, source)):
+        try:
+            present.append(load_profile(source))
+        except SpecError as e:  # a user's profiles file moved or changed since: report the others
+            print(f"warning: runs of profile {source} are not reported: {e}", file=sys.stderr)
+    return present
 
 
 def _excluded_markdown(collection: Collection) -> str:
@@ -64,80 +93,96 @@ def _excluded_markdown(collection: Collection) -> str:
     return "\n".join(lines + [""])
 
 
-def timing_error_labels(results: Path, labels: list[str]) -> dict[str, float]:
-    """Each network's CIFAR-10 test error (median of finished runs) from the first shipped train spec
-    that has it, for Figure 4's bar labels; networks nobody has trained are left out."""
+def timing_error_labels(results: Path, profile: Profile, labels: list[str],
+                        records: list[store.RunRecord]) -> dict[str, float]:
+    """Each network's CIFAR-10 test error (median of finished runs under `profile`) from the first
+    shipped train spec that has it, for Figure 4's bar labels; networks nobody has trained are left out."""
     found: dict[str, float] = {}
     for spec in list_specs():
-        if spec.kind != "train" or not spec_runs(results, spec.name):
+        if spec.kind != "train":
             continue
-        finished = collect_spec(spec, results).finished
+        finished = collect_spec(spec, results, profile, records=records).finished
         finished = finished[(finished["dataset"] == TIMING_ERROR_DATASET) & finished["label"].isin(labels)]
         for label, errors in finished.groupby("label")["test_error"]:
             found.setdefault(label, float(errors.median()))
     return found
 
 
-def write_spec_report(spec, results: Path, profile: str = "paper") -> list[Path]:
-    """Tables and figures of one spec from the runs under `results`; returns the files written.
-    `profile` is the plan that progress ("n of m planned runs done") is counted against."""
+def write_spec_report(spec: Spec, results: Path, profile: Profile | str = PAPER, overrides: dict | None = None,
+                      records: list[store.RunRecord] | None = None) -> list[Path]:
+    """Tables and figures of one spec from its runs under `results`, planned under `profile` and
+    `overrides`; returns the files written."""
     results = Path(results)
-    collection = collect_spec(spec, results, profile)
+    profile = profile if isinstance(profile, Profile) else load_profile(profile)
+    records = store.all_runs(results) if records is None else records
+    collection = collect_spec(spec, results, profile, overrides, records)
     table = build_table(spec, collection, SequentialDesign.read(results, spec.name, profile))
-    written = write_tables(table, tables_dir(results), appendix=_excluded_markdown(collection))
-    runs_csv = tables_dir(results) / f"{spec.name}.runs.csv"
+    stem = profile.output_stem(spec.name)
+    written = write_tables(table, tables_dir(results), stem, appendix=_excluded_markdown(collection))
+    runs_csv = tables_dir(results) / f"{stem}.runs.csv"
     columns = [c for c in RUN_LIST_COLUMNS if c in collection.runs.columns]
     atomic_write_text(runs_csv, collection.runs[columns].to_csv(index=False))
     written.append(runs_csv)
     labels = None
     if any(f.kind == "timing_bars" for f in spec.figures):
-        labels = timing_error_labels(results, list(table.cells["label"].dropna()))
-    written += write_figures(spec, table, collection, figures_dir(results), labels)
+        labels = timing_error_labels(results, profile, list(table.cells["label"].dropna()), records)
+    written += write_figures(spec, table, collection, figures_dir(results), profile.suffix, labels)
     return written
 
 
-def _links(results: Path, spec) -> str:
-    parts = []
+def _links(results: Path, spec: Spec, profile: Profile) -> str:
+    parts, stem = [], profile.output_stem(spec.name)
     for suffix, name in ((".md", "table"), (".tex", "LaTeX"), (".csv", "CSV"), (".vs_baseline.csv", "vs baseline"),
                          (".runs.csv", "runs")):
-        path = tables_dir(results) / f"{spec.name}{suffix}"
+        path = tables_dir(results) / f"{stem}{suffix}"
         if path.exists():
             parts.append(f"[{name}](tables/{path.name})")
     for index, fig in enumerate(spec.figures):
-        stem = figure_stem(spec.name, index, fig, spec.figures)
-        if (figures_dir(results) / f"{stem}.png").exists():
-            parts.append(f"[{fig.kind}](figures/{stem}.png) ([PDF](figures/{stem}.pdf))")
+        name = figure_stem(spec.name, index, fig, spec.figures) + profile.suffix
+        if (figures_dir(results) / f"{name}.png").exists():
+            parts.append(f"[{fig.kind}](figures/{name}.png) ([PDF](figures/{name}.pdf))")
     return " · ".join(parts)
 
 
-def write_index(results: Path, profile: str = "paper") -> Path:
-    """<results>/REPORT.md: one line per shipped spec (progress under `profile`, links), what the seeds
-    decide about each of its orderings, and every figure inline."""
+def write_index(results: Path, records: list[store.RunRecord] | None = None) -> Path:
+    """<results>/REPORT.md: a section per profile present, with a line per spec (progress, links), what
+    its seeds decide about each of its orderings, and its figures."""
     results = Path(results)
+    records = store.all_runs(results) if records is None else records
     lines = ["# Wide Residual Networks: reproduction report", "",
              "Generated by `python -m analysis.report --all` from the run store; our value is the median "
              "over finished runs (the paper's statistic) with an order-statistic interval labelled with its "
-             "coverage. How to read the verdicts: README.md, \"Reading the verdicts\".", "", "## Specs", ""]
-    figures = []
-    for spec in list_specs():
-        records = spec_runs(results, spec.name)
-        if not records:
-            lines.append(f"- **{spec.title}** (`{spec.name}`): no runs yet (`python -m experiments.run {spec.name}`)")
-            continue
-        collection = collect_spec(spec, results, profile)
-        lines.append(f"- **{spec.title}** (`{spec.name}`): {collection.summary_line()}. {_links(results, spec)}")
-        table = build_table(spec, collection, SequentialDesign.read(results, spec.name, profile))
-        lines += [f"  - {sentence}" for sentence in table.sentences]
-        for index, fig in enumerate(spec.figures):
-            stem = figure_stem(spec.name, index, fig, spec.figures)
-            if (figures_dir(results) / f"{stem}.png").exists():
-                figures.append(f"![{fig.title or spec.title}](figures/{stem}.png)")
-    if figures:
-        lines += ["", "## Figures", "", *[f + "\n" for f in figures]]
+             "coverage. How to read the verdicts: README.md, \"Reading the verdicts\". Each profile is "
+             "reported on its own: only the paper profile's runs reproduce the paper.", ""]
+    specs = [*list_specs(), *kept_specs(results)]
+    for profile in profiles_present(records) or [load_profile(PAPER)]:
+        lines += _profile_section(results, profile, specs, records)
     path = results / REPORT
     results.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path
+
+
+def _profile_section(results: Path, profile: Profile, specs: list[Spec], records) -> list[str]:
+    lines = [f"## {profile.describe().capitalize()}", ""]
+    figures = []
+    for spec in specs:
+        collection = collect_spec(spec, results, profile, records=records)
+        if collection.runs.empty:
+            lines.append(f"- **{spec.title}** (`{spec.name}`): no runs yet (`python -m experiments.run "
+                         f"{spec.name}{'' if profile.name == PAPER else ' --profile ' + profile.source}`)")
+            continue
+        lines.append(f"- **{spec.title}** (`{spec.name}`): {collection.summary_line()}; {collection.describe()}. "
+                     f"{_links(results, spec, profile)}")
+        table = build_table(spec, collection, SequentialDesign.read(results, spec.name, profile))
+        lines += [f"  - {sentence}" for sentence in table.sentences]
+        for index, fig in enumerate(spec.figures):
+            name = figure_stem(spec.name, index, fig, spec.figures) + profile.suffix
+            if (figures_dir(results) / f"{name}.png").exists():
+                figures.append(f"![{fig.title or spec.title}, {profile.name}](figures/{name}.png)")
+    if figures:
+        lines += ["", f"### Figures ({profile.name})", "", *[f + "\n" for f in figures]]
+    return [*lines, ""]
 
 
 def _main(argv: list[str] | None) -> int:
@@ -145,28 +190,59 @@ def _main(argv: list[str] | None) -> int:
                             description="Tables, figures and REPORT.md from the run store.")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("spec", nargs="?", help="a shipped spec name or a spec file")
-    target.add_argument("--all", action="store_true", help="every shipped spec that has runs")
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: results/)")
-    parser.add_argument("--profile", default="paper",
-                        help="the profile whose plan progress is counted against (default: paper)")
+    target.add_argument("--all", action="store_true",
+                        help="every spec that has runs: the shipped ones and those kept in <results>/specs/")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="results folder (default: the --profile's, results/ or results/<profile>/; without "
+                             "--profile, every one of those that holds runs)")
+    parser.add_argument("--profile", default=None,
+                        help="report only this profile's runs (default: every profile the folder holds runs of)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="with SPEC: as given to experiments.run, if it was (repeatable)")
     args = parser.parse_args(argv)
-    specs = list_specs() if args.all else [load_spec(args.spec)]
-    for spec in specs:
-        read_paper_results(spec)
-    load_profile(args.profile)
-    produce = (f"produce them with: python -m experiments.run {'SPEC' if args.all else args.spec}"
-               + (f" --results {args.results}" if args.results != DEFAULT_RESULTS else ""))
-    if not runs_root(args.results).is_dir():
-        raise UserError(f"{args.results} holds no runs ({runs_root(args.results)} does not exist); {produce}")
-    with_runs = [s for s in specs if spec_runs(args.results, s.name)]
-    if not with_runs:
-        which = "any spec" if args.all else f"spec {specs[0].name}"
-        raise UserError(f"{args.results} holds no runs of {which}; {produce}")
-    for spec in with_runs:
-        for path in write_spec_report(spec, args.results, args.profile):
-            print(f"wrote {path}")
-    print(f"wrote {write_index(args.results, args.profile)}")
+    profile = None if args.profile is None else load_profile(args.profile)
+    overrides = parse_overrides(args.overrides)
+    if overrides and args.all:
+        raise UserError("--set: give it with one SPEC, as it was given to experiments.run")
+    written_any = False
+    for results in _folders(args.results, profile):
+        specs = [*list_specs(), *kept_specs(results)] if args.all else [load_spec(args.spec)]
+        for spec in specs:
+            read_paper_results(spec)
+        records = store.all_runs(results)
+        reports = [(spec, p) for p in ([profile] if profile else profiles_present(records)) for spec in specs
+                   if store.runs_of(records, expand(spec, p, overrides))]
+        for spec, p in reports:
+            for path in write_spec_report(spec, results, p, overrides, records):
+                print(f"wrote {path}")
+        if reports:
+            print(f"wrote {write_index(results, records)}")
+            written_any = True
+    if not written_any:
+        raise UserError(_no_runs(args, profile))
     return 0
+
+
+def _folders(results: Path | None, profile: Profile | None) -> list[Path]:
+    """The results folders to report: the one named; else the profile's default folder; else every
+    default folder that exists, results/ and results/<profile>/ of each shipped profile."""
+    if results is not None:
+        return [results]
+    if profile is not None:
+        return [profile.default_results()]
+    defaults = [load_profile(name).default_results() for name in profile_names()]
+    return [folder for folder in dict.fromkeys(defaults) if store.run_folders(folder)] or [Path("results")]
+
+
+def _no_runs(args, profile: Profile | None) -> str:
+    which = "any spec" if args.all else f"spec {args.spec}"
+    if args.results is None and profile is None:
+        where = "neither results/ nor any results/<profile>/ holds runs"
+    else:
+        under = f" under profile {profile.name}" if profile else ""
+        where = f"{args.results or profile.default_results()} holds no runs{under}"
+    return (f"{where} of {which}; produce them with: python -m experiments.run "
+            f"{'SPEC' if args.all else args.spec}" + (f" --profile {profile.source}" if profile else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ from analysis import stats
 from analysis.collect import FINISHED, Collection, hashable
 from analysis.paper import read_paper_results
 from analysis.verdicts import (NOT_KEY_FIELDS, Ordering, SequentialDesign, baseline_pairs, cell_verdicts,
-                               decide_orderings, ordering_sentence)
+                               decide_orderings, error_level, ordering_sentence)
 from experiments.schema import CONFIG_FIELDS
 from experiments.spec import matches
 from wrn.config import RunConfig, expected_sizes
@@ -49,6 +49,8 @@ DISPLAY_NAMES = {
     "top5_error": "top-5 error (%)",
 }
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "imagenet": "ImageNet"}
+# What a cell says about the paper's value: left out of the tables of a spec without paper numbers.
+PAPER_COMPARISON_COLUMNS = ("paper", "paper_runs", "delta", "p_value", "p_adjusted", "verdict_vs_paper")
 
 VERDICT_MARKS = {stats.CONSISTENT: "consistent", stats.HIGHER: "HIGHER", stats.LOWER: "LOWER",
                  stats.TOO_FEW: "too few", "": ""}
@@ -87,12 +89,29 @@ class SpecTable:
     comparisons: pd.DataFrame
     values: dict[int, dict[int, float]] = field(default_factory=dict)  # cell index -> {seed: finished value}
     baseline: dict[str, Any] | None = None
+    description: str = ""  # what the runs are: profile and data, device and precision (`Collection.describe`)
+    profile: str = "paper"  # the profile's source, as --profile takes it
+    caveat: str = ""  # what makes the runs differ from what the title says (a profile's minibatch, say)
     sentences: list[str] = field(default_factory=list)  # what the seeds decide, per comparison
     orderings: dict[tuple[int, int], Ordering] = field(default_factory=dict)  # (variant, baseline) cell indices
 
     @property
     def finished_runs(self) -> int:
         return int(self.cells["n"].sum()) if len(self.cells) else 0
+
+    @property
+    def has_paper(self) -> bool:
+        """Whether any cell has a number of the paper to set ours against (a user's spec may have none)."""
+        columns = ["paper", *(f"paper_{e}" for e in self.extra)]
+        return bool(len(self.cells)) and bool(self.cells[columns].notna().to_numpy().any())
+
+    @property
+    def metric_label(self) -> str:
+        """The metric's name in headers, with the minibatch of a time per minibatch."""
+        if self.metric != "time_ms":
+            return display_name(self.metric)
+        batches = sorted({c.batch_size for c in self.cells["config"] if c is not None})
+        return f"time per minibatch of {'/'.join(map(str, batches)) or '?'} (ms)"
 
 
 def _cell_fields(frame: pd.DataFrame, layout: list[str]) -> tuple[list[str], list[str]]:
@@ -138,6 +157,8 @@ def _cell_record(group: pd.DataFrame, metric: str, extra: list[str]) -> tuple[di
                   ci_low=summary.ci_low, ci_high=summary.ci_high, coverage=summary.coverage, runs=len(group),
                   notes=_note(group["state"]),
                   seeds=";".join(str(int(s)) for s in sorted(finished["seed"].dropna())),
+                  device="; ".join(sorted({str(d) for d in finished["device_name"].dropna()})),
+                  runtime_precision="; ".join(sorted({str(p) for p in finished["runtime_precision"].dropna()})),
                   config=dataclasses.replace(RunConfig.from_dict(first["config"]), seed=0), paper_keys={})
     for name in extra:
         have = finished[name].dropna() if name in finished else pd.Series(dtype=float)
@@ -149,7 +170,7 @@ def _empty_record(method: str = "") -> dict[str, Any]:
     nan = math.nan
     record: dict[str, Any] = {f: nan for f in CONFIG_FIELDS if f not in NOT_KEY_FIELDS}
     record.update(label="", method=method, n=0, median=nan, min=nan, max=nan, ci_low=nan, ci_high=nan,
-                  coverage=nan, runs=0, notes="", seeds="", config=None, paper_keys={})
+                  coverage=nan, runs=0, notes="", seeds="", device="", runtime_precision="", config=None, paper_keys={})
     return record
 
 
@@ -232,6 +253,16 @@ class _CellBuilder:
                         self.records[i][f"paper_{e}"] = metrics[e][0]
                 self.order[i] = min(self.order[i], position)
 
+    def drop_incomparable_times(self, paper_batch: int) -> None:
+        """Hide the paper's time of every cell measured at another minibatch size than the paper's (a
+        profile's batch, say): the two are different measurements, so no comparison is drawn."""
+        for record in self.records:
+            config = record["config"]
+            if config is not None and config.batch_size != paper_batch and math.isfinite(record["paper"]):
+                record["paper"] = math.nan
+                note = f"minibatch of {config.batch_size}, the paper's {paper_batch}: not compared"
+                record["notes"] = "; ".join(filter(None, [record["notes"], note]))
+
     def _paper_only_records(self, plan, keys: dict[str, Any], method: str | None,
                             metrics: dict[str, float]) -> list[dict[str, Any]]:
         if method:
@@ -270,11 +301,20 @@ def build_table(spec, collection: Collection, design: SequentialDesign | None = 
     builder = _CellBuilder(metric, extra)
     builder.add_runs(runs, key_fields)
     builder.attach_paper(spec, collection.plan)
+    caveat = ""
+    if spec.kind == "timing":
+        paper_batch = spec.timing["batch_size"]
+        builder.drop_incomparable_times(paper_batch)
+        other = sorted({r["config"].batch_size for r in builder.records if r["config"] is not None} - {paper_batch})
+        if other:
+            caveat = (f"Measured here at minibatches of {'/'.join(map(str, other))}, not the paper's {paper_batch}: "
+                      "not compared with its times.")
     cells, values = builder.frame(collection.plan, column)
     table = SpecTable(spec=spec.name, title=spec.title, metric=metric,
                       row_fields=rows + [f for f in shown if f not in rows], column_field=column,
                       extra=extra, cells=cells, comparisons=pd.DataFrame(), values=values,
-                      baseline=layout_spec.baseline)
+                      baseline=layout_spec.baseline, description=collection.describe(),
+                      profile=collection.profile.source if collection.profile else "", caveat=caveat)
     table.comparisons, table.sentences, table.orderings = compare_to_baseline(table, design)
     return table
 
@@ -302,7 +342,7 @@ def compare_to_baseline(table: SpecTable, design: SequentialDesign | None = None
     pairs = [(v, b, cells.at[v, "paper"] - cells.at[b, "paper"])
              for v, b in baseline_pairs(run_cells, table.baseline, table.column_field)]
     column_of = {i: cells.at[i, table.column_field] if table.column_field else None for i in run_cells}
-    prior = {column_of[b]: stats.test_set_sd(_error_level(cells.loc[b]), expected_sizes(cells.at[b, "config"])[1])
+    prior = {column_of[b]: stats.test_set_sd(error_level(cells.loc[b]), expected_sizes(cells.at[b, "config"])[1])
              for _, b, _ in pairs}
     decided = decide_orderings(pairs, table.values, column_of, prior, design)
     rows, sentences = [], []
@@ -312,11 +352,6 @@ def compare_to_baseline(table: SpecTable, design: SequentialDesign | None = None
         sentences.append(ordering_sentence(cells.at[v, "label"], cells.at[b, "label"], ordering, paper_diff,
                                            _unit(table.metric)))
     return pd.DataFrame(rows), sentences, decided
-
-
-def _error_level(cell: pd.Series) -> float:
-    """The error a cell is at, for the prior noise: the paper's value, else our median."""
-    return cell["paper"] if math.isfinite(cell["paper"]) else cell["median"]
 
 
 def _comparison_row(table: SpecTable, v: int, b: int, paper_diff: float, ordering: Ordering) -> dict[str, Any]:
@@ -381,40 +416,83 @@ def _ours(cell: pd.Series, digits: int) -> str:
 
 def layout_frame(table: SpecTable) -> pd.DataFrame:
     """The table as the paper lays it out, as strings: one row per network, per column value the
-    columns ours / paper / Δ / vs paper, then the extra columns (ours and paper)."""
+    columns ours / paper / Δ / vs paper (ours alone when the spec has no paper numbers), then the extra
+    columns (ours and paper; a time per epoch also as a ratio to the baseline's, the quantity that
+    compares across devices)."""
     cells = table.cells
     if cells.empty:
         return pd.DataFrame()
-    digits = _digits(table.metric)
+    digits, with_paper = _digits(table.metric), table.has_paper
     row_fields = [f for f in table.row_fields if f in cells.columns]
     row_keys = pd.Series(["|".join(display_value(f, cells.at[i, f]) for f in row_fields) for i in cells.index],
                          index=cells.index)
     col_values = list(dict.fromkeys(cells[table.column_field])) if table.column_field else [None]
+    base = _baseline_extras(table)
     records = []
     for key in dict.fromkeys(row_keys):
         group = cells[row_keys == key]
         first = group.iloc[0]
         record = {display_name(f): display_value(f, first[f]) for f in row_fields}
         for name in table.extra:
-            source = group[group[name].notna()] if name in group else group.iloc[0:0]
-            paper_source = group[group[f"paper_{name}"].notna()]
-            record[f"{display_name(name)} (ours)"] = _fmt_extra(name, source[name].iat[0], False) if len(source) else ""
-            record[f"{display_name(name)} (paper)"] = (
-                _fmt_extra(name, paper_source[f"paper_{name}"].iat[0], True) if len(paper_source) else "")
+            record.update(_extra_columns(table, name, group, base.get(name, {}), with_paper))
         for col in col_values:
             prefix = f"{display_value(table.column_field, col)} " if col is not None else ""
             match = group[group[table.column_field] == col] if col is not None else group
-            if len(match):
-                cell = match.iloc[0]
-                record[f"{prefix}ours"] = _ours(cell, digits)
-                record[f"{prefix}paper"] = _fmt_paper(cell["paper"], digits)
-                record[f"{prefix}Δ"] = _fmt_signed(cell["delta"], digits)
-                record[f"{prefix}vs paper"] = VERDICT_MARKS.get(cell["verdict_vs_paper"], "")
-            else:
-                for suffix in ("ours", "paper", "Δ", "vs paper"):
-                    record[f"{prefix}{suffix}"] = ""
+            cell = match.iloc[0] if len(match) else None
+            record[f"{prefix}ours"] = "" if cell is None else _ours(cell, digits)
+            if with_paper:
+                record[f"{prefix}paper"] = "" if cell is None else _fmt_paper(cell["paper"], digits)
+                record[f"{prefix}Δ"] = "" if cell is None else _fmt_signed(cell["delta"], digits)
+                record[f"{prefix}vs paper"] = "" if cell is None else VERDICT_MARKS.get(cell["verdict_vs_paper"], "")
         records.append(record)
     return pd.DataFrame(records)
+
+
+TIME_EXTRAS = ("epoch_time_s",)  # times that only compare across devices as ratios
+
+
+def _baseline_extras(table: SpecTable) -> dict[str, dict[str, float]]:
+    """The baseline cell's time extras, ours and the paper's: what ratios divide by."""
+    if not table.baseline:
+        return {}
+    cells = table.cells
+    bases = [i for i in cells.index if cells.at[i, "config"] is not None and matches(table.baseline, cells.at[i, "config"])]
+    if not bases:
+        return {}
+    b = bases[0]
+    return {name: {"ours": cells.at[b, name], "paper": cells.at[b, f"paper_{name}"], "label": cells.at[b, "label"]}
+            for name in table.extra if name in TIME_EXTRAS}
+
+
+def _extra_columns(table: SpecTable, name: str, group: pd.DataFrame, base: dict[str, Any],
+                   with_paper: bool) -> dict[str, str]:
+    source = group[group[name].notna()] if name in group else group.iloc[0:0]
+    paper_source = group[group[f"paper_{name}"].notna()]
+    ours = source[name].iat[0] if len(source) else math.nan
+    paper = paper_source[f"paper_{name}"].iat[0] if len(paper_source) else math.nan
+    header = display_name(name)
+    if name in TIME_EXTRAS:
+        header += f" (ours: {_measured_on(table)})"
+    out = {f"{header}" if name in TIME_EXTRAS else f"{header} (ours)": _fmt_extra(name, ours, False)}
+    if with_paper:
+        out[f"{display_name(name)} (paper)"] = _fmt_extra(name, paper, True)
+    if base:
+        out[f"÷ {base['label']} (ours)"] = _fmt_ratio(ours / base["ours"])
+        if with_paper:
+            out[f"÷ {base['label']} (paper)"] = _fmt_ratio(paper / base["paper"])
+    return out
+
+
+def _measured_on(table: SpecTable) -> str:
+    """Where a time per epoch was measured: the device and the images of an epoch."""
+    devices = sorted({d for cell in table.cells["device"] for d in str(cell).split("; ") if d})
+    images = sorted({(size := expected_sizes(c)[0]) // c.batch_size * c.batch_size if c.drop_last else size
+                     for c in table.cells["config"] if c is not None})
+    return f"{' / '.join(devices) or 'device not recorded'}, {'/'.join(f'{n:,}' for n in images)} images per epoch"
+
+
+def _fmt_ratio(value: float) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:.2f}×"
 
 
 def comparisons_frame(table: SpecTable) -> pd.DataFrame:
@@ -432,10 +510,11 @@ def comparisons_frame(table: SpecTable) -> pd.DataFrame:
     out["ours Δ [95 % CI]"] = [
         "—" if not np.isfinite(d) else _fmt_signed(d, digits) + (f" [{_fmt_signed(lo, digits)}, {_fmt_signed(hi, digits)}]" if np.isfinite(lo) else "")
         for d, lo, hi in zip(comps["diff"], comps["ci_low"], comps["ci_high"], strict=True)]
-    out["paper Δ"] = [_fmt_signed(v, digits) for v in comps["paper_diff"]]
     out["p"] = [_fmt_p(p) for p in comps["p_value"]]
-    out["paper's ordering"] = comps["verdict"]
-    out["seeds needed"] = [_fmt_seeds(n) for n in comps["seeds_needed"]]
+    if table.has_paper:
+        out.insert(len(out.columns) - 1, "paper Δ", [_fmt_signed(v, digits) for v in comps["paper_diff"]])
+        out["paper's ordering"] = comps["verdict"]
+        out["seeds needed"] = [_fmt_seeds(n) for n in comps["seeds_needed"]]
     return out
 
 
@@ -479,7 +558,9 @@ def _latex_tabular(frame: pd.DataFrame) -> str:
 def method_note(table: SpecTable) -> str:
     what = display_name(table.metric)
     note = (f"Ours: median {what} over finished runs, [an order-statistic interval of the median] (the "
-            f"probability that it holds the true median, exact for any noise) n=runs. Δ = ours − paper.")
+            f"probability that it holds the true median, exact for any noise) n=runs.")
+    if table.has_paper:
+        note += " Δ = ours − paper."
     if (table.cells["verdict_vs_paper"] != "").any():
         note += (" \"vs paper\": whether our median and the paper's value differ by more than both sides' seed "
                  f"noise explains (t-test, Holm-corrected over the table's cells at {stats.ALPHA:.0%}: a "
@@ -506,7 +587,8 @@ def noise_lines(table: SpecTable) -> list[str]:
 
 
 def to_markdown(table: SpecTable, heading: str = "") -> str:
-    parts = [f"## {heading or table.title}", ""]
+    parts = [f"## {heading or table.title}", "", " ".join(filter(None, [f"Runs: {table.description}.", table.caveat])),
+             ""]
     layout = layout_frame(table)
     if table.finished_runs == 0:
         parts += ["**No finished runs yet**: only the paper's values are shown.", ""]
@@ -531,7 +613,8 @@ def to_markdown(table: SpecTable, heading: str = "") -> str:
 def to_latex(table: SpecTable, verdicts: bool = False) -> str:
     """A booktabs table (needs \\usepackage{booktabs}) in the paper's layout and, if any, the
     comparisons; `verdicts` adds the "vs paper" columns to the layout."""
-    parts = [f"% {table.title}: generated by analysis.report; {method_note(table)}"]
+    note = " ".join(filter(None, [table.caveat, method_note(table)]))
+    parts = [f"% {table.title} ({table.description}): generated by analysis.report; {note}"]
     layout = layout_frame(table)
     if not verdicts:
         layout = layout[[c for c in layout.columns if not c.endswith("vs paper")]]
@@ -544,23 +627,25 @@ def to_latex(table: SpecTable, verdicts: bool = False) -> str:
 
 
 def tidy_cells(table: SpecTable) -> pd.DataFrame:
-    """The cells as written to <spec>.csv: every number, no Python objects."""
-    return table.cells.drop(columns=["config"], errors="ignore")
+    """The cells as written to <spec>.csv: every number, no Python objects, and what the runs are;
+    no comparison with the paper for a spec without paper numbers."""
+    dropped = ["config"] + ([] if table.has_paper else list(PAPER_COMPARISON_COLUMNS))
+    return table.cells.drop(columns=dropped, errors="ignore").assign(profile=table.profile)
 
 
-def write_tables(table: SpecTable, out_dir: Path, appendix: str = "") -> list[Path]:
-    """<spec>.md (with `appendix` at its end), <spec>.tex, <spec>.csv (tidy cells) and, for
-    ablations, <spec>.vs_baseline.csv."""
+def write_tables(table: SpecTable, out_dir: Path, stem: str, appendix: str = "") -> list[Path]:
+    """<stem>.md (with `appendix` at its end), <stem>.tex, <stem>.csv (tidy cells) and, for
+    ablations, <stem>.vs_baseline.csv."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix, text in ((".md", to_markdown(table) + appendix), (".tex", to_latex(table)),
                          (".csv", tidy_cells(table).to_csv(index=False))):
-        path = out_dir / f"{table.spec}{suffix}"
+        path = out_dir / f"{stem}{suffix}"
         atomic_write_text(path, text)
         written.append(path)
     if not table.comparisons.empty:
-        path = out_dir / f"{table.spec}.vs_baseline.csv"
+        path = out_dir / f"{stem}.vs_baseline.csv"
         atomic_write_text(path, table.comparisons.to_csv(index=False))
         written.append(path)
     return written

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from analysis import stats
+from experiments.profiles import Profile
 from experiments.spec import matches
 from wrn.config import RunConfig, expected_sizes
 from wrn.files import atomic_write_json, read_json
@@ -68,9 +69,14 @@ def cell_verdicts(cells: pd.DataFrame, values: dict[int, dict[int, float]], metr
     return out
 
 
+def error_level(cell: pd.Series) -> float:
+    """The error a cell's runs are at, for the prior noise: our median, else the paper's value."""
+    return cell["median"] if math.isfinite(cell["median"]) else cell["paper"]
+
+
 def _prior_sd(cell: pd.Series) -> float:
-    """The prior σ of a cell: the test set's binomial spread at the paper's error."""
-    return stats.test_set_sd(cell["paper"], expected_sizes(cell["config"])[1])
+    """The prior σ of a cell: the test set's binomial spread at the cell's error."""
+    return stats.test_set_sd(error_level(cell), expected_sizes(cell["config"])[1])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -117,22 +123,22 @@ class SequentialDesign:
         return stats.alpha_spending(self.looks, self.alpha)
 
     @staticmethod
-    def path(results: Path, spec: str) -> Path:
-        return Path(results) / "sequential" / f"{spec}.json"
+    def path(results: Path, spec: str, profile: Profile) -> Path:
+        return Path(results) / "sequential" / f"{profile.output_stem(spec)}.json"
 
-    def write(self, results: Path) -> Path:
-        path = self.path(results, self.spec)
+    def write(self, results: Path, profile: Profile) -> Path:
+        path = self.path(results, self.spec, profile)
         path.parent.mkdir(parents=True, exist_ok=True)
         return atomic_write_json(path, asdict(self))
 
     @classmethod
-    def read(cls, results: Path, spec: str, profile: str) -> SequentialDesign | None:
+    def read(cls, results: Path, spec: str, profile: Profile) -> SequentialDesign | None:
         """The design recorded for `spec` under `profile` in `results`, if any."""
-        path = cls.path(results, spec)
+        path = cls.path(results, spec, profile)
         if not path.is_file():
             return None
         design = cls(**read_json(path))
-        return design if design.profile == profile else None
+        return design if design.profile == profile.source else None
 
 
 @dataclass(frozen=True)
@@ -209,7 +215,8 @@ def ordering_sentence(label: str, baseline: str, ordering: Ordering, paper_diff:
     sigma = f"σ = {ordering.difference_sd / math.sqrt(2):.2f} {unit}"
     if ordering.verdict in (stats.SUPPORTED, stats.CONTRADICTED):
         return (f"{head}: {theirs} is {ordering.verdict} by ours, {d.diff:+.2f} {unit} "
-                f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}] (p = {d.p_value:.3g} < {ordering.alpha:.3g}, {d.n} seeds)")
+                f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}] (p = {d.p_value:.3g} < {ordering.alpha:.3g}, "
+                f"{d.n} seed{'s' if d.n != 1 else ''})")
     if math.isinf(ordering.seeds_needed):
         return f"{head}: {theirs}: the paper's values are equal, so no number of seeds can support an ordering"
     needed = int(ordering.seeds_needed)

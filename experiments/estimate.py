@@ -35,7 +35,8 @@ def model_stats(cfg: RunConfig) -> tuple[int, int]:
 
 @dataclass
 class Estimate:
-    """One planned run as a dry run shows it; `state` is the run store's, filled in by the caller."""
+    """One planned run as a dry run shows it; `state` and `planned_by` are the run store's, filled in by
+    the caller."""
 
     run_id: str
     spec: str
@@ -45,6 +46,7 @@ class Estimate:
     flops: int
     est_seconds: float
     state: str = "todo"
+    planned_by: str | None = None  # the spec that planned the run first, when it exists in the store
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +58,7 @@ class Estimate:
             "epochs": self.config.epochs,
             "est_gpu_hours": self.est_seconds / 3600,
             "state": self.state,
+            "planned_by": self.planned_by,
             "config": self.config.to_dict(),
         }
 

@@ -20,13 +20,14 @@ from experiments.console import Log
 from experiments.estimate import Estimate
 from experiments.executors import plan_slots, run_debug, run_local
 from experiments.plan import PlannedRun
+from experiments.profiles import Profile
 from experiments.slurm import check_available, submit_runs, wait_for
-from experiments.spec import Spec
+from experiments.spec import SPECS_DIR, Spec
 from wrn.config import synthetic_sizes
 from wrn.datasets import MANIFEST_NAME, dataset_folder, load_arrays
 from wrn.errors import UserError
 from wrn.fake_data import write_fake_dataset
-from wrn.files import atomic_write_json
+from wrn.files import atomic_write_json, atomic_write_text
 from wrn.records import timestamp
 from wrn.train import check_data_source
 
@@ -42,6 +43,7 @@ class LaunchOptions:
 
     executor: str  # one of EXECUTORS
     results: Path
+    profile: Profile
     data_dir: Path | None  # None: $WRN_DATA_DIR or ./data
     max_parallel: int | None
     runs_per_gpu: int
@@ -57,7 +59,7 @@ def launch(spec: Spec, planned: list[PlannedRun], estimates: list[Estimate], dev
     the exit status to stop with (submitted without waiting, or interrupted)."""
     corrupt = [e for e in estimates if e.state == "corrupt"]
     if corrupt:
-        rec = store.read_run(store.run_dir(options.results, spec.name, corrupt[0].run_id))
+        rec = store.read_run(store.run_dir(options.results, corrupt[0].run_id))
         raise UserError(f"{rec.path}: {rec.reason}; move the run folder away to train this run again "
                         f"({len(corrupt)} damaged run folder(s))")
     todo = [e for e in estimates if e.state not in ("done", "diverged")]
@@ -71,10 +73,11 @@ def launch(spec: Spec, planned: list[PlannedRun], estimates: list[Estimate], dev
     if options.executor == "slurm":
         check_available()
     data_dir = _checked_data_dir(planned, todo, options)
+    keep_spec(spec, options.results)
     timing = {p.run_id: p.timing for p in planned}
-    run_dirs = [materialise(options.results, spec, e, timing[e.run_id]) for e in todo]
+    run_dirs = [materialise(options.results, spec, options.profile, e, timing[e.run_id]) for e in todo]
     if options.executor == "slurm":
-        return _launch_slurm(todo, run_dirs, data_dir, options, log)
+        return _launch_slurm(spec, todo, run_dirs, data_dir, options, log)
     if options.executor == "debug":
         run_debug(run_dirs, data_dir, log)
         return None
@@ -86,13 +89,13 @@ def launch(spec: Spec, planned: list[PlannedRun], estimates: list[Estimate], dev
     return None
 
 
-def _launch_slurm(todo: list[Estimate], run_dirs: list[Path], data_dir: Path | None, options: LaunchOptions,
+def _launch_slurm(spec: Spec, todo: list[Estimate], run_dirs: list[Path], data_dir: Path | None, options: LaunchOptions,
                   log: Log) -> int | None:
     owned = {e.run_id for e in todo if e.state in ("queued", "running")}
     if owned:
         log(f"{len(owned)} runs are already queued or running under a live job; not resubmitted")
     to_submit = [p for p in run_dirs if p.name not in owned]
-    job_ids = submit_runs(to_submit, options.cluster, data_dir, options.max_parallel) if to_submit else []
+    job_ids = submit_runs(to_submit, spec.name, options.cluster, data_dir, options.max_parallel) if to_submit else []
     if job_ids:
         log(f"submitted {len(to_submit)} runs as SLURM job(s) {', '.join(job_ids)}; follow with "
             f"`squeue -j {job_ids[0]}` or `{options.status_command}`")
@@ -165,14 +168,25 @@ def _synthetic_data_dir(results: Path, sizes: tuple[int, int], datasets: set[str
     return root
 
 
-def materialise(results: Path, spec: Spec, estimate: Estimate, timing: dict | None) -> Path:
-    """The run's folder with its config.json (kept if already there: same id, same config)."""
-    path = store.run_dir(results, spec.name, estimate.run_id)
+def keep_spec(spec: Spec, results: Path) -> None:
+    """A copy of a user's spec file in <results>/specs/, so that the results folder holds what its
+    runs were planned by and `python -m analysis.report --all` reports the spec with the shipped ones."""
+    if spec.path.resolve().parent == SPECS_DIR.resolve():
+        return
+    folder = results / "specs"
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / f"{spec.name}.toml", spec.path.read_text(encoding="utf-8"))
+
+
+def materialise(results: Path, spec: Spec, profile: Profile, estimate: Estimate, timing: dict | None) -> Path:
+    """The run's folder with its config.json (kept if already there: same id, same config, whichever
+    spec or profile planned it first)."""
+    path = store.run_dir(results, estimate.run_id)
     if (path / store.CONFIG).exists():
         return path
     path.mkdir(parents=True, exist_ok=True)
-    meta = {"run_id": estimate.run_id, "spec": spec.name, "label": estimate.label, "kind": spec.kind,
-            "config": estimate.config.to_dict(), "created_at": timestamp()}
+    meta = {"run_id": estimate.run_id, "spec": spec.name, "profile": profile.source, "label": estimate.label,
+            "kind": spec.kind, "config": estimate.config.to_dict(), "created_at": timestamp()}
     if timing is not None:
         meta["timing"] = dict(timing)
     atomic_write_json(path / store.CONFIG, meta)

@@ -1,8 +1,15 @@
 """Run profiles: named scalings of every spec (the paper's recipe, a CPU smoke test, ...).
 
-They are data in `experiments/profiles.toml` (its header documents the keys and how to add one), so a
-profile's effect on every run is visible in one file and recorded through the run config it changes.
-This module loads and validates them; `experiments.plan.expand` applies them.
+They are data in `experiments/profiles.toml` (its header documents the keys and how to add one), or in
+a file of your own of the same layout, so a profile's effect on every run is visible in one file and
+recorded through the run config it changes. This module loads and validates them;
+`experiments.plan.expand` applies them.
+
+A profile is named on the command line (`--profile`) as a shipped profile's name ("smoke"), as the path
+of a profiles file that holds one profile ("my_profiles.toml"), or as a path and a name
+("my_profiles.toml:short"). Every profile but the paper's writes into its own results folder by
+default, `results/<name>/`, and every file the analysis writes for it carries its name, so that no
+scaled-down run can be taken for a reproduction.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ _PROFILE_KEYS = ("description", "seeds", "config", "config_by_dataset", "data", 
 _DATA_KEYS = ("synthetic", "train_images", "test_images")
 
 
+PAPER = "paper"  # the paper's recipe on the real data: the profile of a reproduction
+
+
 @dataclass(frozen=True)
 class Profile:
     """A validated profile. `seeds` None keeps each spec's seeds; `data` is {} for the real data or
@@ -35,16 +45,52 @@ class Profile:
     timing: dict[str, int] = field(default_factory=dict)
     path: Path = PROFILES_FILE
 
+    @property
+    def source(self) -> str:
+        """How `--profile` names this profile: its name when shipped, else "<file>:<name>"."""
+        return self.name if self.path.resolve() == PROFILES_FILE else f"{self.path.resolve()}:{self.name}"
+
+    def default_results(self) -> Path:
+        """results/ for the paper's profile, results/<name>/ for any other."""
+        return Path("results") if self.name == PAPER else Path("results") / self.name
+
+    @property
+    def suffix(self) -> str:
+        """What the names of this profile's tables and figures end with: nothing for the paper's
+        profile, ".<profile>" for any other (table_block_type.smoke.md), so that a file says what it
+        summarises."""
+        return "" if self.name == PAPER else f".{self.name}"
+
+    def output_stem(self, spec: str) -> str:
+        return spec + self.suffix
+
+    def describe(self) -> str:
+        data = self.data
+        what = ("generated data, " f"{data['train_images']} training and {data['test_images']} test images"
+                if data else "the real data")
+        return f"profile {self.name} ({what})"
+
 
 def profile_names(path: Path | str = PROFILES_FILE) -> list[str]:
     return list(read_toml(Path(path)))
 
 
-def load_profile(name: str, path: Path | str = PROFILES_FILE) -> Profile:
-    """The profile `name` of `path` (default: experiments/profiles.toml), validated."""
+def load_profile(name: str, path: Path | str | None = None) -> Profile:
+    """A profile as `--profile` names it (module docstring), or `name` of the profiles file `path`;
+    validated."""
+    if path is None:
+        path, name = _locate(name)
     path = Path(path)
     where = display_path(path)
     profiles = read_toml(path)
+    if name is None:
+        if len(profiles) != 1:
+            raise SpecError(f"{where}: holds the profiles {', '.join(profiles)}: name one, "
+                            f"--profile {where}:<name>")
+        name = next(iter(profiles))
+    if Path(path).resolve() != PROFILES_FILE and name in profile_names():
+        raise SpecError(f"{where}: profile {name!r} has the name of a shipped profile, whose results folder and "
+                        "file names it would share: name it differently")
     if name not in profiles:
         raise SpecError(f"{where}: unknown profile {name!r}{suggest(str(name), profiles)}; "
                         f"the profiles are: {', '.join(profiles)}")
@@ -69,6 +115,20 @@ def load_profile(name: str, path: Path | str = PROFILES_FILE) -> Profile:
     timing = parse_timing(where, f"{name}.timing", raw.get("timing", {}), required=False)
     return Profile(name=name, description=" ".join(description.split()), seeds=seeds, config=config,
                    config_by_dataset=by_dataset, data=data, timing=timing, path=path)
+
+
+def _locate(text: str) -> tuple[Path, str | None]:
+    """(profiles file, profile name or None for its only one) of a `--profile` argument."""
+    text = str(text)
+    if ".toml" not in text:
+        return PROFILES_FILE, text
+    file, _, name = text.partition(".toml")
+    path = Path(file + ".toml")
+    if name and not name.startswith(":"):
+        raise SpecError(f"--profile: {text!r}: expected a profile name, a profiles file, or <file>.toml:<name>")
+    if not path.is_file():
+        raise SpecError(f"--profile: {path}: no such profiles file")
+    return path, name[1:] or None
 
 
 def _parse_data(where: str, prefix: str, raw: Any) -> dict[str, Any]:

@@ -45,8 +45,9 @@ def worst_case_runs(spec: Spec, profile: Profile, overrides: dict, design: Seque
     return round_runs(spec, profile, overrides, design, len(design.looks) - 1, compared)
 
 
-def cells_to_extend(spec: Spec, results: Path, profile: Profile, design: SequentialDesign) -> set[RunConfig]:
+def cells_to_extend(spec: Spec, results: Path, profile: Profile, overrides: dict,
+                    design: SequentialDesign) -> set[RunConfig]:
     """The cells of the orderings that the runs stored so far leave unresolved but resolvable."""
-    table = build_table(spec, collect_spec(spec, results, profile), design)
+    table = build_table(spec, collect_spec(spec, results, profile, overrides), design)
     return {network(table.cells.at[i, "config"]) for pair, ordering in table.orderings.items() if ordering.active
             for i in pair}

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the shipped specs with their paper reference")
     p.add_argument("--profile", default="paper",
                    help="paper (default: the paper's recipe on the real data) or smoke (tiny generated "
-                        "data, every network trained briefly on CPU), or one you add")
+                        "data, every network trained briefly on CPU), or one you add: a name in "
+                        "experiments/profiles.toml, a profiles file, or <file>.toml:<name>")
     p.add_argument("--executor", default="local", choices=EXECUTORS,
                    help="local (default): subprocesses on this machine, one run per GPU (one on CPU); "
                         "slurm: one job array through submitit; debug: in-process, for breakpoints")
@@ -60,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--set lr_milestones=[5,8] (repeatable; values are TOML literals)")
     p.add_argument("--dry-run", action="store_true", help="print every run and its estimated cost; train nothing")
     p.add_argument("--json", action="store_true", help="with --dry-run: print a JSON list instead of a table")
-    p.add_argument("--results", type=Path, default=Path("results"),
-                   help="folder for everything a launch writes: runs/, tables/, figures/ (default: results)")
+    p.add_argument("--results", type=Path, default=None,
+                   help="folder for everything a launch writes: runs/, tables/, figures/ (default: results/ for "
+                        "the paper profile, results/<profile>/ for any other)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="dataset folder (default: $WRN_DATA_DIR or ./data); missing data is downloaded")
     p.add_argument("--max-parallel", type=int, default=None,
@@ -104,16 +108,26 @@ def _main(argv: list[str] | None) -> int:
         _print_dry_run(plan, estimates, args.json)
         return 0
     options = LaunchOptions(
-        executor=args.executor, results=args.results, data_dir=args.data_dir, max_parallel=args.max_parallel,
-        runs_per_gpu=args.runs_per_gpu, cluster=plan.cluster, wait=args.wait or plan.design is not None,
-        yes=args.yes, status_command=f"python -m experiments.status {args.spec} --results {args.results}")
+        executor=args.executor, results=plan.results, profile=plan.profile, data_dir=args.data_dir,
+        max_parallel=args.max_parallel, runs_per_gpu=args.runs_per_gpu, cluster=plan.cluster,
+        wait=args.wait or plan.design is not None, yes=args.yes,
+        status_command=_status_command(args, plan))
     if plan.design is None:
         stopped = launch(plan.spec, plan.runs, estimates, device_type, options, log_line)
     else:
         stopped = _launch_rounds(plan, device_type, options, args)
     if stopped is not None:
         return stopped
-    return _report(plan.spec, args.results, plan.profile.name)
+    return _report(plan)
+
+
+def _status_command(args: argparse.Namespace, plan: _Plan) -> str:
+    """The `experiments.status` command that shows this launch's runs."""
+    words = ["python", "-m", "experiments.status", args.spec, "--profile", plan.profile.source,
+             "--results", str(plan.results)]
+    words += [f"--seeds={args.seeds}"] if args.seeds is not None else []
+    words += [f"--set={item}" for item in args.overrides]
+    return shlex.join(words)
 
 
 def _launch_rounds(plan: _Plan, device_type: str, options: LaunchOptions, args: argparse.Namespace) -> int | None:
@@ -126,10 +140,10 @@ def _launch_rounds(plan: _Plan, device_type: str, options: LaunchOptions, args: 
                  + (f", {seeds} for the {len(extend)} cells of unresolved orderings" if look else "")
                  + f" (level {design.levels[look]:.4g})")
         stopped = launch(plan.spec, runs, _estimates(plan, runs, device_type, args), device_type, options, log_line)
-        design.write(args.results)  # after the first launch checked every input; before any decision
+        design.write(plan.results, plan.profile)  # after the first launch checked every input; before any decision
         if stopped is not None:
             return stopped
-        extend = cells_to_extend(plan.spec, args.results, plan.profile, design)
+        extend = cells_to_extend(plan.spec, plan.results, plan.profile, plan.overrides, design)
         if not extend:
             log_line("every ordering is decided, or cannot be within --max-seeds")
             return None
@@ -140,7 +154,6 @@ def _launch_rounds(plan: _Plan, device_type: str, options: LaunchOptions, args: 
 def _validated_arguments(argv: list[str] | None) -> argparse.Namespace:
     """The command line, with every flag checked on its own and against the others."""
     args = build_parser().parse_args(argv)
-    args.results = args.results.absolute()
     if args.list:
         return args
     if args.spec is None:
@@ -173,6 +186,7 @@ class _Plan:
     runs: list[PlannedRun]
     cluster: ClusterProfile | None
     design: SequentialDesign | None
+    results: Path  # absolute
 
 
 def _plan(args: argparse.Namespace) -> _Plan:
@@ -187,7 +201,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
     design = _sequential_design(args, spec, profile, planned)
     if design is not None:
         planned = worst_case_runs(spec, profile, overrides, design)
-    return _Plan(spec, profile, overrides, planned, cluster, design)
+    results = (args.results or profile.default_results()).absolute()
+    return _Plan(spec, profile, overrides, planned, cluster, design, results)
 
 
 def _sequential_design(args: argparse.Namespace, spec: Spec, profile: Profile,
@@ -204,7 +219,7 @@ def _sequential_design(args: argparse.Namespace, spec: Spec, profile: Profile,
     if args.max_seeds < len(seeds):
         raise UsageError(f"--max-seeds: {args.max_seeds}: expected at least the {len(seeds)} seeds the first "
                          "round runs")
-    return SequentialDesign(spec.name, profile.name, len(seeds), args.max_seeds)
+    return SequentialDesign(spec.name, profile.source, len(seeds), args.max_seeds)
 
 
 def _estimating_device(args: argparse.Namespace) -> str:
@@ -219,9 +234,10 @@ def _estimates(plan: _Plan, runs: list[PlannedRun], device_type: str, args: argp
     """Each run's size and cost, with the state its folder in the store has."""
     rows = estimate(runs, device_type, args.device_tflops, plan.spec.kind)
     for row in rows:
-        path = store.run_dir(args.results, plan.spec.name, row.run_id)
+        path = store.run_dir(plan.results, row.run_id)
         if path.is_dir():
-            row.state = store.read_run(path).state
+            record = store.read_run(path)
+            row.state, row.planned_by = record.state, record.spec
     return rows
 
 
@@ -230,8 +246,15 @@ def _print_dry_run(plan: _Plan, estimates: list[Estimate], as_json: bool) -> Non
     if as_json:
         print(json.dumps([r.to_json() for r in estimates], indent=2))
         return
-    print(f"{plan.spec.name}: {plan.spec.title} ({plan.spec.paper_ref}), profile {plan.profile.name}")
+    print(f"{plan.spec.name}: {plan.spec.title} ({plan.spec.paper_ref}), {plan.profile.describe()}; "
+          f"results in {plan.results}")
     print(format_estimates(estimates, "GPU"))
+    done = [e for e in estimates if e.state in ("done", "diverged")]
+    shared = Counter(e.planned_by for e in done if e.planned_by not in (None, plan.spec.name))
+    if done:
+        print(f"{len(done)} of {len(estimates)} runs are done" + (
+            ", of which " + ", ".join(f"{n} first planned by {name}" for name, n in sorted(shared.items()))
+            if shared else "") + ": a network is trained once for every spec that lists it")
     design = plan.design
     if design is not None:
         first = [e for e in estimates if e.config.seed < design.start]
@@ -242,12 +265,13 @@ def _print_dry_run(plan: _Plan, estimates: list[Estimate], as_json: bool) -> Non
               "GPU-hours")
 
 
-def _report(spec: Spec, results: Path, profile: str) -> int:
+def _report(plan: _Plan) -> int:
     """Tables, figures and REPORT.md; exit status 1 when a run of the spec failed."""
-    for path in write_spec_report(spec, results, profile):
+    records = store.all_runs(plan.results)
+    for path in write_spec_report(plan.spec, plan.results, plan.profile, plan.overrides, records):
         log_line(f"wrote {path}")
-    log_line(f"wrote {write_index(results, profile)}")
-    states = [r.state for r in store.spec_runs(results, spec.name)]
+    log_line(f"wrote {write_index(plan.results, records)}")
+    states = [r.state for r in store.runs_of(records, plan.runs)]
     return 1 if "failed" in states else 0
 
 

@@ -159,12 +159,18 @@ def chunks(items: list, size: int) -> list[list]:
 
 
 def snapshot_code(dest: Path) -> Path:
-    """Copy the suite's packages to `dest` (the jobs' working directory and first PYTHONPATH entry)."""
+    """Copy the suite's packages to `dest` (the jobs' working directory and first PYTHONPATH entry).
+    Contents only, not the checkout's permissions: the copies get the umask's, like every file the
+    suite writes."""
     root = Path(__file__).resolve().parent.parent
     for package in SNAPSHOT_PACKAGES:
-        if (root / package).is_dir():
-            shutil.copytree(root / package, dest / package,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+        for source in sorted((root / package).rglob("*")):
+            relative = source.relative_to(root)
+            skipped = any(part == "__pycache__" or part.startswith(".") for part in relative.parts)
+            if skipped or source.suffix == ".pyc" or not source.is_file():
+                continue
+            (dest / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, dest / relative)
     return dest
 
 
@@ -208,9 +214,10 @@ def _sbatch_error(err: Exception) -> str:
     return "; ".join(dict.fromkeys(lines)) or str(err).strip().splitlines()[-1]
 
 
-def submit_runs(run_dirs: list[Path], cluster: ClusterProfile, data_dir: Path | None,
+def submit_runs(run_dirs: list[Path], spec: str, cluster: ClusterProfile, data_dir: Path | None,
                 max_parallel: int | None) -> list[str]:
-    """Submit the runs in `run_dirs` (folders of one spec, each with its config.json) as job arrays;
+    """Submit the runs in `run_dirs` (folders of one results folder, each with its config.json) of
+    spec `spec` as job arrays;
     return the array job ids, one per chunk. Every run folder gets slurm.json {"job_id" (array task id,
     e.g. "12_3"), "cluster", "submitted_at", "active": true, "log_dir", "snapshot"}.
 
@@ -220,14 +227,13 @@ def submit_runs(run_dirs: list[Path], cluster: ClusterProfile, data_dir: Path | 
     run_dirs = [Path(d).absolute() for d in run_dirs]
     if not run_dirs:
         return []
-    spec_dir = run_dirs[0].parent
-    if any(d.parent != spec_dir for d in run_dirs):
-        raise ValueError("submit_runs: every run folder must belong to the same spec")
+    results = _results_of(run_dirs[0])
+    if any(_results_of(d) != results for d in run_dirs):
+        raise ValueError("submit_runs: every run folder must belong to the same results folder")
     live = {r.path for r in reconcile(run_dirs) if r.state in WAITING_STATES}
     run_dirs = [d for d in run_dirs if d not in live]
     if not run_dirs:
         return []
-    results, spec = spec_dir.parent.parent, spec_dir.name
     submission = results / "slurm" / spec / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     code = snapshot_code(submission / "code")
     jobs_dir = submission / "jobs"
@@ -258,6 +264,14 @@ def submit_runs(run_dirs: list[Path], cluster: ClusterProfile, data_dir: Path | 
         previous = jobs[0].job_id.split("_")[0]
         job_ids.append(previous)
     return job_ids
+
+
+def _results_of(run_dir: Path) -> Path:
+    """The results folder of a run folder, in either layout of the run store."""
+    for parent in run_dir.parents:
+        if parent.name == "runs":
+            return parent.parent
+    raise ValueError(f"{run_dir}: not a run folder of a results folder, <results>/runs/<run_id>")
 
 
 # --------------------------------------------------------------------------------------------------

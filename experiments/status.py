@@ -19,6 +19,7 @@ from pathlib import Path
 
 from experiments import store
 from experiments.plan import PlannedRun, expand, parse_overrides
+from experiments.profiles import load_profile
 from experiments.slurm import reconcile
 from experiments.spec import load_spec
 from wrn.cli import ArgumentParser, run_main
@@ -32,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m experiments.status", description=__doc__.split("\n\n")[0],
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", help="a spec name or the path of a spec .toml file")
-    p.add_argument("--results", type=Path, default=Path("results"), help="the launch's results folder")
+    p.add_argument("--results", type=Path, default=None,
+                   help="the launch's results folder (default: results/, or results/<profile>/ for any profile "
+                        "but paper)")
     p.add_argument("--profile", default="paper", help="the profile the spec was launched with (default: paper)")
     p.add_argument("--seeds", type=int, default=None, help="as given to experiments.run, if it was")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -51,12 +54,12 @@ def _note(rec: store.RunRecord) -> str:
 
 def status_lines(spec_name: str, planned: list[PlannedRun], results: Path) -> list[str]:
     """The status table of `planned` under `results`, one string per line."""
-    paths = [store.run_dir(results, spec_name, p.run_id) for p in planned]
+    paths = [store.run_dir(results, p.run_id) for p in planned]
     existing = [p for p in paths if p.is_dir()]
     records = {r.path: r for r in reconcile(existing)}
     rows, tails = [], {}
     for plan, path in zip(planned, paths):
-        rec = records.get(path) or store.RunRecord(path=path, run_id=plan.run_id, spec=spec_name, state="todo")
+        rec = records.get(path) or store.RunRecord(path=path, run_id=plan.run_id, state="todo")
         epochs = plan.config.epochs if plan.timing is None else None
         job = (rec.slurm or {}).get("job_id", "")
         rows.append((SHOWN.get(rec.state, rec.state), plan.run_id, plan.label, str(plan.config.seed),
@@ -74,13 +77,26 @@ def status_lines(spec_name: str, planned: list[PlannedRun], results: Path) -> li
     for i, row in enumerate(rows):
         lines.append(fmt(row))
         lines += [f"    | {t}" for t in tails.get(i, [])]
-    others = [p for p in (store.runs_root(results) / spec_name).glob("*") if p.is_dir() and p not in set(paths)]
-    if others:
-        lines.append(f"({len(others)} more run folders of {spec_name} under {results} belong to another "
-                     "profile, --seeds or --set)")
+    lines += _other_runs(spec_name, planned, results)
     if counts["failed"] or counts["to do"] or counts["interrupted"]:
         lines.append(f"launching {spec_name} again runs only the {counts['failed']} failed, "
                      f"{counts['interrupted']} interrupted and {counts['to do']} missing runs")
+    return lines
+
+
+def _other_runs(spec_name: str, planned: list[PlannedRun], results: Path) -> list[str]:
+    """Runs of the plan's networks with seeds it does not list, and runs the spec planned under
+    another profile or other overrides: counted, so that no run goes unseen."""
+    ids = {p.run_id for p in planned}
+    records = store.all_runs(results)
+    more_seeds = [r for r in store.runs_of(records, planned) if r.run_id not in ids]
+    elsewhere = [r for r in records if r.spec == spec_name and r not in store.runs_of(records, planned)]
+    lines = []
+    if more_seeds:
+        lines.append(f"({len(more_seeds)} more runs of these networks with other seeds, in the tables too)")
+    if elsewhere:
+        lines.append(f"({len(elsewhere)} more run folders under {results} were planned by {spec_name} under another "
+                     "profile or --set: not in these tables)")
     return lines
 
 
@@ -89,8 +105,10 @@ def _main(argv: list[str] | None) -> int:
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds: {args.seeds}: expected an integer >= 1")
     spec = load_spec(args.spec)
-    planned = expand(spec, args.profile, parse_overrides(args.overrides), seeds=args.seeds)
-    print("\n".join(status_lines(spec.name, planned, args.results.absolute())))
+    profile = load_profile(args.profile)
+    planned = expand(spec, profile, parse_overrides(args.overrides), seeds=args.seeds)
+    results = (args.results or profile.default_results()).absolute()
+    print("\n".join(status_lines(spec.name, planned, results)))
     return 0
 
 

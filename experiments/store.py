@@ -1,10 +1,17 @@
-"""The run store: one folder per run, `<results>/runs/<spec>/<run_id>/`.
+"""The run store: one folder per run, `<results>/runs/<run_id>/`.
 
-A run id is a stable hash of the fully resolved config, so it does not depend on key order or on where
-a run sits in a spec's grid, and a changed config is a new run rather than an overwrite.
+A run id is a stable hash of the fully resolved config, so it does not depend on key order, on where
+a run sits in a spec's grid or on which spec asked for it: a network that several specs list (Table
+5's WRN-28-10 is also Table 6's and Figure 2's) is one run, trained once and counted by every spec.
+Which runs a spec's table holds is not the folder layout but a rule (`runs_of`): the runs whose
+network, the config with the seed set aside, is one the spec plans under the profile. A changed config
+is a new run rather than an overwrite. Earlier versions stored runs per spec,
+`<results>/runs/<spec>/<run_id>/`; those folders are read, and resumed, where they are.
 
 Files of a run folder (each written atomically, `wrn.files`):
-- ``config.json``      {"run_id", "spec", "label", "config": resolved RunConfig, "created_at"}
+- ``config.json``      {"run_id", "spec" (the spec that planned it first), "profile" (the profile
+                       it was launched under, as `--profile` takes it), "label", "config": resolved
+                       RunConfig, "created_at"}
 - ``provenance.json``  git commit and dirty flag, package versions, host, device (per start)
 - ``metrics.jsonl``    one JSON line per finished epoch (written by `wrn.train`)
 - ``checkpoint.pt``    the last good checkpoint (and ``checkpoint.prev.pt``, the one before)
@@ -17,6 +24,7 @@ Files of a run folder (each written atomically, `wrn.files`):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -50,8 +58,51 @@ def runs_root(results: Path) -> Path:
     return Path(results) / "runs"
 
 
-def run_dir(results: Path, spec: str, rid: str) -> Path:
-    return runs_root(results) / spec / rid
+def run_dir(results: Path, rid: str) -> Path:
+    """The folder of run `rid`: where it is (`runs/<rid>/`, or a per-spec folder of the earlier
+    layout), else where a new one goes, `runs/<rid>/`."""
+    flat = runs_root(results) / rid
+    if flat.is_dir():
+        return flat
+    legacy = sorted(p for p in runs_root(results).glob(f"*/{rid}") if p.is_dir())
+    if legacy:  # the earlier layout kept a run once per spec that listed it: a finished one first
+        return next((p for p in legacy if (p / RESULT).exists()), legacy[0])
+    return flat
+
+
+def run_folders(results: Path) -> list[Path]:
+    """Every run folder under `results`, in either layout (one per run id), sorted by run id."""
+    root = runs_root(results)
+    if not root.is_dir():
+        return []
+    ids = set()
+    for path in root.iterdir():
+        if not path.is_dir() or path.name.startswith("."):
+            continue
+        if (path / CONFIG).exists() or not any(child.is_dir() for child in path.iterdir()):
+            ids.add(path.name)
+        else:
+            ids.update(child.name for child in path.iterdir() if child.is_dir() and not child.name.startswith("."))
+    return [run_dir(results, rid) for rid in sorted(ids)]
+
+
+def all_runs(results: Path) -> list[RunRecord]:
+    return [read_run(path) for path in run_folders(results)]
+
+
+def network(config: RunConfig | dict[str, Any]) -> RunConfig:
+    """A run's network, what a table's cell is: its config with the seed set aside."""
+    config = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+    return dataclasses.replace(config, seed=0)
+
+
+def runs_of(records: list[RunRecord], planned) -> list[RunRecord]:
+    """The records that belong to a plan (a list of `PlannedRun`s): those whose network the plan
+    lists, whatever their seed, and those whose run id it lists (a damaged folder has no network).
+    The one rule by which the runner, the status command and the analysis select a spec's runs."""
+    networks = {network(p.config) for p in planned}
+    ids = {p.run_id for p in planned}
+    return [r for r in records if r.run_id in ids or (r.config is not None and network(r.config) in networks)]
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -74,8 +125,9 @@ class RunRecord:
 
     path: Path
     run_id: str
-    spec: str
     state: str
+    spec: str | None = None  # the spec that planned the run first
+    profile: str | None = None  # the profile it was launched under (None: recorded before profiles were)
     label: str | None = None
     config: dict[str, Any] | None = None
     result: RunResult | None = None
@@ -89,11 +141,12 @@ class RunRecord:
 def read_run(path: Path) -> RunRecord:
     """Read one run folder into a `RunRecord`; never raises for a damaged folder (state "corrupt")."""
     path = Path(path)
-    rec = RunRecord(path=path, run_id=path.name, spec=path.parent.name, state="todo")
+    rec = RunRecord(path=path, run_id=path.name, state="todo")
     try:
         meta = read_json(path / CONFIG)
         RunConfig.from_dict(meta["config"])
         rec.label, rec.config = meta["label"], meta["config"]
+        rec.spec, rec.profile = meta.get("spec"), meta.get("profile")
     except FileNotFoundError:
         rec.reason = "no config.json"
         return rec
@@ -137,11 +190,3 @@ def read_run(path: Path) -> RunRecord:
         rec.state = "interrupted"
         rec.reason = f"{rec.epochs_done} epochs done, resumable"
     return rec
-
-
-def spec_runs(results: Path, spec: str) -> list[RunRecord]:
-    """Every run folder of `spec` under `results`, sorted by run id."""
-    root = runs_root(results) / spec
-    if not root.is_dir():
-        return []
-    return [read_run(p) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]

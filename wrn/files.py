@@ -6,6 +6,10 @@ power. So every write goes to a hidden temp file in the same folder (``.<name>.<
 flushed and fsynced, renamed over the target with `os.replace` (atomic on POSIX filesystems), and
 the folder is fsynced so that the rename itself survives a crash. A kill before the rename leaves
 only the temp file, which `remove_temp_files` clears when the folder is next used.
+
+The file gets the permissions any newly created file gets (0666 masked by the umask: 0644 under the
+usual 022), not the private 0600 of a temp file, so that a results folder shared by a group on a
+cluster stays readable by it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ def atomic_write(path: str | Path, write: Callable[[IO], None], *, binary: bool 
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
             write(handle)
             handle.flush()
@@ -41,6 +46,20 @@ def atomic_write(path: str | Path, write: Callable[[IO], None], *, binary: bool 
         raise
     fsync_folder(path.parent)
     return path
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the kernel reports it (Linux), since
+    setting it to read it back would race with other threads creating files."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

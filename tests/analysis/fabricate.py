@@ -29,7 +29,7 @@ def make_config(**fields: Any) -> RunConfig:
 def write_run(results: Path, spec: str, config: RunConfig | dict[str, Any], *, state: str = "done",
               test_error: float = 5.0, epochs: int = 4, params: int = 1_000_000,
               epoch_time_s: float = 60.0, timing: dict[str, Any] | None = None,
-              label: str | None = None) -> Path:
+              label: str | None = None, profile: str = "paper") -> Path:
     """Write one run folder of `spec` in `state` and return it.
 
     A "done" train run has `epochs` lines of metrics ending at `test_error`; a timing run (pass
@@ -38,10 +38,10 @@ def write_run(results: Path, spec: str, config: RunConfig | dict[str, Any], *, s
         raise ValueError(f"state={state!r}: allowed {', '.join(STATES)}")
     cfg = make_config(**config) if isinstance(config, dict) else resolve(config)
     rid = run_id(cfg)
-    path = run_dir(Path(results), spec, rid)
+    path = run_dir(Path(results), rid)
     path.mkdir(parents=True, exist_ok=True)
     label = label or render_label(cfg)
-    atomic_write_json(path / "config.json", {"run_id": rid, "spec": spec, "label": label,
+    atomic_write_json(path / "config.json", {"run_id": rid, "spec": spec, "profile": profile, "label": label,
                                              "config": cfg.to_dict(), "created_at": "2024-01-01T00:00:00Z"})
     if state == "todo":
         return path

@@ -1,9 +1,11 @@
 import json
 import math
+from pathlib import Path
 
 from fabricate import write_run
 
-from analysis.collect import collect, collect_all, collect_spec
+from analysis.collect import collect_all, collect_spec
+from experiments.plan import expand
 from experiments.spec import load_spec
 
 SPEC = "table_deepening"
@@ -21,7 +23,7 @@ def test_one_row_per_run_and_only_done_runs_are_finished(tmp_path):
     write_run(tmp_path, SPEC, _cfg("B(3,3)", 3), state="failed")
     write_run(tmp_path, SPEC, _cfg("B(3,3)", 4), state="corrupt")
     write_run(tmp_path, SPEC, _cfg("B(3)", 0), state="todo")
-    c = collect(tmp_path, SPEC)
+    c = collect_spec(load_spec(SPEC), tmp_path)
     assert len(c.runs) == 6
     assert c.counts() == {"corrupt": 1, "diverged": 1, "done": 1, "failed": 1, "interrupted": 1, "todo": 1}
     assert list(c.finished["test_error"]) == [5.5]
@@ -38,7 +40,7 @@ def test_one_row_per_run_and_only_done_runs_are_finished(tmp_path):
 def test_epochs_frame_is_long_with_config_columns(tmp_path):
     write_run(tmp_path, SPEC, _cfg("B(3,3)", 0), epochs=4)
     write_run(tmp_path, SPEC, _cfg("B(3)", 0), epochs=6)
-    epochs = collect(tmp_path, SPEC).epochs
+    epochs = collect_spec(load_spec(SPEC), tmp_path).epochs
     assert len(epochs) == 10
     assert {"epoch", "train_loss", "test_error", "label", "block", "dataset", "state"} <= set(epochs.columns)
     assert sorted(epochs.groupby("block")["epoch"].max().items()) == [("B(3)", 6), ("B(3,3)", 4)]
@@ -49,14 +51,14 @@ def test_done_result_without_final_error_is_unreadable(tmp_path):
     result = json.loads((path / "result.json").read_text())
     result["final"] = None
     (path / "result.json").write_text(json.dumps(result))
-    run = collect(tmp_path, SPEC).runs.iloc[0]
+    run = collect_spec(load_spec(SPEC), tmp_path).runs.iloc[0]
     assert run["state"] == "corrupt" and "final.test_error" in run["reason"]
 
 
 def test_timing_runs_read_the_timing_block(tmp_path):
     cfg = dict(dataset="cifar10", arch="wrn", depth=40, k=4, batch_size=32)
     write_run(tmp_path, "figure_timing", cfg, timing={"ms_median": 68.0, "ms_min": 66.0, "ms_max": 71.0})
-    run = collect(tmp_path, "figure_timing", kind="timing").finished.iloc[0]
+    run = collect_spec(load_spec("figure_timing"), tmp_path).finished.iloc[0]
     assert (run["time_ms"], run["time_ms_min"], run["time_ms_max"]) == (68.0, 66.0, 71.0)
     assert math.isnan(run["test_error"])
 
@@ -72,5 +74,19 @@ def test_collect_spec_knows_the_plan_and_collect_all_concatenates(tmp_path):
 
 
 def test_nothing_there_gives_empty_frames(tmp_path):
-    c = collect(tmp_path / "missing", SPEC)
+    c = collect_spec(load_spec(SPEC), tmp_path / "missing")
     assert c.runs.empty and c.epochs.empty and c.counts() == {}
+
+
+def test_the_readmes_pandas_example_runs(tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    for planned in expand(load_spec("table_block_type"), "smoke"):
+        write_run(tmp_path / "results" / "smoke", "table_block_type", planned.config, profile="smoke")
+    write_run(tmp_path / "results", "table_width", dict(dataset="cifar10", depth=40, k=1, preprocessing="zca"))
+    names: dict = {}
+    exec(compile(example, "README.md", "exec"), names)
+    assert len(names["smoke"].runs) == 6 and set(names["smoke"].runs["state"]) == {"done"}
+    assert len(names["smoke"].epochs) == 6 * 4
+    assert list(names["every"].runs["spec"]) == ["table_width"]

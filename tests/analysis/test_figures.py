@@ -4,17 +4,21 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import math  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
 import pytest  # noqa: E402
 from fabricate import write_run  # noqa: E402
 
-from analysis import stats  # noqa: E402
+from analysis import figures, stats  # noqa: E402
 from analysis.collect import collect_spec  # noqa: E402
 from analysis.figures import curves, error_vs_params, pointplot, timing_bars, write_figures  # noqa: E402
 from analysis.tables import build_table  # noqa: E402
+from experiments.plan import expand  # noqa: E402
 from experiments.spec import load_spec  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +95,7 @@ def test_timing_bars_and_error_vs_params(tmp_path):
     spec, table, collection = _setup(tmp_path, "figure_timing", runs)
     fig = timing_bars(spec.figures[0], table, collection, {"WRN-40-4": 4.6})
     ax = fig.axes[0]
-    assert ax.get_ylabel() == "time per minibatch (ms)"
+    assert ax.get_ylabel() == "time per minibatch of 32 (ms)"
     heights = sorted(round(bar.get_height()) for container in ax.containers for bar in container
                      if np.isfinite(bar.get_height()) and bar.get_height() > 0)
     assert heights == [68, 70, 85, 164, 312, 512]  # ours (one network timed) and the paper's five
@@ -111,3 +115,52 @@ def test_write_figures_writes_png_and_pdf(tmp_path):
     written = write_figures(spec, table, collection, tmp_path / "figures")
     assert [p.name for p in written] == ["table_deepening_pointplot.png", "table_deepening_pointplot.pdf"]
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_timing_bars_at_another_minibatch_say_so_and_draw_no_paper_bars(tmp_path):
+    spec = load_spec("figure_timing")
+    for planned in expand(spec, "smoke"):
+        write_run(tmp_path, spec.name, planned.config, timing={"ms_median": 30.0}, profile="smoke")
+    collection = collect_spec(spec, tmp_path, "smoke")
+    table = build_table(spec, collection)
+    fig = timing_bars(spec.figures[0], table, collection)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "time per minibatch of 16 (ms)"
+    heights = [round(bar.get_height()) for container in ax.containers for bar in container
+               if np.isfinite(bar.get_height()) and bar.get_height() > 0]
+    assert heights == [30] * 5  # ours only
+    assert "minibatches of 16, not the paper's 32" in fig._suptitle.get_text()
+
+
+def test_a_spec_without_paper_numbers_has_no_paper_in_its_legend(tmp_path):
+    spec_path = tmp_path / "mine.toml"
+    spec_path.write_text((REPO / "experiments" / "specs" / "table_deepening.toml").read_text()
+                         .replace('name = "table_deepening"', 'name = "mine"')
+                         .replace('paper_results = "results/paper/table_deepening.csv"\n', ""))
+    spec = load_spec(spec_path)
+    assert spec.paper_results is None
+    runs = [dict(dataset="cifar10", depth=40, k=2, block=b, depth_convention="true", preprocessing="zca")
+            for b in ("B(3)", "B(3,3)")]
+    for cfg in runs:
+        write_run(tmp_path, spec.name, cfg)
+    collection = collect_spec(spec, tmp_path)
+    table = build_table(spec, collection)
+    fig = pointplot(spec.figures[0], table, collection)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()] if fig.legends else \
+        [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend and not [t for t in legend if "paper" in t]
+    assert not [line for line in fig.axes[0].get_lines() if line.get_marker() == "X"]
+
+
+def test_every_figure_is_stamped_with_what_its_runs_are(tmp_path, monkeypatch):
+    spec = load_spec("table_block_type")
+    for planned in expand(spec, "smoke"):
+        write_run(tmp_path, spec.name, planned.config, profile="smoke")
+    collection = collect_spec(spec, tmp_path, "smoke")
+    saved = []
+    monkeypatch.setattr(figures, "save", lambda fig, out_dir, stem: saved.append((stem, fig)) or [])
+    figures.write_figures(spec, build_table(spec, collection), collection, tmp_path / "figures", ".smoke")
+    (stem, fig), = saved
+    assert stem == "table_block_type_pointplot.smoke"
+    assert "profile smoke (generated data, 64 training and 32 test images), on cpu: cpu, fp32" in [
+        t.get_text() for t in fig.texts]

@@ -128,3 +128,105 @@ def test_a_faithful_table_2_is_consistent_and_every_ordering_says_its_seeds_need
     for label in comps["label"]:
         assert f"  - {label} vs WRN-28-2: the paper's" in report
     assert "needs ~" in report and "seeds per side" in report
+
+
+def test_each_profile_is_reported_on_its_own(tmp_path, capsys):
+    """Paper and smoke runs of one spec in one folder: a table each, a REPORT.md section each, and no
+    smoke number in the paper profile's table or figure."""
+    spec = load_spec("table_block_type")
+    for planned in expand(spec, "paper")[:6]:
+        write_run(tmp_path, spec.name, planned.config, test_error=5.5)
+    for planned in expand(spec, "smoke"):
+        write_run(tmp_path, spec.name, planned.config, test_error=88.0, profile="smoke")
+    assert main(["--all", "--results", str(tmp_path)]) == 0
+    paper_table = (tmp_path / "tables" / "table_block_type.md").read_text()
+    smoke_table = (tmp_path / "tables" / "table_block_type.smoke.md").read_text()
+    assert "5.50" in paper_table and "88.00" not in paper_table
+    assert "88.00" in smoke_table and "5.50" not in smoke_table
+    assert "profile smoke (generated data, 64 training and 32 test images), on cpu: cpu, fp32" in smoke_table
+    assert "profile paper (the real data)" in paper_table
+    smoke_cells = pd.read_csv(tmp_path / "tables" / "table_block_type.smoke.csv")
+    assert set(smoke_cells["profile"]) == {"smoke"} and set(smoke_cells["data_source"]) == {"synthetic:64:32"}
+    assert set(smoke_cells["device"]) == {"cpu"} and set(smoke_cells["runtime_precision"]) == {"fp32"}
+    assert set(pd.read_csv(tmp_path / "tables" / "table_block_type.csv")["profile"]) == {"paper"}
+    assert (tmp_path / "figures" / "table_block_type_pointplot.smoke.png").exists()
+    report = (tmp_path / "REPORT.md").read_text()
+    paper_part, smoke_part = report.split("## Profile smoke")
+    assert "## Profile paper (the real data)" in paper_part and "tables/table_block_type.md" in paper_part
+    assert "tables/table_block_type.smoke.md" in smoke_part and "table_block_type.smoke" not in paper_part
+    assert "6 of 30 planned runs done" in paper_part and "6 of 6 planned runs done" in smoke_part
+
+
+def test_report_without_a_folder_finds_each_profiles_default_folder(tmp_path, monkeypatch, capsys):
+    """Where `experiments.run` writes by default (results/smoke/ for the smoke profile) is where the
+    report looks when given no folder; results/ without runs is no error then."""
+    monkeypatch.chdir(tmp_path)
+    for planned in expand(load_spec("table_block_type"), "smoke"):
+        write_run(Path("results/smoke"), "table_block_type", planned.config, test_error=88.0, profile="smoke")
+    assert main(["--all"]) == 0
+    assert (tmp_path / "results" / "smoke" / "REPORT.md").exists()
+    assert not (tmp_path / "results" / "REPORT.md").exists()
+    assert main(["--all", "--profile", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert "results holds no runs under profile paper of any spec" in err
+
+
+MY_SPEC = """
+name = "my_dropout"
+title = "WRN-16-4 with and without dropout on CIFAR-10"
+paper_ref = "my ablation"
+description = "Dropout at depth 16, width 4."
+kind = "train"
+seeds = 2
+metrics = ["test_error"]
+
+[base]
+dataset = "cifar10"
+depth = 16
+k = 4
+preprocessing = "meanstd"
+
+[grid]
+dropout = [false, true]
+
+[table]
+rows = ["dropout"]
+metric = "test_error"
+
+[[figures]]
+kind = "pointplot"
+x = "dropout"
+"""
+
+
+def test_a_user_spec_kept_with_the_results_is_reported_and_shares_its_runs(tmp_path, capsys):
+    """A user spec whose copy a launch kept in <results>/specs/ is in `--all` and REPORT.md, without
+    paper columns; the runs it shares with Table 6 are counted in Table 6 too."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "my_dropout.toml").write_text(MY_SPEC)
+    spec = load_spec(tmp_path / "specs" / "my_dropout.toml")
+    for planned in expand(spec):
+        write_run(tmp_path, spec.name, planned.config, test_error=4.0 + planned.config.seed + planned.config.dropout)
+    assert main(["--all", "--results", str(tmp_path)]) == 0
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "(`my_dropout`): 4 of 4 planned runs done" in report and "tables/my_dropout.md" in report
+    assert "(`table_dropout`): 4 of 80 planned runs done" in report
+    ours = pd.read_csv(tmp_path / "tables" / "my_dropout.csv")
+    assert not [c for c in ours.columns if "paper" in c] and list(ours["median"]) == [4.5, 4.8]
+    markdown = (tmp_path / "tables" / "my_dropout.md").read_text()
+    assert "| dropout | ours |" in markdown and "ours − paper" not in markdown
+    table6 = pd.read_csv(tmp_path / "tables" / "table_dropout.csv")
+    shared = table6[(table6["label"].str.startswith("WRN-16-4")) & (table6["dataset"] == "cifar10")]
+    assert sorted(shared["n"]) == [2, 2] and sorted(shared["median"]) == [4.5, 4.8]
+
+
+def test_runs_in_the_earlier_per_spec_layout_are_read_where_they_are(tmp_path):
+    spec = load_spec("table_deepening")
+    cfg = dict(dataset="cifar10", depth=40, k=2, block="B(3,3)", depth_convention="true", preprocessing="zca")
+    for seed in range(3):
+        flat = write_run(tmp_path, spec.name, dict(cfg, seed=seed), test_error=5.0 + seed)
+        legacy = tmp_path / "runs" / spec.name / flat.name
+        legacy.parent.mkdir(exist_ok=True)
+        flat.rename(legacy)
+    write_spec_report(spec, tmp_path)
+    assert "6.00 [5.00, 7.00] (75%) n=3" in (tmp_path / "tables" / "table_deepening.md").read_text()

@@ -6,6 +6,7 @@ from fabricate import write_run
 from analysis import stats
 from analysis.collect import collect_spec
 from analysis.tables import build_table, layout_frame, to_latex, to_markdown, write_tables
+from experiments.plan import expand
 from experiments.spec import load_spec
 
 BASE = dict(dataset="cifar10", k=2, preprocessing="zca")
@@ -114,7 +115,7 @@ def test_reference_rows_of_other_methods_are_shown(tmp_path):
 
 def test_written_files_and_escaped_latex(tmp_path):
     _, table = _block_type_table(tmp_path)
-    written = write_tables(table, tmp_path / "tables")
+    written = write_tables(table, tmp_path / "tables", "table_block_type")
     assert [p.name for p in written] == ["table_block_type.md", "table_block_type.tex", "table_block_type.csv",
                                          "table_block_type.vs_baseline.csv"]
     tex = (tmp_path / "tables" / "table_block_type.tex").read_text()
@@ -139,3 +140,27 @@ def test_no_finished_runs_still_gives_the_papers_table(tmp_path):
     assert table.comparisons.empty
     to_latex(table)
     assert math.isnan(table.cells["delta"].iat[0])
+
+
+def test_epoch_times_say_where_they_were_measured_and_compare_as_ratios_to_the_baseline(tmp_path):
+    """A time per epoch depends on the device and the epoch's size: the header says both, and each
+    row's time is also a ratio to B(3,3)'s, next to the paper's ratio (the comparable quantity)."""
+    _, table = _block_type_table(tmp_path)
+    layout = layout_frame(table)
+    assert "time per epoch (s) (ours: cpu, 49,920 images per epoch)" in layout.columns
+    assert list(layout["÷ WRN-28-2 (ours)"]) == ["0.97×", "0.97×", "", "", "1.00×", ""]  # 60 s / 62 s
+    assert list(layout["÷ WRN-28-2 (paper)"]) == ["1.27×", "1.00×", "1.07×", "1.22×", "1.00×", "0.89×"]  # 85.8 / 67.5
+
+
+def test_a_profiles_minibatch_is_stated_and_not_compared_with_the_papers_timing(tmp_path):
+    """The smoke profile times minibatches of 16; the paper's times are of 32: the table says 16 and
+    draws no comparison."""
+    spec = load_spec("figure_timing")
+    for planned in expand(spec, "smoke"):
+        write_run(tmp_path, spec.name, planned.config, timing={"ms_median": 30.0}, profile="smoke")
+    table = build_table(spec, collect_spec(spec, tmp_path, "smoke"))
+    assert table.metric_label == "time per minibatch of 16 (ms)"
+    timed = table.cells[table.cells["n"] > 0]
+    assert len(timed) == 5 and timed["paper"].isna().all()
+    assert all("minibatch of 16, the paper's 32: not compared" in note for note in timed["notes"])
+    assert "Measured here at minibatches of 16, not the paper's 32: not compared with its times." in to_markdown(table)

@@ -3,10 +3,12 @@ malformed profiles fail with one line naming the field and the value."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from experiments import run
 from experiments.profiles import PROFILES_FILE, Profile, load_profile, profile_names
 from experiments.plan import expand, parse_overrides
 from experiments.schema import SpecError
@@ -69,8 +71,8 @@ def test_user_profile_merges_in_the_documented_order(tmp_path: Path):
     spec = load_spec("table_width")  # spec base sets preprocessing zca; the profile does not touch it
     runs = expand(spec, profile)
     assert sorted({r.config.seed for r in runs}) == [0, 1]
-    for run in runs:
-        cfg = run.config
+    for planned in runs:
+        cfg = planned.config
         assert cfg.batch_size == (4 if cfg.dataset == "cifar100" else 8)  # config_by_dataset over config
         assert (cfg.epochs, cfg.lr_milestones, cfg.preprocessing) == (3, (2,), "zca")
     overridden = expand(spec, profile, parse_overrides(["batch_size=2"]), seeds=1)  # --set over both
@@ -123,3 +125,35 @@ def test_profile_without_description_is_rejected(tmp_path: Path):
 
 def test_shipped_profiles_file_is_the_default():
     assert PROFILES_FILE == Path(__file__).resolve().parents[2] / "experiments" / "profiles.toml"
+
+
+def test_profile_argument_takes_a_name_a_file_or_a_file_and_a_name(tmp_path: Path, capsys):
+    several = tmp_path / "profiles.toml"
+    several.write_text(USER_PROFILES + USER_PROFILES.replace("[tiny]", "[short]"))
+    one = tmp_path / "mine.toml"
+    one.write_text(USER_PROFILES)
+    assert load_profile("smoke").source == "smoke"
+    tiny = load_profile(f"{several}:tiny")
+    assert (tiny.name, tiny.path, tiny.source) == ("tiny", several, f"{several.resolve()}:tiny")
+    assert load_profile(str(one)).name == "tiny"  # a file of one profile needs no name
+    assert (tiny.default_results(), tiny.suffix, tiny.output_stem("table_width")) == (
+        Path("results") / "tiny", ".tiny", "table_width.tiny")
+    paper = load_profile("paper")
+    assert (paper.default_results(), paper.suffix) == (Path("results"), "")
+    with pytest.raises(SpecError, match=r"holds the profiles tiny, short: name one, --profile .*profiles.toml:<name>"):
+        load_profile(str(several))
+    with pytest.raises(SpecError, match=r"no such profiles file"):
+        load_profile(str(tmp_path / "missing.toml"))
+    with pytest.raises(SpecError, match=r"unknown profile 'tinny' \(did you mean 'tiny'\?\)"):
+        load_profile(f"{several}:tinny")
+    # the runner takes every form: its dry run plans the user profile's seeds and sizes
+    assert run.main(["table_width", "--profile", f"{several}:tiny", "--dry-run", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["config"]["seed"] for r in rows} == {0, 1} and {r["config"]["epochs"] for r in rows} == {3}
+
+
+def test_a_user_profile_may_not_take_a_shipped_profiles_name(tmp_path: Path):
+    path = tmp_path / "profiles.toml"
+    path.write_text(USER_PROFILES.replace("[tiny]", "[smoke]"))
+    with pytest.raises(SpecError, match=r"profile 'smoke' has the name of a shipped profile"):
+        load_profile(f"{path}:smoke")

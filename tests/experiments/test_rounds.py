@@ -15,6 +15,7 @@ import pytest
 import fake_training
 from analysis.verdicts import SequentialDesign
 from experiments import run, store, worker
+from experiments.profiles import load_profile
 
 SPEC = """\
 name = "rounds_tiny"
@@ -80,7 +81,7 @@ def launch(spec: Path, results: Path, *extra: str) -> int:
 
 def seeds_by_k(results: Path) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
-    for rec in store.spec_runs(results, "rounds_tiny"):
+    for rec in store.all_runs(results):
         out.setdefault(rec.config["k"], []).append(rec.config["seed"])
     return {k: sorted(v) for k, v in sorted(out.items())}
 
@@ -95,11 +96,11 @@ def test_seeds_go_where_they_decide_something(spec, tmp_path, trained, capsys):
     assert seeds[2] == [0, 1, 2]
     assert seeds[1] == seeds[3] and len(seeds[3]) in (6, 12) and seeds[3] == list(range(len(seeds[3])))
     assert "round 2 of at most 3: 3 seeds per cell, 6 for the 2 cells of unresolved orderings" in out
-    comps = pd.read_csv(results / "tables" / "rounds_tiny.vs_baseline.csv").set_index("k")
+    comps = pd.read_csv(results / "tables" / "rounds_tiny.smoke.vs_baseline.csv").set_index("k")
     assert (comps.loc[2, "verdict"], comps.loc[2, "look"]) == ("supported", 1) and comps.loc[2, "alpha"] == pytest.approx(0.0125)
     assert comps.loc[3, "look"] > 1 and comps.loc[3, "n"] == len(seeds[3])
     assert {"verdict", "diff", "ci_low", "ci_high", "p_value", "seeds_needed"} <= set(comps.columns)
-    design = json.loads((results / "sequential" / "rounds_tiny.json").read_text())
+    design = json.loads((results / "sequential" / "rounds_tiny.smoke.json").read_text())
     assert design == {"spec": "rounds_tiny", "profile": "smoke", "start": 3, "max_seeds": 12, "alpha": 0.05}
     assert set(trained.values()) == {1}  # every run trained once
     # the dry run's worst case: the three cells to 12 seeds (all take part in an ordering)
@@ -132,7 +133,7 @@ def test_a_stopped_launch_continues_its_rounds_without_training_twice(spec, tmp_
     assert launch(spec, stopped) == 0
     assert seeds_by_k(stopped) == expected
     assert set(trained.values()) == {1}, "a run was trained to the end twice"
-    same = [pd.read_csv(folder / "tables" / "rounds_tiny.vs_baseline.csv")[["k", "verdict", "look", "p_value"]]
+    same = [pd.read_csv(folder / "tables" / "rounds_tiny.smoke.vs_baseline.csv")[["k", "verdict", "look", "p_value"]]
             for folder in (straight, stopped)]
     pd.testing.assert_frame_equal(*same)
 
@@ -141,11 +142,11 @@ def test_the_report_replays_the_recorded_design(spec, tmp_path, trained):
     results = tmp_path / "results"
     assert launch(spec, results) == 0
     from analysis.report import main as report
-    before = (results / "tables" / "rounds_tiny.vs_baseline.csv").read_text()
+    before = (results / "tables" / "rounds_tiny.smoke.vs_baseline.csv").read_text()
     assert report([str(spec), "--results", str(results), "--profile", "smoke"]) == 0
-    assert (results / "tables" / "rounds_tiny.vs_baseline.csv").read_text() == before
-    assert SequentialDesign.read(results, "rounds_tiny", "smoke").looks == [3, 6, 12]
-    assert SequentialDesign.read(results, "rounds_tiny", "paper") is None  # another profile's runs
+    assert (results / "tables" / "rounds_tiny.smoke.vs_baseline.csv").read_text() == before
+    assert SequentialDesign.read(results, "rounds_tiny", load_profile("smoke")).looks == [3, 6, 12]
+    assert SequentialDesign.read(results, "rounds_tiny", load_profile("paper")) is None  # another profile's runs
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -177,13 +178,13 @@ def test_a_sequential_smoke_launch_with_real_training_stops_within_its_budget(tm
     args = [str(spec), "--profile", "smoke", "--seeds", "2", "--until-resolved", "--max-seeds", "4",
             "--max-parallel", "2", "--results", str(tmp_path / "results")]
     assert run.main(args) == 0
-    for rec in store.spec_runs(tmp_path / "results", "rounds_real"):
+    for rec in store.all_runs(tmp_path / "results"):
         assert rec.state == "done"
     seeds: dict[int, list[int]] = {}
-    for rec in store.spec_runs(tmp_path / "results", "rounds_real"):
+    for rec in store.all_runs(tmp_path / "results"):
         seeds.setdefault(rec.config["k"], []).append(rec.config["seed"])
     assert all(sorted(s) in ([0, 1], [0, 1, 2, 3]) for s in seeds.values()), seeds
-    assert (tmp_path / "results" / "tables" / "rounds_real.vs_baseline.csv").exists()
+    assert (tmp_path / "results" / "tables" / "rounds_real.smoke.vs_baseline.csv").exists()
     capsys.readouterr()
     assert run.main(args) == 0
     assert "start " not in capsys.readouterr().out

@@ -1,15 +1,19 @@
 """The runner's command line: dry runs of every shipped spec, overrides, and the smoke profile of
-Table 2 end to end through the local executor (real subprocesses, real files), then a relaunch."""
+Table 2 end to end through the local executor (real subprocesses, real files), then the status command
+and the report on its folder, and relaunches."""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from experiments import run, store
+from analysis import report
+from experiments import run, status, store
 from experiments.spec import list_specs
 
 SPEC_NAMES = [s.name for s in list_specs()]
@@ -69,33 +73,61 @@ def test_cpu_launch_over_an_hour_asks_for_yes(capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_smoke_table_block_type_end_to_end_then_relaunch_skips(capsys, tmp_path):
-    results = tmp_path / "results"
-    assert run.main(["table_block_type", "--profile", "smoke", "--results", str(results)]) == 0
+def test_smoke_table_block_type_end_to_end_then_relaunch_skips(capsys, tmp_path, monkeypatch):
+    """`make demo` as a new user runs it, from a folder of their own: the smoke profile writes into
+    results/smoke/, every file says "smoke"; `analysis.report --all` and `experiments.status` then agree
+    on the folder, nothing is presented as the paper profile's, and a relaunch trains nothing, also
+    from the earlier per-spec layout of the run store."""
+    monkeypatch.chdir(tmp_path)
+    assert run.main(["table_block_type", "--profile", "smoke"]) == 0
     out = capsys.readouterr().out
-    records = store.spec_runs(results, "table_block_type")
-    assert len(records) == 6 and {r.state for r in records} == {"done"}
+    results = tmp_path / "results" / "smoke"
+    records = store.all_runs(results)
+    assert len(records) == 6 and {r.state for r in records} == {"done"} and {r.profile for r in records} == {"smoke"}
     for rec in records:
         assert (rec.path / "result.json").exists() and (rec.path / "provenance.json").exists()
         assert rec.config["data_source"] == "synthetic:64:32" and rec.config["epochs"] == 2
         assert len(store.read_metrics(rec.path / "metrics.jsonl")) == 2
-    for name in ("table_block_type.md", "table_block_type.tex", "table_block_type.csv"):
+    for name in ("table_block_type.smoke.md", "table_block_type.smoke.tex", "table_block_type.smoke.csv"):
         assert (results / "tables" / name).exists(), name
-    assert (results / "figures" / "table_block_type_pointplot.png").exists()
-    assert (results / "figures" / "table_block_type_pointplot.pdf").exists()
-    assert (results / "REPORT.md").exists()
-    table = pd.read_csv(results / "tables" / "table_block_type.csv")
-    assert TABLE2_BLOCKS <= set(table["block"].astype(str))
-    markdown = (results / "tables" / "table_block_type.md").read_text()
+    for ext in ("png", "pdf"):
+        assert (results / "figures" / f"table_block_type_pointplot.smoke.{ext}").exists()
+    table = pd.read_csv(results / "tables" / "table_block_type.smoke.csv")
+    assert TABLE2_BLOCKS <= set(table["block"].astype(str)) and set(table["profile"]) == {"smoke"}
+    markdown = (results / "tables" / "table_block_type.smoke.md").read_text()
     assert all(block in markdown for block in TABLE2_BLOCKS)
-    assert "table_block_type.md" in out
+    assert "Runs: profile smoke (generated data, 64 training and 32 test images), on cpu" in markdown
+    assert "table_block_type.smoke.md" in out
+    assert not (tmp_path / "results" / "runs").exists() and not (tmp_path / "results" / "tables").exists()
+
+    # the same folder through the status command and the report: they agree
+    assert status.main(["table_block_type", "--profile", "smoke"]) == 0
+    assert capsys.readouterr().out.startswith("table_block_type: 6 runs: 6 done")
+    assert status.main(["table_block_type"]) == 0  # the paper profile: nothing of it anywhere
+    assert capsys.readouterr().out.startswith("table_block_type: 30 runs: 30 to do")
+    for path in (results / "tables").iterdir():
+        path.unlink()
+    assert report.main(["--all"]) == 0
+    assert {p.name.split(".")[1] for p in (results / "tables").iterdir()} == {"smoke"}
+    index = (results / "REPORT.md").read_text()
+    assert "## Profile smoke (generated data" in index and "## Profile paper" not in index
+    assert "(`table_block_type`): 6 of 6 planned runs done" in index
+    assert not (tmp_path / "results" / "REPORT.md").exists()
+    capsys.readouterr()
 
     mtimes = {r.run_id: (r.path / "result.json").stat().st_mtime_ns for r in records}
-    assert run.main(["table_block_type", "--profile", "smoke", "--results", str(results)]) == 0
+    assert run.main(["table_block_type", "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "6 complete, 0 to run" in out and "start " not in out
+    legacy = results / "runs" / "table_block_type"
+    legacy.mkdir()
+    for rec in records:
+        rec.path.rename(legacy / rec.run_id)
+    assert run.main(["table_block_type", "--profile", "smoke"]) == 0
     out = capsys.readouterr().out
     assert "6 complete, 0 to run" in out and "start " not in out
     assert {r.run_id: (r.path / "result.json").stat().st_mtime_ns
-            for r in store.spec_runs(results, "table_block_type")} == mtimes
+            for r in store.all_runs(results)} == mtimes
 
 
 def test_the_readme_example_spec_dry_runs(capsys, tmp_path):
@@ -107,3 +139,49 @@ def test_the_readme_example_spec_dry_runs(capsys, tmp_path):
     rows = dry_run_json(capsys, str(path))
     assert [r["label"] for r in rows[:4]] == ["WRN-16-1", "WRN-16-2", "WRN-16-4", "WRN-16-8"]
     assert len(rows) == 12  # 4 widths x 3 seeds
+
+
+ONE_NETWORK_SPEC = """
+name = "one_network"
+title = "One tiny network"
+paper_ref = "none (a test spec)"
+description = "WRN-10-1 on CIFAR-10."
+kind = "train"
+seeds = 1
+metrics = ["test_error"]
+
+[base]
+dataset = "cifar10"
+depth = 10
+k = 1
+preprocessing = "meanstd"
+
+[table]
+rows = ["k"]
+metric = "test_error"
+
+[[figures]]
+kind = "curves"
+"""
+
+
+@pytest.mark.parametrize("umask, file_mode, folder_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_every_file_and_folder_of_a_launch_honours_the_umask(umask, file_mode, folder_mode, tmp_path, capsys):
+    """Run folders, checkpoints, results, tables, figures, the report, the kept spec and the generated
+    data: what a group shares on a cluster is readable by it exactly when the umask says so."""
+    spec = tmp_path / "one_network.toml"
+    spec.write_text(ONE_NETWORK_SPEC)
+    results = tmp_path / "results"
+    previous = os.umask(umask)
+    try:
+        assert run.main([str(spec), "--profile", "smoke", "--executor", "debug", "--results", str(results)]) == 0
+    finally:
+        os.umask(previous)
+    capsys.readouterr()
+    paths = list(results.rglob("*"))
+    for kind in ("result.json", "checkpoint.pt", "metrics.jsonl", "one_network.smoke.md", "REPORT.md",
+                 "one_network.toml", "one_network_curves.smoke.png"):
+        assert any(p.name == kind for p in paths), kind
+    wrong = {str(p.relative_to(results)): oct(stat.S_IMODE(p.stat().st_mode)) for p in paths
+             if stat.S_IMODE(p.stat().st_mode) != (folder_mode if p.is_dir() else file_mode)}
+    assert not wrong, wrong

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ import torch
 from experiments import slurm as slurm_mod
 from experiments import store
 from experiments.clusters import load_cluster
-from experiments.slurm import check_available, reconcile, submit_runs, wait_for
+from experiments.slurm import check_available, reconcile, snapshot_code, submit_runs, wait_for
 from test_rounds import PAPER, SPEC
 from wrn import checkpoint
 from wrn.config import RunConfig, resolve
@@ -79,7 +80,7 @@ def make_run(results: Path, spec: str, epochs: int, **fields) -> Path:
                             batch_size=16, eval_batch_size=64, preprocessing="meanstd",
                             data_source="synthetic:256:64", **fields))
     rid = store.run_id(cfg)
-    path = store.run_dir(results, spec, rid)
+    path = store.run_dir(results, rid)
     path.mkdir(parents=True)
     atomic_write_json(path / store.CONFIG, {"run_id": rid, "spec": spec, "label": render_label(cfg),
                                                   "kind": "train", "config": cfg.to_dict(), "created_at": "now"})
@@ -154,7 +155,7 @@ def test_impossible_resources_are_refused_at_submission(cluster, data_dir, tmp_p
     results = tmp_path / "results"
     run = make_run(results, "probe", epochs=1)
     with pytest.raises(UserError, match=f"cluster 'local': sbatch refused the job array: .*{message}") as err:
-        submit_runs([run], dataclasses.replace(cluster, **change), data_dir, None)
+        submit_runs([run], "slurm_tests", dataclasses.replace(cluster, **change), data_dir, None)
     assert "\n" not in str(err.value)
     assert not (run / store.SLURM).exists()
     assert not (results / "slurm").exists()
@@ -164,7 +165,7 @@ def test_impossible_resources_are_refused_at_submission(cluster, data_dir, tmp_p
 def test_array_is_chunked_under_max_array_size_and_runs_from_the_snapshot(cluster, data_dir, tmp_path):
     results = tmp_path / "results"
     runs = [make_run(results, "chunked", epochs=1, seed=s) for s in range(3)]
-    job_ids = submit_runs(runs, dataclasses.replace(cluster, max_array_size=2), data_dir, max_parallel=2)
+    job_ids = submit_runs(runs, "chunked", dataclasses.replace(cluster, max_array_size=2), data_dir, max_parallel=2)
     assert len(job_ids) == 2
     infos = [read_json(r / store.SLURM) for r in runs]
     assert [i["job_id"] for i in infos] == [f"{job_ids[0]}_0", f"{job_ids[0]}_1", job_ids[1]]
@@ -183,8 +184,8 @@ def test_array_is_chunked_under_max_array_size_and_runs_from_the_snapshot(cluste
 
 def test_submitting_a_queued_run_again_is_a_no_op(cluster, data_dir, tmp_path):
     run = make_run(tmp_path / "results", "again", epochs=1)
-    first = submit_runs([run], cluster, data_dir, None)
-    assert submit_runs([run], cluster, data_dir, None) == []
+    first = submit_runs([run], "slurm_tests", cluster, data_dir, None)
+    assert submit_runs([run], "slurm_tests", cluster, data_dir, None) == []
     assert read_json(run / store.SLURM)["job_id"] == first[0]
     assert wait_for([run], poll_s=1, timeout_s=120) == {"done": 1}
 
@@ -196,8 +197,8 @@ def test_failed_and_cancelled_runs_are_reported_and_only_they_are_resubmitted(cl
     cancelled = make_run(results, "mixed", epochs=1, seed=2)
     meta = read_json(broken / store.CONFIG)
     atomic_write_json(broken / store.CONFIG, {**meta, "config": {**meta["config"], "depth": 11}})
-    submit_runs([good, broken], cluster, data_dir, None)
-    [cancel_id] = submit_runs([cancelled], dataclasses.replace(cluster, sbatch={"hold": True}), data_dir, None)
+    submit_runs([good, broken], "slurm_tests", cluster, data_dir, None)
+    [cancel_id] = submit_runs([cancelled], "slurm_tests", dataclasses.replace(cluster, sbatch={"hold": True}), data_dir, None)
     subprocess.run(["scancel", cancel_id], check=True)
     assert wait_for([good, broken, cancelled], poll_s=1, timeout_s=180) == {"done": 1, "failed": 2}
 
@@ -213,7 +214,7 @@ def test_failed_and_cancelled_runs_are_reported_and_only_they_are_resubmitted(cl
     done_result = (good / store.RESULT).stat().st_mtime_ns
     to_run = [r.path for r in reconcile([good, broken, cancelled]) if r.state not in ("done", "diverged")]
     assert to_run == [broken, cancelled]
-    submit_runs(to_run, cluster, data_dir, None)
+    submit_runs(to_run, "slurm_tests", cluster, data_dir, None)
     assert {store.read_run(r).state for r in to_run} <= {"queued", "running"}  # failure.json cleared
     assert wait_for([good, broken, cancelled], poll_s=1, timeout_s=180) == {"done": 3}
     assert (good / store.RESULT).stat().st_mtime_ns == done_result
@@ -228,15 +229,15 @@ def test_preempted_and_requeued_jobs_resume_and_match_an_uninterrupted_run(clust
     stops training at a step boundary and requeues; (c) scontrol requeue (no USR2: the job is killed
     and reruns its original submission): it resumes from the run store's last epoch checkpoint.
     Both end with exactly the metrics and weights of an uninterrupted run on one CPU."""
-    results = tmp_path / "results"
     # Long enough that a job signalled after 2 epochs is still training when SLURM kills it: a plain
     # requeue only takes effect after KillWait (10 s) and an idle CPU trains an epoch in ~0.4 s.
+    # One run (one config, one id) three times: in three results folders.
     epochs = 60
-    preempted = make_run(results, "usr2", epochs)
-    requeued = make_run(results, "requeue", epochs)
-    reference = make_run(results, "reference", epochs)
-    [usr2_job] = submit_runs([preempted], cluster, data_dir, None)
-    [requeue_job] = submit_runs([requeued], cluster, data_dir, None)
+    preempted = make_run(tmp_path / "usr2", "usr2", epochs)
+    requeued = make_run(tmp_path / "requeue", "requeue", epochs)
+    reference = make_run(tmp_path / "reference", "reference", epochs)
+    [usr2_job] = submit_runs([preempted], "slurm_tests", cluster, data_dir, None)
+    [requeue_job] = submit_runs([requeued], "slurm_tests", cluster, data_dir, None)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     ref = subprocess.Popen([sys.executable, "-m", "experiments.worker", str(reference), "--data-dir",
                             str(data_dir), "--device", "cpu"], cwd=REPO, env=env,
@@ -288,7 +289,7 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def table_without_timing(results: Path, spec: str) -> pd.DataFrame:
-    table = pd.read_csv(results / "tables" / f"{spec}.csv")
+    table = pd.read_csv(results / "tables" / f"{spec}.smoke.csv")
     return table[[c for c in table.columns if "time" not in c]]
 
 
@@ -300,13 +301,17 @@ def test_smoke_spec_through_the_cluster_gives_the_local_executors_table(cluster,
                         "--results", str(tmp_path / "slurm"))
     assert via_slurm.returncode == 0, via_slurm.stderr
     assert "submitted 6 runs as SLURM job(s)" in via_slurm.stdout
+    follow = f"python -m experiments.status {spec} --profile smoke --results {tmp_path / 'slurm'}"
+    assert follow in via_slurm.stdout  # and it shows these runs, done
+    status = subprocess.run([sys.executable, *follow.split()[1:]], cwd=REPO, capture_output=True, text=True)
+    assert status.stdout.startswith(f"{spec}: 6 runs: 6 done"), status.stdout + status.stderr
     # two runs at a time on one core each, as on the dev cluster's two cores
     local = run_cli(spec, "--profile", "smoke", "--max-parallel", "2", "--results", str(tmp_path / "local"))
     assert local.returncode == 0, local.stderr
     via_local = table_without_timing(tmp_path / "local", spec)
     assert len(via_local) == 6 and via_local["median"].notna().all()  # every network has its test error
     pd.testing.assert_frame_equal(table_without_timing(tmp_path / "slurm", spec), via_local)
-    for run in store.spec_runs(tmp_path / "slurm", spec):
+    for run in store.all_runs(tmp_path / "slurm"):
         assert run.state == "done" and run.slurm["cluster"] == "local"
 
     again = run_cli(spec, "--profile", "smoke", "--executor", "slurm", "--results", str(tmp_path / "slurm"))
@@ -349,9 +354,25 @@ def test_a_sequential_launch_runs_its_rounds_through_the_cluster(cluster, tmp_pa
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("submitted") == 2  # round 1: 9 runs; round 2: 6 runs for the unresolved ordering
     assert "every ordering is decided" in out.stdout
-    runs = store.spec_runs(tmp_path / "results", "rounds_tiny")
+    runs = store.all_runs(tmp_path / "results")
     assert len(runs) == 15 and {r.state for r in runs} == {"done"}
-    comps = pd.read_csv(tmp_path / "results" / "tables" / "rounds_tiny.vs_baseline.csv")
+    comps = pd.read_csv(tmp_path / "results" / "tables" / "rounds_tiny.smoke.vs_baseline.csv")
     assert list(comps["verdict"]) == ["supported", "supported"] and list(comps["look"]) == [1, 2]
     again = run_cli(*args, env=env)
     assert again.returncode == 0 and "submitted" not in again.stdout
+
+
+@pytest.mark.parametrize("umask, file_mode, folder_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_the_code_snapshot_is_the_packages_with_the_umasks_permissions(umask, file_mode, folder_mode, tmp_path):
+    previous = os.umask(umask)
+    try:
+        snapshot_code(tmp_path / "code")
+    finally:
+        os.umask(previous)
+    paths = list((tmp_path / "code").rglob("*"))
+    assert (tmp_path / "code" / "wrn" / "train.py").read_bytes() == (REPO / "wrn" / "train.py").read_bytes()
+    assert (tmp_path / "code" / "experiments" / "specs" / "table_width.toml").exists()
+    assert not [p for p in paths if "__pycache__" in p.parts or p.suffix == ".pyc"]
+    wrong = {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in paths
+             if stat.S_IMODE(p.stat().st_mode) != (folder_mode if p.is_dir() else file_mode)}
+    assert not wrong, wrong

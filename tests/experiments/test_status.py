@@ -27,7 +27,7 @@ def results(tmp_path, monkeypatch):
     root = tmp_path / "results"
     dirs = []
     for plan in planned[:5]:
-        path = store.run_dir(root, SPEC, plan.run_id)
+        path = store.run_dir(root, plan.run_id)
         path.mkdir(parents=True)
         atomic_write_json(path / store.CONFIG, {"run_id": plan.run_id, "spec": SPEC, "label": plan.label,
                                                       "config": plan.config.to_dict(), "created_at": "now"})
@@ -92,7 +92,8 @@ def test_runs_of_another_profile_are_counted_not_listed(results, capsys):
     assert status.main([SPEC, "--results", str(root)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == f"{SPEC}: 30 runs: 30 to do"
-    assert "(5 more run folders of table_block_type" in out
+    assert (f"(5 more run folders under {root} were planned by {SPEC} under another profile or --set: not in "
+            "these tables)") in out
 
 
 def test_slurm_unreachable_leaves_store_states(results, capsys, monkeypatch):

@@ -44,7 +44,7 @@ def make_run(results: Path, cfg: RunConfig | None = None, spec: str = SPEC) -> P
     """A run folder with its config.json, as `experiments.run` materialises it."""
     cfg = cfg or tiny_config()
     rid = store.run_id(cfg)
-    path = store.run_dir(results, spec, rid)
+    path = store.run_dir(results, rid)
     path.mkdir(parents=True)
     atomic_write_json(path / store.CONFIG, {
         "run_id": rid, "spec": spec, "label": "WRN-10-1", "kind": "train", "config": cfg.to_dict(),

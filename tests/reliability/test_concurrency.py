@@ -1,5 +1,5 @@
-"""Concurrency: two launchers of the same spec at once, and two jobs given the same run,
-train each run exactly once; a dead job's lock (dead pid on this host, or a heartbeat too old) is
+"""Concurrency: two launchers of the same spec at once, two launchers of two specs that share a
+run, and two jobs given the same run, train each run exactly once; a dead job's lock (dead pid on this host, or a heartbeat too old) is
 broken, a live one is respected, and breaking a stale lock cannot hand the run to two owners."""
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import sys
 import time
 from collections import Counter
 
+import pandas as pd
 import pytest
 
-from harness import (REPO_ROOT, STEPS_PER_EPOCH, assert_identical, make_run, python_env,
+from harness import (REPO_ROOT, STEPS_PER_EPOCH, USER_SPEC, assert_identical, make_run, python_env,
                       snapshot, worker_log, write_spec)
 from experiments import locking, store
 from experiments.locking import RunLock, RunLocked
+from experiments.run import main as launch
 from experiments.worker import EXIT_LOCKED
 
 S = STEPS_PER_EPOCH
@@ -60,7 +62,7 @@ def test_two_launchers_of_the_same_spec_train_each_run_once(tmp_path):
     for proc, out in zip(launchers, outputs):
         assert proc.returncode == 0, out
         assert "Traceback" not in out, out
-    runs = store.spec_runs(results, "reliability_tiny")
+    runs = store.all_runs(results)
     assert len(runs) == 2 and all(r.state == "done" for r in runs), [(r.state, r.reason) for r in runs]
     starts = Counter(line.split()[0] for line in train_log.read_text().splitlines())
     assert starts == {r.run_id: 1 for r in runs}, f"training starts per run: {dict(starts)}\n" + "\n".join(outputs)
@@ -71,6 +73,36 @@ def test_two_launchers_of_the_same_spec_train_each_run_once(tmp_path):
         complete = int(re.search(r"2 runs, (\d) complete", out).group(1))
         ended = set(re.findall(r"^\[[\d:]+\] (?:done|skipped) .*\[(\w+)\]$", out, re.M))
         assert len(ended) == 2 - complete and ended <= {r.run_id for r in runs}, out
+
+
+def test_two_launchers_of_two_specs_that_share_a_network_train_it_once(tmp_path, capsys):
+    """reliability_a plans k = 1, 2 and reliability_b k = 2, 3: launched at once, WRN-10-2 is trained
+    by one of them, and both tables count it."""
+    spec_a = write_spec(tmp_path, "reliability_a")
+    spec_b = write_spec(tmp_path, "reliability_b", USER_SPEC.format(name="reliability_b")
+                        .replace("k = 1\n", "k = 3\n"))
+    results = tmp_path / "results"
+    train_log = tmp_path / "training-starts.log"
+    env = python_env(PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "tests" / "hooks"), str(REPO_ROOT)]),
+                     WRN_TEST_TRAIN_LOG=str(train_log))
+    launchers = [subprocess.Popen([sys.executable, "-m", "experiments.run", str(spec), "--profile", "smoke",
+                                   "--results", str(results)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for spec in (spec_a, spec_b)]
+    outputs = [proc.communicate(timeout=300)[0] for proc in launchers]
+    assert [proc.returncode for proc in launchers] == [0, 0], outputs
+    runs = {rec.config["k"]: rec for rec in store.all_runs(results)}
+    assert sorted(runs) == [1, 2, 3] and all(r.state == "done" for r in runs.values())
+    starts = Counter(line.split()[0] for line in train_log.read_text().splitlines())
+    assert starts == {r.run_id: 1 for r in runs.values()}, f"training starts per run: {dict(starts)}"
+    for name in ("reliability_a", "reliability_b"):
+        table = pd.read_csv(results / "tables" / f"{name}.smoke.csv").set_index("k")
+        assert table.loc[2, "n"] == 1 and table.loc[2, "median"] == runs[2].result.final.test_error
+        assert (results / "specs" / f"{name}.toml").exists()  # kept with the results
+    # the dry run of either says that the shared run is done, and which spec planned it first
+    other = {"reliability_a": "reliability_b", "reliability_b": "reliability_a"}[runs[2].spec]
+    assert launch([str(tmp_path / f"{other}.toml"), "--profile", "smoke", "--results", str(results),
+                     "--dry-run"]) == 0
+    assert f"2 of 2 runs are done, of which 1 first planned by {runs[2].spec}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("n_workers", [2, 4])

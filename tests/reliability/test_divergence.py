@@ -66,15 +66,15 @@ def test_diverged_run_is_shown_as_diverged_in_the_table(tmp_path, capsys):
     code = main([str(spec), "--profile", "smoke", "--results", str(results), "--executor", "debug",
                  "--set", "lr=1e12"])
     assert code == 0, capsys.readouterr()
-    (rec,) = store.spec_runs(results, "reliability_diverging")
+    (rec,) = store.all_runs(results)
     assert rec.state == "diverged"
     where = rec.result.diverged
-    table = (results / "tables" / "reliability_diverging.md").read_text()
+    table = (results / "tables" / "reliability_diverging.smoke.md").read_text()
     assert "diverged" in table
-    with open(results / "tables" / "reliability_diverging.runs.csv") as f:
+    with open(results / "tables" / "reliability_diverging.smoke.runs.csv") as f:
         (row,) = list(csv.DictReader(f))
     assert row["state"] == "diverged" and row["test_error"] == ""
-    with open(results / "tables" / "reliability_diverging.csv") as f:
+    with open(results / "tables" / "reliability_diverging.smoke.csv") as f:
         (cell,) = list(csv.DictReader(f))
     assert cell["median"] == "" and cell["n"] == "0", "a diverged run entered a median"
     assert float(row["diverged_epoch"]) == where.epoch

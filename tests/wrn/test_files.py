@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -51,3 +53,17 @@ def test_temp_files_of_interrupted_writes_are_removed(tmp_path):
     (tmp_path / "result.json").write_text(json.dumps({}))
     remove_temp_files(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_a_written_file_has_the_permissions_the_umask_gives_new_files(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        for write in (lambda p: atomic_write_text(p, "x"), lambda p: atomic_write(p, lambda h: h.write(b"x"),
+                                                                                   binary=True)):
+            path = tmp_path / f"f{umask:o}"
+            write(path)
+            assert stat.S_IMODE(path.stat().st_mode) == mode
+            path.unlink()
+    finally:
+        os.umask(old)
