@@ -23,6 +23,7 @@ import torch
 
 from experiments import store
 from experiments.console import Log
+from experiments.locking import RunLocked, lock_is_live
 from experiments.worker import EXIT_INTERRUPTED, EXIT_LOCKED, execute_run
 
 OUTCOMES = ("done", "diverged", "failed", "interrupted", "skipped")
@@ -69,6 +70,7 @@ class _LocalLaunch:
         self.pending, self.free = list(run_dirs), list(slots)
         self.data_dir, self.log, self.total = data_dir, log, len(run_dirs)
         self.running: list[_Running] = []
+        self.waiting: list[Path] = []
         self.counts = dict.fromkeys(OUTCOMES, 0)
         self.stopping = threading.Event()
 
@@ -95,6 +97,22 @@ class _LocalLaunch:
             self.log(f"start  {_describe(path)} on {where}")
         if self.stopping.is_set():
             self.pending.clear()
+            self.counts["skipped"] += len(self.waiting)
+            self.waiting.clear()
+
+    def requeue_released(self) -> None:
+        """A run another launcher was training: once its lock is released, count it if it finished
+        there, else queue it here to resume (its owner was stopped or died)."""
+        for path in list(self.waiting):
+            if lock_is_live(path / store.LOCK):
+                continue
+            self.waiting.remove(path)
+            state = store.read_run(path).state
+            if state in ("done", "diverged"):
+                self.counts[state] += 1
+                self.log(f"{state:<6} {_describe(path)} (trained by another launcher)")
+            else:
+                self.pending.append(path)
 
     def follow(self) -> None:
         """Report new epochs of the running runs, and the outcome of each that has ended."""
@@ -113,6 +131,10 @@ class _LocalLaunch:
         self.running.remove(run)
         self.free.append(run.slot)
         outcome = _outcome(run.path, code)
+        if outcome == "skipped" and not self.stopping.is_set():
+            self.waiting.append(run.path)
+            self.log(f"wait   {_describe(run.path)}: being trained by another launcher")
+            return
         self.counts[outcome] += 1
         tail = ""
         if outcome == "failed":
@@ -126,15 +148,19 @@ class _LocalLaunch:
 def run_local(run_dirs: list[Path], data_dir: Path | None, slots: list[Slot], log: Log) -> dict[str, int]:
     """Run every run of `run_dirs` in subprocesses, `len(slots)` at a time; return outcome counts.
 
+    A run that another launcher is training (its lock is live) is waited for, not skipped, so that
+    the report written after this launch counts it; if its owner stops first, it resumes here.
+
     Ctrl-C (or SIGTERM) is passed on to the running children, which checkpoint at their next step
     and exit; the runs resume on the next launch."""
     launch = _LocalLaunch(run_dirs, data_dir, slots, log)
     previous = {s: signal.signal(s, launch.forward_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while launch.pending or launch.running:
+        while launch.pending or launch.running or launch.waiting:
             launch.start_into_free_slots()
             time.sleep(POLL_S)
             launch.follow()
+            launch.requeue_released()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -153,11 +179,22 @@ def _outcome(path: Path, code: int) -> str:
 
 
 def run_debug(run_dirs: list[Path], data_dir: Path | None, log: Log) -> dict[str, int]:
-    """Run every run in this process, one after another: breakpoints work and errors propagate."""
+    """Run every run in this process, one after another: breakpoints work and errors propagate. A run
+    another launcher is training is waited for, as in `run_local`."""
     counts = dict.fromkeys(OUTCOMES, 0)
     for path in run_dirs:
         log(f"start  {_describe(path)} (in-process)")
-        state = execute_run(path, data_dir, progress=None)
+        while True:
+            try:
+                state = execute_run(path, data_dir, progress=None)
+                break
+            except RunLocked:
+                log(f"wait   {_describe(path)}: being trained by another launcher")
+                while lock_is_live(path / store.LOCK):
+                    time.sleep(POLL_S)
+                state = store.read_run(path).state
+                if state in ("done", "diverged"):
+                    break
         counts[state] += 1
         log(f"{state:<6} {_describe(path)}")
     return counts

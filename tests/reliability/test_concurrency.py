@@ -1,5 +1,6 @@
 """Concurrency: two launchers of the same spec at once, two launchers of two specs that share a
-run, and two jobs given the same run, train each run exactly once; a dead job's lock (dead pid on this host, or a heartbeat too old) is
+run, and two jobs given the same run, train each run exactly once (a launcher waits for a run held
+elsewhere and resumes it if its owner stops); a dead job's lock (dead pid on this host, or a heartbeat too old) is
 broken, a live one is respected, and breaking a stale lock cannot hand the run to two owners."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -17,8 +19,9 @@ import pandas as pd
 import pytest
 
 from harness import (REPO_ROOT, STEPS_PER_EPOCH, USER_SPEC, assert_identical, make_run, python_env,
-                      snapshot, worker_log, write_spec)
+                      snapshot, wait_for, worker_log, write_spec)
 from experiments import locking, store
+from experiments.executors import plan_slots, run_local
 from experiments.locking import RunLock, RunLocked
 from experiments.run import main as launch
 from experiments.worker import EXIT_LOCKED
@@ -69,9 +72,9 @@ def test_two_launchers_of_the_same_spec_train_each_run_once(tmp_path):
     for r in runs:
         assert [row["epoch"] for row in store.read_metrics(r.path / store.METRICS)] == [1, 2]
         assert not (r.path / store.LOCK).exists(), "a finished run still holds its lock"
-    for out in outputs:  # each launcher accounts for every run: trained, skipped or already complete
+    for out in outputs:  # each launcher accounts for every run: trained here, waited for, or already complete
         complete = int(re.search(r"2 runs, (\d) complete", out).group(1))
-        ended = set(re.findall(r"^\[[\d:]+\] (?:done|skipped) .*\[(\w+)\]$", out, re.M))
+        ended = set(re.findall(r"^\[[\d:]+\] done .*\[(\w+)\](?: \(trained by another launcher\))?$", out, re.M))
         assert len(ended) == 2 - complete and ended <= {r.run_id for r in runs}, out
 
 
@@ -103,6 +106,26 @@ def test_two_launchers_of_two_specs_that_share_a_network_train_it_once(tmp_path,
     assert launch([str(tmp_path / f"{other}.toml"), "--profile", "smoke", "--results", str(results),
                      "--dry-run"]) == 0
     assert f"2 of 2 runs are done, of which 1 first planned by {runs[2].spec}" in capsys.readouterr().out
+
+
+def test_a_launcher_waits_for_a_run_held_elsewhere_and_resumes_it_when_released(data_dir, tmp_path):
+    """The owner on another host stops without finishing: the launcher that was waiting trains it."""
+    run = make_run(tmp_path / "results")
+    write_lock(run, "gpu-node-7.cluster", 4242)
+    lines: list[str] = []
+
+    def release_once_waiting():
+        wait_for(lambda: any(line.startswith("wait") for line in lines), 120, "the launcher to wait")
+        time.sleep(1.0)  # still waiting, not finished, while the lock is live
+        assert not any(line.startswith("done") for line in lines), lines
+        (run / store.LOCK).unlink()
+
+    releaser = threading.Thread(target=release_once_waiting)
+    releaser.start()
+    counts = run_local([run], data_dir, plan_slots(1), lines.append)
+    releaser.join()
+    assert counts["done"] == 1 and counts["skipped"] == 0, (counts, lines)
+    assert [row["epoch"] for row in store.read_metrics(run / store.METRICS)] == [1, 2]
 
 
 @pytest.mark.parametrize("n_workers", [2, 4])
