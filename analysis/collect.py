@@ -4,7 +4,8 @@
 returns a `Collection`:
 
 - ``runs``: one row per run folder, whatever its state: run id, label, state and reason, every
-  resolved config field, the final-epoch metrics, parameter count, timing and provenance;
+  resolved config field, the final-epoch metrics (and the best epoch's test error, for the
+  comparison with implementations that report it), parameter count, timing and provenance;
 - ``epochs``: the per-epoch metrics of every run, long format (one row per run and epoch);
 - ``planned``: how many runs the spec asks for, so a report can say "12 of 30 done".
 
@@ -63,8 +64,9 @@ class Collection:
         return len(self.plan) if self.plan else None
 
     def describe(self) -> str:
-        """What the runs summarised are: profile and data, device and precision, e.g. "profile smoke
-        (generated data, 64 training and 32 test images), on cpu: AMD EPYC 9B14, fp32"."""
+        """What the runs summarised are: profile and data, device, precision and recipe, e.g. "profile
+        smoke (generated data, 64 training and 32 test images), on cpu: AMD EPYC 9B14, fp32, recipe
+        v1-2016-05"; several recipes are named with the networks of each."""
         head = self.profile.describe() if self.profile else "runs of several profiles"
         finished = self.finished
         if finished.empty:
@@ -72,7 +74,8 @@ class Collection:
         devices = sorted({f"{device}: {name}" for device, name in zip(finished["device"], finished["device_name"],
                                                                         strict=True) if device})
         precisions = sorted({str(p) for p in finished["runtime_precision"].dropna()})
-        return f"{head}, on {' and '.join(devices) or 'an unrecorded device'}, {'/'.join(precisions) or '?'}"
+        return (f"{head}, on {' and '.join(devices) or 'an unrecorded device'}, {'/'.join(precisions) or '?'}, "
+                f"{_recipes(finished)}")
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -96,6 +99,14 @@ class Collection:
                 else f"{done} of {len(self.runs)} runs done")
         others = [f"{n} {state}" for state, n in counts.items() if state != FINISHED]
         return head + (f" ({len(self.runs)} run folders: {', '.join(others)})" if others else "")
+
+
+def _recipes(runs: pd.DataFrame) -> str:
+    """"recipe R", or "recipes R1 (networks), R2 (networks)" when the runs have several."""
+    by_recipe = {recipe: sorted(set(group["label"].dropna())) for recipe, group in runs.groupby("recipe")}
+    if len(by_recipe) == 1:
+        return f"recipe {next(iter(by_recipe))}"
+    return "recipes " + ", ".join(f"{recipe} ({', '.join(labels)})" for recipe, labels in by_recipe.items())
 
 
 def hashable(value: Any) -> Any:
@@ -154,6 +165,13 @@ def _epoch_rows(rec: RunRecord, state: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _best_test_error(row: dict[str, Any], epochs: list[dict[str, Any]]) -> float:
+    """The lowest test error of any epoch of a finished run: what an implementation that reports its
+    best test epoch would publish (the suite reports the final one)."""
+    errors = [e["test_error"] for e in epochs if isinstance(e.get("test_error"), (int, float))]
+    return min(errors) if row["state"] == FINISHED and errors else math.nan
+
+
 def collect(results: Path, spec: str, kind: str, plan: list, records: list[RunRecord] | None = None,
             profile: Profile | None = None) -> Collection:
     """The runs under `results` that belong to `plan`, the spec's planned runs (`experiments.plan.expand`),
@@ -164,8 +182,10 @@ def collect(results: Path, spec: str, kind: str, plan: list, records: list[RunRe
     rows, epoch_rows = [], []
     for rec in store.runs_of(records, plan):
         row = _run_row(rec, spec)
+        epochs = _epoch_rows(rec, row["state"])
+        row["best_test_error"] = _best_test_error(row, epochs)
         rows.append(row)
-        epoch_rows.extend(_epoch_rows(rec, row["state"]))
+        epoch_rows.extend(epochs)
     return Collection(spec=spec, kind=kind, runs=_runs_frame(rows), epochs=_epochs_frame(epoch_rows, rows),
                       plan=list(plan or []), profile=profile)
 
@@ -173,7 +193,8 @@ def collect(results: Path, spec: str, kind: str, plan: list, records: list[RunRe
 def _runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     columns = ["run_id", "spec", "planned_by", "label", "state", "reason", "epochs_done", "path", "config",
                *CONFIG_FIELDS, "device", "device_name", "runtime_precision",
-               *FINAL_COLUMNS.values(), "top1_error", "top5_error", *RESULT_COLUMNS, *TIMING_COLUMNS.values()]
+               *FINAL_COLUMNS.values(), "best_test_error", "top1_error", "top5_error", *RESULT_COLUMNS,
+               *TIMING_COLUMNS.values()]
     runs = pd.DataFrame(rows)
     for name in columns:
         if name not in runs.columns:

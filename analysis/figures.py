@@ -1,6 +1,6 @@
 """The spec's figures, drawn with seaborn from the collected runs and the table's cells.
 
-Four kinds (a spec's ``[[figures]]``):
+Five kinds (a spec's ``[[figures]]``):
 
 - ``pointplot``: the table's metric by one factor (``x``), every finished seed a dot, our median a bar
   marker and the paper's value a red cross; one panel per value of ``panel``.
@@ -10,6 +10,9 @@ Four kinds (a spec's ``[[figures]]``):
 - ``timing_bars``: Figure 4: time per minibatch (ms), our bar next to the paper's, the time on top of
   each bar and, where the run store has them, each network's CIFAR-10 test error beside it.
 - ``error_vs_params``: Table 4's test error against parameter count, ours filled, the paper's hollow.
+- ``differences``: an ablation's comparisons (`analysis.tables.compare_to_baseline`): each row's
+  difference from its baseline with its 95 % interval, coloured by verdict, over the band of
+  differences its seeds could not have resolved; one panel per table column.
 
 Every figure is written as PNG and PDF; the draw functions return the matplotlib Figure so tests can
 check its artists. Only finished runs are drawn (the tables list the others).
@@ -299,8 +302,48 @@ def error_vs_params(spec_fig, table: SpecTable, collection: Collection):
     return fig
 
 
+# ------------------------------------------------------------------------------------------ differences
+VERDICT_COLORS = {stats.HIGHER: "#d62728", stats.LOWER: "#1f77b4", stats.SUPPORTED: "#2ca02c",
+                  stats.CONTRADICTED: "#d62728"}
+
+
+def differences(spec_fig, table: SpecTable, collection: Collection):
+    """Each comparison with the baseline: the difference and its 95 % interval, red or blue where the
+    seeds resolve it (grey where not), over a grey band of ± the smallest difference they resolve with
+    80 % power. Rows are named as the table names them (the deviation, or the network)."""
+    comps = table.comparisons
+    column = table.column_field
+    panels = list(dict.fromkeys(comps[column])) if column and len(comps) else [None]
+    rows = max(1, len(comps) // max(1, len(panels)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels) + 2.5, 0.42 * rows + 1.6), sharey=True,
+                             squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        part = comps if panel is None else comps[comps[column] == panel]
+        names = list(part["deviation"] if "deviation" in part else part["label"])
+        y = np.arange(len(part))[::-1]
+        for yi, (_, row) in zip(y, part.iterrows()):
+            color = VERDICT_COLORS.get(row["verdict"], "0.45")
+            if np.isfinite(row["ci_low"]):
+                ax.plot([row["ci_low"], row["ci_high"]], [yi, yi], color=color, linewidth=2)
+            ax.plot([row["diff"]], [yi], marker="o", color=color)
+            if np.isfinite(row["detectable"]):
+                ax.fill_betweenx([yi - 0.4, yi + 0.4], -row["detectable"], row["detectable"], color="0.92", zorder=0)
+        ax.axvline(0.0, color="0.3", linewidth=0.8)
+        ax.set_yticks(y, names)
+        ax.set_xlabel(f"Δ {display_name(table.metric)} vs the baseline")
+        ax.set_title(display_value(column, panel) if panel is not None else "")
+        _no_runs_note(ax, len(part))
+    handles = [Line2D([], [], marker="o", color=c, label=f"{v}: resolved by the seeds")
+               for v, c in ((stats.HIGHER, VERDICT_COLORS[stats.HIGHER]), (stats.LOWER, VERDICT_COLORS[stats.LOWER]))]
+    handles.append(Line2D([], [], marker="o", color="0.45", label="not resolved (grey band: ± what the seeds resolve)"))
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    _title(fig, spec_fig, table)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
 DRAWERS = {"pointplot": pointplot, "curves": curves, "timing_bars": timing_bars,
-           "error_vs_params": error_vs_params}
+           "error_vs_params": error_vs_params, "differences": differences}
 
 
 def figure_stem(spec_name: str, index: int, spec_fig, all_figs) -> str:

@@ -1,14 +1,16 @@
 """The paper's numbers: each spec's tidy CSV under results/paper/, read and checked.
 
 Format: key columns named like RunConfig fields (only those that identify the run; an empty cell
-matches any value), an optional ``method`` column, an optional ``runs`` column, then ``metric`` and
+matches any value), optional ``method``, ``runs`` and ``paper_recipe`` columns, then ``metric`` and
 ``value`` (errors in percent, as the paper prints them). Rows with arch "reference" are other papers'
 numbers (Table 5's NIN, Table 8's ResNet-50...), named by ``method``, which the suite does not train.
 ``runs`` is how many runs the paper's number summarises: 5 where the paper gives the median of 5
 runs, 1 for a single run or where the paper does not say (the larger noise that assumes makes fewer
 cells look different from the paper); empty for numbers that are no statistic over runs (parameter
-counts, times). The numbers are transcribed from arXiv:1605.07146v4 (docs/paper.md, "Tables and
-figures").
+counts, times). ``paper_recipe``, when filled, names the recipe preset (`wrn.config.RECIPE_PRESETS`)
+of the runs behind a number the paper quotes from elsewhere (Table 5's pre-activation ResNets are He
+et al.'s own runs): only runs of that recipe are compared with it. The numbers are transcribed from
+arXiv:1605.07146v4 (docs/paper.md, "Tables and figures").
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Any
 
 from experiments.schema import REPO_ROOT, SETTABLE_FIELDS, check_choice, check_field_name, display_path, fail
 from experiments.spec import Spec
+from wrn.config import RECIPE_NAMES
 
-SPECIAL_COLUMNS = ("method", "runs")
+SPECIAL_COLUMNS = ("method", "runs", "paper_recipe")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class PaperRow:
     metric: str
     value: float
     runs: int | None = None
+    recipe: str | None = None  # the recipe preset of the runs behind the number, when not the paper's own
 
     @property
     def is_reference(self) -> bool:
@@ -71,7 +75,10 @@ def _row(where: str, line: int, row: dict[str, str], header: list[str], spec: Sp
         if not runs.isdigit() or int(runs) < 1:
             raise fail(where, f"line {line}: runs", runs, "expected an integer >= 1, or empty")
         runs = int(runs)
-    return PaperRow(keys=keys, method=method, metric=row["metric"], value=value, runs=runs)
+    recipe = row.get("paper_recipe") or None
+    if recipe is not None:
+        check_choice(where, f"line {line}: paper_recipe", recipe, RECIPE_NAMES)
+    return PaperRow(keys=keys, method=method, metric=row["metric"], value=value, runs=runs, recipe=recipe)
 
 
 def _cell(text: str) -> Any:

@@ -42,6 +42,7 @@ MIN_DF = 4  # fewer pooled degrees of freedom than this: σ comes from the prior
 
 # Cell against the paper
 CONSISTENT, HIGHER, LOWER, TOO_FEW = "consistent", "higher", "lower", "too_few"
+NOT_COMPARABLE = "not_comparable"  # the paper's number comes from another recipe than our runs
 # Orderings
 SUPPORTED, CONTRADICTED, UNRESOLVED = "supported", "contradicted", "unresolved"
 
@@ -308,27 +309,41 @@ class SeedBlocks:
                              run_noise.df)
 
 
-def seeds_needed(paper_diff: float, difference_sd: float, alpha: float = ALPHA, power: float = POWER) -> float:
-    """Seeds per side for `power` to resolve a true difference `paper_diff` at level `alpha` when one
-    seed's difference has standard deviation `difference_sd`; infinite for no difference."""
-    if not math.isfinite(paper_diff) or not math.isfinite(difference_sd):
+def _z_for(alpha: float, power: float) -> float:
+    return distributions.norm.isf(alpha / 2) + distributions.norm.isf(1 - power)
+
+
+def seeds_needed(target_diff: float, difference_sd: float, alpha: float = ALPHA, power: float = POWER) -> float:
+    """Seeds per side for `power` to resolve a true difference `target_diff` (the paper's, or for a
+    spec without paper numbers the one observed) at level `alpha` when one seed's difference has
+    standard deviation `difference_sd`; infinite for no difference."""
+    if not math.isfinite(target_diff) or not math.isfinite(difference_sd):
         return math.nan
-    if paper_diff == 0:
+    if target_diff == 0:
         return math.inf
-    z = distributions.norm.isf(alpha / 2) + distributions.norm.isf(1 - power)
-    return float(max(2, math.ceil((z * difference_sd / abs(paper_diff)) ** 2)))
+    return float(max(2, math.ceil((_z_for(alpha, power) * difference_sd / abs(target_diff)) ** 2)))
+
+
+def detectable_difference(difference_sd: float, seeds: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest true difference that `seeds` seeds per side resolve with probability `power` at
+    level `alpha`: what a "no difference resolved" verdict can rule out, chosen before looking at the
+    runs (unlike a power computed at the difference observed)."""
+    if seeds < 1 or not math.isfinite(difference_sd):
+        return math.nan
+    return _z_for(alpha, power) * difference_sd / math.sqrt(seeds)
 
 
 def ordering_verdict(difference: Difference, paper_diff: float, alpha: float = ALPHA) -> str:
     """supported: significant on the paper's side; contradicted: significant on the other side (or any
     significant difference where the paper's is 0); unresolved: not significant; too_few: a side
-    without runs. "" when there is no paper difference to check."""
+    without runs. Without a paper difference (a spec of one's own, a deviation): higher or lower when
+    the difference is significant, two-sided, else unresolved."""
     if difference.n == 0 or difference.n_baseline == 0:
         return TOO_FEW
-    if not math.isfinite(paper_diff):
-        return ""
     if not math.isfinite(difference.p_value) or difference.p_value >= alpha:
         return UNRESOLVED
+    if not math.isfinite(paper_diff):
+        return HIGHER if difference.diff > 0 else LOWER
     if paper_diff != 0 and (difference.diff > 0) == (paper_diff > 0):
         return SUPPORTED
     return CONTRADICTED

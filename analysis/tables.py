@@ -16,7 +16,14 @@ the paper's rows.
 For ablation tables (the spec's ``table.baseline``, a partial config such as {"block": "B(3,3)"}),
 each other cell is compared with the baseline cell of its column: the difference, its interval and
 p-value, the paper's difference, whether our runs support the paper's ordering, and the seeds per
-side that would resolve the paper's difference; in words under the Markdown table.
+side that would resolve the paper's difference; in words under the Markdown table. A spec may add a
+row of the baseline runs' best test epoch (``table.best_epoch_row``): the same runs, reported as
+peers that pick the best epoch would report them, compared with the final epoch like a deviation.
+
+Runs of one network in different precisions (a config whose precision is "auto" run on a GPU and on a
+CPU) are different experiments: they get a cell each. A paper number that comes from another recipe
+(Table 5's pre-activation ResNets, He et al.'s own runs: the CSV's ``paper_recipe``) is compared only
+with runs of that recipe; any other run's verdict is "not comparable".
 """
 
 from __future__ import annotations
@@ -30,13 +37,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import stats
+from analysis import deviations, stats
 from analysis.collect import FINISHED, Collection, hashable
 from analysis.paper import read_paper_results
-from analysis.verdicts import (NOT_KEY_FIELDS, Ordering, SequentialDesign, baseline_pairs, cell_verdicts,
+from analysis.verdicts import (NOT_KEY_FIELDS, Ordering, SequentialDesign, baseline_pairs, cell_verdicts, column_value,
                                decide_orderings, error_level, ordering_sentence)
 from experiments.schema import CONFIG_FIELDS
-from experiments.spec import matches
+from experiments.spec import DEVIATION, matches
 from wrn.config import RunConfig, expected_sizes
 from wrn.files import atomic_write_text
 
@@ -50,10 +57,13 @@ DISPLAY_NAMES = {
 }
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "imagenet": "ImageNet"}
 # What a cell says about the paper's value: left out of the tables of a spec without paper numbers.
-PAPER_COMPARISON_COLUMNS = ("paper", "paper_runs", "delta", "p_value", "p_adjusted", "verdict_vs_paper")
+PAPER_COMPARISON_COLUMNS = ("paper", "paper_runs", "paper_recipe", "delta", "p_value", "p_adjusted",
+                            "verdict_vs_paper")
 
 VERDICT_MARKS = {stats.CONSISTENT: "consistent", stats.HIGHER: "HIGHER", stats.LOWER: "LOWER",
-                 stats.TOO_FEW: "too few", "": ""}
+                 stats.TOO_FEW: "too few", stats.NOT_COMPARABLE: "not comparable", "": ""}
+FINAL_EPOCH, BEST_EPOCH = "final epoch", "best epoch"  # what a cell reports of its runs
+PRECISION_KEY = "precision_used"  # the key that keeps runs of different precisions in different cells
 
 
 def display_name(name: str) -> str:
@@ -133,16 +143,20 @@ def _note(states: pd.Series) -> str:
     return ", ".join(f"{int(n)} {state}" for state, n in counts.items())
 
 
-def _paper_groups(spec) -> list[tuple[dict[str, Any], str | None, dict[str, tuple[float, int | None]]]]:
-    """The paper's rows grouped by key: [(keys, method, {metric: (value, runs)})], in the CSV's order."""
-    out: list[tuple[dict[str, Any], str | None, dict[str, tuple[float, int | None]]]] = []
+PaperMetrics = dict[str, tuple[float, int | None, str | None]]  # metric -> (value, runs, recipe)
+
+
+def _paper_groups(spec) -> list[tuple[dict[str, Any], str | None, PaperMetrics]]:
+    """The paper's rows grouped by key: [(keys, method, {metric: (value, runs, recipe)})], in the CSV's
+    order."""
+    out: list[tuple[dict[str, Any], str | None, PaperMetrics]] = []
     index: dict[tuple, int] = {}
     for row in read_paper_results(spec):
         ident = (tuple(sorted((k, repr(v)) for k, v in row.keys.items())), row.method)
         if ident not in index:
             index[ident] = len(out)
             out.append((dict(row.keys), row.method, {}))
-        out[index[ident]][2][row.metric] = (row.value, row.runs)
+        out[index[ident]][2][row.metric] = (row.value, row.runs, row.recipe)
     return out
 
 
@@ -159,7 +173,8 @@ def _cell_record(group: pd.DataFrame, metric: str, extra: list[str]) -> tuple[di
                   seeds=";".join(str(int(s)) for s in sorted(finished["seed"].dropna())),
                   device="; ".join(sorted({str(d) for d in finished["device_name"].dropna()})),
                   runtime_precision="; ".join(sorted({str(p) for p in finished["runtime_precision"].dropna()})),
-                  config=dataclasses.replace(RunConfig.from_dict(first["config"]), seed=0), paper_keys={})
+                  config=dataclasses.replace(RunConfig.from_dict(first["config"]), seed=0), paper_keys={},
+                  reported=FINAL_EPOCH, paper_recipe="")
     for name in extra:
         have = finished[name].dropna() if name in finished else pd.Series(dtype=float)
         record[name] = float(np.median(have)) if len(have) else math.nan
@@ -170,7 +185,8 @@ def _empty_record(method: str = "") -> dict[str, Any]:
     nan = math.nan
     record: dict[str, Any] = {f: nan for f in CONFIG_FIELDS if f not in NOT_KEY_FIELDS}
     record.update(label="", method=method, n=0, median=nan, min=nan, max=nan, ci_low=nan, ci_high=nan,
-                  coverage=nan, runs=0, notes="", seeds="", device="", runtime_precision="", config=None, paper_keys={})
+                  coverage=nan, runs=0, notes="", seeds="", device="", runtime_precision="", config=None, paper_keys={},
+                  reported=FINAL_EPOCH, paper_recipe="")
     return record
 
 
@@ -203,7 +219,8 @@ def _hits(record: dict[str, Any], keys: dict[str, Any], method: str | None) -> b
     if method:
         return record["method"] == method and all(record["paper_keys"].get(k) == v for k, v in keys.items()
                                                   if k in record["paper_keys"])
-    return record["config"] is not None and not record["method"] and matches(keys, record["config"])
+    return (record["config"] is not None and not record["method"] and record["reported"] == FINAL_EPOCH
+            and matches(keys, record["config"]))
 
 
 @dataclass
@@ -225,11 +242,15 @@ class _CellBuilder:
         self.order.append(math.inf)
         return len(self.records) - 1
 
-    def add_runs(self, runs: pd.DataFrame, key_fields: list[str]) -> None:
-        """One cell per distinct configuration of the runs (the seed aside)."""
+    def add_runs(self, runs: pd.DataFrame, key_fields: list[str], reported: str = FINAL_EPOCH) -> None:
+        """One cell per distinct configuration of the runs (the seed aside); `reported` BEST_EPOCH
+        summarises each run's best test epoch instead of its final one."""
+        if reported == BEST_EPOCH:
+            runs = runs.assign(test_error=runs["best_test_error"])
         if len(runs):
             for _, group in runs.groupby([runs[f].astype(str) for f in key_fields], sort=False):
-                self.add(*_cell_record(group, self.metric, self.extra))
+                record, values = _cell_record(group, self.metric, self.extra)
+                self.add({**record, "reported": reported}, values)
 
     def attach_paper(self, spec, plan) -> None:
         """Put each of the paper's numbers on the cells its keys select, first the rows with the
@@ -245,9 +266,10 @@ class _CellBuilder:
                 hits = [self.add(record, {}) for record in self._paper_only_records(plan, keys, method, metrics)]
             for i in hits:
                 if self.metric in metrics:
-                    value, runs = metrics[self.metric]
+                    value, runs, recipe = metrics[self.metric]
                     self.records[i]["paper"] = value
                     self.records[i]["paper_runs"] = math.nan if runs is None else runs
+                    self.records[i]["paper_recipe"] = recipe or ""
                 for e in self.extra:
                     if e in metrics:
                         self.records[i][f"paper_{e}"] = metrics[e][0]
@@ -285,6 +307,7 @@ class _CellBuilder:
                                           *(f"paper_{e}" for e in self.extra)])
         cells = cells.drop(columns="paper_keys")
         cells["delta"] = cells["median"] - cells["paper"]
+        cells.loc[_other_recipe(cells), "delta"] = math.nan
         verdicts = cell_verdicts(cells, values, self.metric, column)
         return pd.concat([cells, verdicts], axis=1), values
 
@@ -298,10 +321,14 @@ def build_table(spec, collection: Collection, design: SequentialDesign | None = 
     runs = collection.runs[collection.runs["config"].notna()] if len(collection.runs) else collection.runs
     layout = [f for f in rows + ([column] if column else []) if f in CONFIG_FIELDS or f == "label"]
     key_fields, shown = _cell_fields(runs, layout)
+    runs, split = _split_by_precision(runs, key_fields)
+    key_fields += [PRECISION_KEY] if split else []
     builder = _CellBuilder(metric, extra)
     builder.add_runs(runs, key_fields)
+    if layout_spec.best_epoch_row:
+        builder.add_runs(_baseline_runs(runs, layout_spec.baseline), key_fields, reported=BEST_EPOCH)
     builder.attach_paper(spec, collection.plan)
-    caveat = ""
+    caveat = _precision_caveat(split)
     if spec.kind == "timing":
         paper_batch = spec.timing["batch_size"]
         builder.drop_incomparable_times(paper_batch)
@@ -310,8 +337,14 @@ def build_table(spec, collection: Collection, design: SequentialDesign | None = 
             caveat = (f"Measured here at minibatches of {'/'.join(map(str, other))}, not the paper's {paper_batch}: "
                       "not compared with its times.")
     cells, values = builder.frame(collection.plan, column)
-    table = SpecTable(spec=spec.name, title=spec.title, metric=metric,
-                      row_fields=rows + [f for f in shown if f not in rows], column_field=column,
+    if DEVIATION in rows:
+        cells[DEVIATION] = _deviations(cells, layout_spec.baseline, column)
+        row_fields = rows
+    else:
+        row_fields = rows + [f for f in shown if f not in rows] + (["runtime_precision"] if split else [])
+        if cells["recipe"].dropna().nunique() > 1 and "recipe" not in row_fields:
+            row_fields.append("recipe")
+    table = SpecTable(spec=spec.name, title=spec.title, metric=metric, row_fields=row_fields, column_field=column,
                       extra=extra, cells=cells, comparisons=pd.DataFrame(), values=values,
                       baseline=layout_spec.baseline, description=collection.describe(),
                       profile=collection.profile.source if collection.profile else "", caveat=caveat)
@@ -319,28 +352,98 @@ def build_table(spec, collection: Collection, design: SequentialDesign | None = 
     return table
 
 
+def _split_by_precision(runs: pd.DataFrame, key_fields: list[str]) -> tuple[pd.DataFrame, bool]:
+    """`runs` with a PRECISION_KEY column, and whether any configuration has finished runs in more than
+    one precision (a config with precision "auto" run on a GPU and on a CPU); only then does the key
+    part cells, so the runs still to do of a configuration stay in its one cell otherwise."""
+    if runs.empty:
+        return runs, False
+    precision = runs["runtime_precision"].where(runs["state"] == FINISHED)
+    groups = [runs[f].astype(str) for f in key_fields]
+    mixed = precision.groupby(groups).transform("nunique") > 1 if key_fields else precision.nunique() > 1
+    key = precision.where(mixed, "").fillna("")
+    return runs.assign(**{PRECISION_KEY: key}), bool((key != "").any())
+
+
+def _precision_caveat(split: bool) -> str:
+    return ("Runs of one network in different precisions are different experiments: each precision has "
+            "its own cell." if split else "")
+
+
+def _baseline_runs(runs: pd.DataFrame, baseline: dict[str, Any]) -> pd.DataFrame:
+    keep = [matches(baseline, RunConfig.from_dict(c)) for c in runs["config"]] if len(runs) else []
+    return runs[keep] if len(runs) else runs
+
+
+def _baseline_of(cells: pd.DataFrame, baseline: dict[str, Any], column: str | None) -> dict[int, int]:
+    """Each run cell's baseline cell: itself for a baseline cell, the one its column's comparison pairs
+    it with otherwise (`analysis.verdicts.baseline_pairs`), and for a best-epoch cell the cell whose runs
+    it re-reports."""
+    final = {i: cells.at[i, "config"] for i in cells.index
+             if cells.at[i, "config"] is not None and cells.at[i, "reported"] == FINAL_EPOCH}
+    bases = {i: i for i, cfg in final.items() if matches(baseline, cfg)}
+    bases.update(dict(baseline_pairs(final, baseline, column)))
+    for i in cells.index:
+        if cells.at[i, "reported"] == BEST_EPOCH:
+            bases[i] = next(b for b, cfg in final.items() if cfg == cells.at[i, "config"]
+                            and cells.at[b, "runtime_precision"] == cells.at[i, "runtime_precision"])
+    return bases
+
+
+def _deviations(cells: pd.DataFrame, baseline: dict[str, Any], column: str | None) -> list[str]:
+    """The deviation row key of each cell (`analysis.deviations`)."""
+    bases = _baseline_of(cells, baseline, column)
+    names = []
+    for i in cells.index:
+        if cells.at[i, "reported"] == BEST_EPOCH:
+            names.append(deviations.BEST_EPOCH)
+        elif i in bases:
+            names.append(deviations.describe(cells.at[i, "config"], cells.at[bases[i], "config"]))
+        else:
+            names.append("")
+    return names
+
+
+def _other_recipe(cells: pd.DataFrame) -> pd.Series:
+    """Cells whose paper number comes from a recipe other than their runs' (`paper_recipe`)."""
+    return pd.Series([bool(r["paper_recipe"]) and r["config"] is not None and r["config"].recipe != r["paper_recipe"]
+                      for _, r in cells.iterrows()], index=cells.index, dtype=bool)
+
+
 def _plan_positions(plan, records: list[dict[str, Any]], column: str | None) -> list[float]:
     """Where each cell's network first appears in the spec's plan (the spec lists rows in the paper's
-    order), to order cells the paper does not, and the columns (CIFAR-10 before CIFAR-100)."""
-    first: dict[tuple, int] = {}
+    order), to order cells the paper does not, and the columns (CIFAR-10 before CIFAR-100); a
+    best-epoch cell comes after every other. Cells without a network (other papers' rows, the paper's
+    rows nobody plans) are placed by their label."""
+    by_network: dict[RunConfig, int] = {}
+    by_label: dict[tuple, int] = {}
     for i, planned in enumerate(plan):
-        key = (planned.label, getattr(planned.config, column) if column else None)
-        first.setdefault(key, i)
-    return [first.get((r["label"], r.get(column) if column else None), math.inf) for r in records]
+        by_network.setdefault(dataclasses.replace(planned.config, seed=0), i)
+        by_label.setdefault((planned.label, column_value(planned.config, column) if column else None), i)
+    positions = []
+    for r in records:
+        if r["reported"] == BEST_EPOCH:
+            positions.append(math.inf)
+        elif r["config"] is not None and r["config"] in by_network:
+            positions.append(by_network[r["config"]])
+        else:
+            positions.append(by_label.get((r["label"], r.get(column) if column else None), math.inf))
+    return positions
 
 
 def compare_to_baseline(table: SpecTable, design: SequentialDesign | None = None
                         ) -> tuple[pd.DataFrame, list[str], dict[tuple[int, int], Ordering]]:
-    """Every run cell against its baseline cell (same column; the closest if there are several), decided
-    by `analysis.verdicts.decide_orderings`: one row per variant for <spec>.vs_baseline.csv, a sentence
+    """Every run cell against its baseline cell (same column; the closest if there are several), and a
+    best-epoch cell against the final epoch of the same runs, decided by
+    `analysis.verdicts.decide_orderings`: one row per variant for <spec>.vs_baseline.csv, a sentence
     for each saying what the seeds decide, and the orderings by (variant, baseline) cell. Empty without
     a baseline or without runs of it."""
     cells = table.cells
     if not table.baseline or cells.empty:
         return pd.DataFrame(), [], {}
-    run_cells = {i: cells.at[i, "config"] for i in cells.index if cells.at[i, "runs"] > 0}
-    pairs = [(v, b, cells.at[v, "paper"] - cells.at[b, "paper"])
-             for v, b in baseline_pairs(run_cells, table.baseline, table.column_field)]
+    run_cells = [i for i in cells.index if cells.at[i, "runs"] > 0]
+    bases = _baseline_of(cells.loc[run_cells], table.baseline, table.column_field)
+    pairs = [(v, b, cells.at[v, "paper"] - cells.at[b, "paper"]) for v, b in bases.items() if v != b]
     column_of = {i: cells.at[i, table.column_field] if table.column_field else None for i in run_cells}
     prior = {column_of[b]: stats.test_set_sd(error_level(cells.loc[b]), expected_sizes(cells.at[b, "config"])[1])
              for _, b, _ in pairs}
@@ -349,9 +452,21 @@ def compare_to_baseline(table: SpecTable, design: SequentialDesign | None = None
     for v, b, paper_diff in pairs:
         ordering = decided[(v, b)]
         rows.append(_comparison_row(table, v, b, paper_diff, ordering))
-        sentences.append(ordering_sentence(cells.at[v, "label"], cells.at[b, "label"], ordering, paper_diff,
+        sentences.append(ordering_sentence(cell_name(table, v), cell_name(table, b), ordering, paper_diff,
                                            _unit(table.metric)))
     return pd.DataFrame(rows), sentences, decided
+
+
+def cell_name(table: SpecTable, i: int) -> str:
+    """How a cell is named in comparisons: its network, or in a table of deviations what it changes
+    (with the network when the columns are networks)."""
+    cells = table.cells
+    if DEVIATION not in cells:
+        return cells.at[i, "label"] + (" (best test epoch)" if cells.at[i, "reported"] == BEST_EPOCH else "")
+    where = display_value(table.column_field, cells.at[i, table.column_field]) if table.column_field else ""
+    if cells.at[i, DEVIATION] == deviations.BASELINE:
+        return "the baseline"
+    return f"{where}: {cells.at[i, DEVIATION]}" if where else cells.at[i, DEVIATION]
 
 
 def _comparison_row(table: SpecTable, v: int, b: int, paper_diff: float, ordering: Ordering) -> dict[str, Any]:
@@ -359,10 +474,13 @@ def _comparison_row(table: SpecTable, v: int, b: int, paper_diff: float, orderin
     row = {f: cells.at[v, f] for f in table.row_fields if f in cells}
     if table.column_field:
         row[table.column_field] = cells.at[v, table.column_field]
-    row.update(label=cells.at[v, "label"], baseline=cells.at[b, "label"], paired=d.paired, n=d.n,
+    row.update(label=cells.at[v, "label"], baseline=cells.at[b, "label"], reported=cells.at[v, "reported"],
+               paired=d.paired, n=d.n,
                n_baseline=d.n_baseline, diff=d.diff, ci_low=d.ci_low, ci_high=d.ci_high, p_value=d.p_value,
                alpha=ordering.alpha, paper_diff=paper_diff, verdict=ordering.verdict,
-               seeds_needed=_seeds(ordering.seeds_needed), difference_sd=ordering.difference_sd,
+               seeds_needed=_seeds(ordering.seeds_needed),
+               detectable=stats.detectable_difference(ordering.difference_sd, d.n),
+               difference_sd=ordering.difference_sd,
                noise_source=ordering.noise_source, look=ordering.look + 1, active=ordering.active)
     return row
 
@@ -501,9 +619,13 @@ def comparisons_frame(table: SpecTable) -> pd.DataFrame:
     if comps.empty:
         return pd.DataFrame()
     digits = _digits(table.metric)
-    out = pd.DataFrame({display_name("label"): comps["label"], "vs": comps["baseline"]})
+    if DEVIATION in comps:  # each row says what it changes; the baseline is the column's
+        out = pd.DataFrame({DEVIATION: comps[DEVIATION]})
+    else:
+        best = [" (best test epoch)" if r == BEST_EPOCH else "" for r in comps["reported"]]
+        out = pd.DataFrame({display_name("label"): comps["label"] + best, "vs": comps["baseline"]})
     if table.column_field:
-        out.insert(1, display_name(table.column_field),
+        out.insert(0 if DEVIATION in comps else 1, display_name(table.column_field),
                    [display_value(table.column_field, v) for v in comps[table.column_field]])
     out["seeds"] = [f"{a} paired" if paired else f"{a}/{b}"
                     for a, b, paired in zip(comps["n"], comps["n_baseline"], comps["paired"], strict=True)]
@@ -515,6 +637,10 @@ def comparisons_frame(table: SpecTable) -> pd.DataFrame:
         out.insert(len(out.columns) - 1, "paper Δ", [_fmt_signed(v, digits) for v in comps["paper_diff"]])
         out["paper's ordering"] = comps["verdict"]
         out["seeds needed"] = [_fmt_seeds(n) for n in comps["seeds_needed"]]
+    else:
+        out["vs baseline"] = comps["verdict"]
+        out["resolves ± (80 % power)"] = [_fmt(v, digits) for v in comps["detectable"]]
+        out["seeds needed for Δ"] = [_fmt_seeds(n) for n in comps["seeds_needed"]]
     return out
 
 
@@ -600,12 +726,18 @@ def to_markdown(table: SpecTable, heading: str = "") -> str:
         parts += ["Seed noise:", "", *noise, ""]
     comps = comparisons_frame(table)
     if not comps.empty:
-        parts += ["### Against the paper's baseline", "",
-                  f"Δ = variant − baseline in {display_name(table.metric)}, estimated in the column's cells × "
-                  "seeds model (every run of one seed sees the same data, so seeds pair the runs); \"supported\": "
-                  "significant on the paper's side; \"contradicted\": on the other side; \"unresolved\": not "
-                  f"significant at the level shown; \"seeds needed\": per side, for {stats.POWER:.0%} power to "
-                  "resolve the paper's difference.", "", _markdown(comps), "",
+        model = (f"Δ = variant − baseline in {display_name(table.metric)}, estimated in the column's cells × "
+                 "seeds model (every run of one seed sees the same data, so seeds pair the runs)")
+        if table.has_paper:
+            legend = ("\"supported\": significant on the paper's side; \"contradicted\": on the other side; "
+                      "\"unresolved\": not significant at the level shown; \"seeds needed\": per side, for "
+                      f"{stats.POWER:.0%} power to resolve the paper's difference.")
+        else:
+            legend = ("\"higher\"/\"lower\": significant at the level shown (two-sided); \"unresolved\": not; "
+                      f"\"resolves ±\": the smallest true difference these seeds resolve with {stats.POWER:.0%} "
+                      "power; \"seeds needed for Δ\": per side, to resolve a true difference of the size observed.")
+        parts += [f"### Against the {'paper' + chr(39) + 's ' if table.has_paper else ''}baseline", "",
+                  f"{model}; {legend}", "", _markdown(comps), "",
                   "What the seeds run so far can decide:", "", *[f"- {s}" for s in table.sentences], ""]
     return "\n".join(parts)
 

@@ -29,6 +29,7 @@ from experiments.profiles import Profile
 from experiments.spec import matches
 from wrn.config import RunConfig, expected_sizes
 from wrn.files import atomic_write_json, read_json
+from wrn.names import render_label
 
 ERROR_METRICS = ("test_error", "top1_error", "top5_error")
 NOT_KEY_FIELDS = ("seed",)
@@ -41,13 +42,18 @@ NOT_KEY_FIELDS = ("seed",)
 def cell_verdicts(cells: pd.DataFrame, values: dict[int, dict[int, float]], metric: str,
                   column_field: str | None) -> pd.DataFrame:
     """Per cell (row index of `cells`): sigma, sigma_source, sigma_df, p_value, p_adjusted and
-    verdict_vs_paper. `values` are each cell's finished runs, {seed: value}."""
+    verdict_vs_paper. `values` are each cell's finished runs, {seed: value}. A cell whose paper number
+    is of another recipe than its runs (`paper_recipe`) is not tested: "not_comparable"."""
     out = pd.DataFrame(index=cells.index, columns=["sigma", "sigma_source", "sigma_df", "p_value",
                                                    "p_adjusted", "verdict_vs_paper"], dtype=object)
     out["verdict_vs_paper"] = ""
     if metric not in ERROR_METRICS:
         return out
-    tested = [i for i in cells.index if math.isfinite(cells.at[i, "paper"]) and cells.at[i, "config"] is not None]
+    with_paper = [i for i in cells.index if math.isfinite(cells.at[i, "paper"]) and cells.at[i, "config"] is not None]
+    other_recipe = {i for i in with_paper if cells.at[i, "paper_recipe"]
+                    and cells.at[i, "paper_recipe"] != cells.at[i, "config"].recipe}
+    out.loc[list(other_recipe), "verdict_vs_paper"] = stats.NOT_COMPARABLE
+    tested = [i for i in with_paper if i not in other_recipe]
     columns = {i: cells.at[i, column_field] if column_field else None for i in cells.index}
     tests = {}
     for column in dict.fromkeys(columns[i] for i in tested):
@@ -83,6 +89,11 @@ def _prior_sd(cell: pd.Series) -> float:
 # Orderings
 
 
+def column_value(config: RunConfig, column_field: str) -> Any:
+    """A config's value of a table's column field: a config field, or "label", the network's name."""
+    return render_label(config) if column_field == "label" else getattr(config, column_field)
+
+
 def baseline_pairs(configs: dict[int, RunConfig], baseline: dict[str, Any], column_field: str | None
                    ) -> list[tuple[int, int]]:
     """(variant, baseline) keys of `configs` (networks, seed aside): each network that the `baseline`
@@ -95,7 +106,7 @@ def baseline_pairs(configs: dict[int, RunConfig], baseline: dict[str, Any], colu
         if is_base[key]:
             continue
         bases = [b for b in configs if is_base[b]
-                 and (not column_field or getattr(configs[b], column_field) == getattr(cfg, column_field))]
+                 and (not column_field or column_value(configs[b], column_field) == column_value(cfg, column_field))]
         if bases:
             mine = cfg.to_dict()
             shared = lambda b: sum(mine[f] == v for f, v in configs[b].to_dict().items() if f not in NOT_KEY_FIELDS)  # noqa: E731
@@ -184,7 +195,8 @@ def decide_orderings(pairs: list[tuple[int, int, float]], values: dict[int, dict
             fit = blocks[column]
             difference = fit.compare(v, b)
             verdict = stats.ordering_verdict(difference, paper_diff, level)
-            needed = stats.seeds_needed(paper_diff, fit.difference_sd)
+            target = paper_diff if math.isfinite(paper_diff) else difference.diff
+            needed = stats.seeds_needed(target, fit.difference_sd)
             still = (verdict == stats.UNRESOLVED and design is not None and k + 1 < len(looks)
                      and needed <= design.max_seeds)
             outcome[(v, b)] = Ordering(difference, level, verdict, needed, fit.difference_sd, fit.noise.source,
@@ -210,7 +222,7 @@ def ordering_sentence(label: str, baseline: str, ordering: Ordering, paper_diff:
     if ordering.verdict == stats.TOO_FEW:
         return f"{head}: not run yet ({d.n} and {d.n_baseline} runs)"
     if not math.isfinite(paper_diff):
-        return f"{head}: ours {d.diff:+.2f} {unit} (p = {d.p_value:.3f}); the paper gives no difference to check"
+        return _sentence_without_paper(head, ordering, unit)
     theirs = f"the paper's {paper_diff:+.2f} {unit}"
     sigma = f"σ = {ordering.difference_sd / math.sqrt(2):.2f} {unit}"
     if ordering.verdict in (stats.SUPPORTED, stats.CONTRADICTED):
@@ -225,3 +237,18 @@ def ordering_sentence(label: str, baseline: str, ordering: Ordering, paper_diff:
                 f"(ours {d.diff:+.2f} {unit}, p = {d.p_value:.2f})")
     return (f"{head}: {theirs} is unresolved although {d.n} seeds give {stats.POWER:.0%} power to resolve it "
             f"(~{needed} needed at {sigma}): ours is {d.diff:+.2f} {unit} [{d.ci_low:+.2f}, {d.ci_high:+.2f}]")
+
+
+def _sentence_without_paper(head: str, ordering: Ordering, unit: str) -> str:
+    """A difference no paper predicts: resolved (higher or lower than the baseline), or not, with the
+    smallest difference the seeds run so far would have resolved."""
+    d = ordering.difference
+    found = f"{d.diff:+.2f} {unit} [{d.ci_low:+.2f}, {d.ci_high:+.2f}] (p = {d.p_value:.3g}"
+    if ordering.verdict in (stats.HIGHER, stats.LOWER):
+        return f"{head}: {ordering.verdict}, {found} < {ordering.alpha:.3g}, {d.n} seed{'s' if d.n != 1 else ''})"
+    detectable = stats.detectable_difference(ordering.difference_sd, d.n)
+    needed = "" if not math.isfinite(ordering.seeds_needed) else (
+        f"; a true difference of that size needs ~{int(ordering.seeds_needed)} seeds per side")
+    return (f"{head}: no difference resolved, {found}); {d.n} seed{'s resolve' if d.n != 1 else ' resolves'} "
+            f"±{detectable:.2f} {unit} with {stats.POWER:.0%} power{needed}")
+

@@ -3,9 +3,9 @@
 #
 #   bash benchmarks/gpu_check.sh            # prints a summary table last; JSON per step in $OUT or a temp dir
 #
-# For WRN-28-10 and WRN-40-2 it runs benchmarks.train_speed on the suite's GPU path (bf16 autocast,
-# fused SGD, GPU-resident data and augmentation, no per-step host sync, device-synchronised epoch
-# timing), with channels_last on and off (the engine's default is on with bf16: this checks it), then
+# For WRN-28-10 and WRN-40-2 it runs benchmarks.train_speed on the fast profile's GPU path (bf16
+# autocast, fused SGD, GPU-resident data and augmentation, no per-step host sync, device-synchronised
+# epoch timing), with channels_last on and off (the engine's default is on with bf16: this checks it), then
 # torch.compile'd, and for WRN-40-2 also against the DataLoader+PIL fp32 baseline and with 4
 # concurrent training processes on the one GPU (as `experiments.run --runs-per-gpu 4` would run them). Each line of the summary gives images/s, seconds
 # per 50,000-image epoch and MFU against a bf16 matrix-multiply peak measured in the same process; the
@@ -55,6 +55,12 @@ step wrn40-2_bf16_cl       $LIMIT --model WRN-40-2  --precision bf16 --channels-
 step wrn40-2_bf16_nchw     $LIMIT --model WRN-40-2  --precision bf16 --channels-last off --no-baseline "${SMALL[@]}"
 step wrn28-10_bf16_cl_compiled $COMPILE_LIMIT --model WRN-28-10 --precision bf16 --channels-last on --compile --no-baseline "${BIG[@]}"
 step wrn40-2_bf16_cl_compiled  $COMPILE_LIMIT --model WRN-40-2  --precision bf16 --channels-last on --compile --no-baseline "${SMALL[@]}"
+
+# The CUDA path's fused SGD, its state cleared at a learning-rate drop, against foreach SGD
+# (tests/wrn/test_equivalence.py; on CPU the same test runs in the test suite).
+echo "== fused SGD against foreach SGD on $DEVICE (at ${SECONDS}s)" >&2
+timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/wrn/test_equivalence.py -k fused > "$RESULTS/fused_sgd.log" 2>&1
+echo "fused SGD equals foreach SGD across a momentum reset: $(tail -n 1 "$RESULTS/fused_sgd.log")"
 
 "$PY" - "$RESULTS" "$SECONDS" <<'EOF'
 import json, sys

@@ -15,6 +15,7 @@ import torch
 
 from wrn.config import RunConfig, resolve
 from wrn.models import build_model, count_params, forward_flops
+from wrn.runtime import resolved_precision
 from wrn.throughput import device_rate, estimate_seconds
 
 MODEL_FIELDS = ("arch", "depth", "k", "block", "depth_convention", "dataset", "image_size", "dropout")
@@ -45,6 +46,7 @@ class Estimate:
     params: int
     flops: int
     est_seconds: float
+    precision: str  # what the run trains in on the device it is estimated for ("auto" resolved)
     state: str = "todo"
     planned_by: str | None = None  # the spec that planned the run first, when it exists in the store
 
@@ -56,6 +58,8 @@ class Estimate:
             "params": self.params,
             "flops": self.flops,
             "epochs": self.config.epochs,
+            "recipe": self.config.recipe,
+            "precision": self.precision,
             "est_gpu_hours": self.est_seconds / 3600,
             "state": self.state,
             "planned_by": self.planned_by,
@@ -71,19 +75,21 @@ def estimate(planned, device_type: str = "cuda", tflops: float | None = None, ki
     for p in planned:
         params, flops = model_stats(p.config)
         seconds = 0.0 if kind == "timing" else estimate_seconds(p.config, flops, rate)
-        out.append(Estimate(p.run_id, p.spec, p.label, p.config, params, flops, seconds))
+        out.append(Estimate(p.run_id, p.spec, p.label, p.config, params, flops, seconds,
+                            resolved_precision(p.config, device_type)))
     return out
 
 
 def format_estimates(rows: list[Estimate], device_type: str) -> str:
     est = f"est {device_type}-h"
     head = (f"{'run_id':<12}  {'label':<24} {'dataset':<8} {'seed':>4} {'params':>11} "
-            f"{'GFLOPs':>7} {'epochs':>6} {est:>10}  state")
+            f"{'GFLOPs':>7} {'epochs':>6} {'recipe':<16} {'prec':<4} {est:>10}  state")
     lines = [head, "-" * len(head)]
     for r in rows:
         c = r.config
         lines.append(f"{r.run_id:<12}  {r.label:<24} {c.dataset:<8} {c.seed:>4} {r.params:>11,} "
-                     f"{r.flops / 1e9:>7.2f} {c.epochs:>6} {r.est_seconds / 3600:>10.2f}  {r.state}")
+                     f"{r.flops / 1e9:>7.2f} {c.epochs:>6} {c.recipe:<16} {r.precision:<4} "
+                     f"{r.est_seconds / 3600:>10.2f}  {r.state}")
     total = sum(r.est_seconds for r in rows) / 3600
     lines.append(f"{len(rows)} runs, estimated {total:.1f} {device_type}-hours in all "
                  f"(throughput model: wrn/throughput.py)")

@@ -19,7 +19,7 @@ from typing import Any
 from experiments.profiles import Profile, load_profile
 from experiments.schema import (SETTABLE_FIELDS, SpecError, check_field_name, check_value, display_path, fail,
                                 parse_seeds)
-from experiments.spec import Spec, merge_layers, resolve_merged
+from experiments.spec import Spec, matches, merge_layers, resolve_merged
 from experiments.store import run_id
 from wrn.config import RunConfig
 from wrn.names import render_label
@@ -97,8 +97,10 @@ def _data_source(profile: Profile) -> dict[str, Any]:
     return {"data_source": f"synthetic:{data['train_images']}:{data['test_images']}"}
 
 
-def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
-    """The CLI's ``--set key=value`` list as a partial config.
+def parse_overrides(items: Iterable[str], flag: str = "--set", known: tuple[str, ...] = SETTABLE_FIELDS
+                    ) -> dict[str, Any]:
+    """The CLI's ``--set key=value`` list as a partial config (or, with `flag` "--only" and `known`
+    SELECT_FIELDS, a selection of runs, which may also name a network by its label).
 
     Values are TOML literals (2, 0.3, true, [60, 120]); anything that is not one is a string, so
     ``block=B(1,3,1)`` and ``dataset=cifar100`` need no quotes. Ranges are checked when the runs are
@@ -106,15 +108,25 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         if not isinstance(item, str) or "=" not in item:
-            raise fail("--set", "item", item, "expected key=value, e.g. epochs=2 or lr_milestones=[60,120]")
+            raise fail(flag, "item", item, "expected key=value, e.g. epochs=2 or lr_milestones=[60,120]")
         key, text = (part.strip() for part in item.split("=", 1))
-        check_field_name("--set", "key", key, SETTABLE_FIELDS)
+        check_field_name(flag, "key", key, known)
         if key in out:
-            raise fail("--set", key, text, "given twice; give each field once")
+            raise fail(flag, key, text, "given twice; give each field once")
         value = _toml_literal(text)
-        check_value("--set", key, key, value)
+        check_value(flag, key, key, value)
         out[key] = value
     return out
+
+
+def select(runs: list[PlannedRun], selection: dict[str, Any], spec: Spec) -> list[PlannedRun]:
+    """The runs of `runs` that match the partial config `selection` (`experiments.spec.matches`): the
+    part of a spec that `--only` trains. Selecting none is an error naming the selection."""
+    chosen = [r for r in runs if matches(selection, r.config)]
+    if not chosen:
+        shown = ", ".join(f"{k}={v}" for k, v in selection.items())
+        raise SpecError(f"--only: {shown}: selects none of the {len(runs)} runs of {spec.name}")
+    return chosen
 
 
 def _toml_literal(text: str) -> Any:

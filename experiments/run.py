@@ -31,9 +31,10 @@ from experiments.clusters import ClusterProfile, load_cluster
 from experiments.console import log_line
 from experiments.estimate import Estimate, estimate, format_estimates
 from experiments.launch import EXECUTORS, LaunchOptions, launch
-from experiments.plan import PlannedRun, expand, parse_overrides
+from experiments.plan import PlannedRun, expand, parse_overrides, select
 from experiments.profiles import Profile, load_profile
 from experiments.rounds import cells_to_extend, round_runs, worst_case_runs
+from experiments.schema import SELECT_FIELDS
 from experiments.spec import Spec, list_specs, load_spec
 from wrn.cli import ArgumentParser, run_main
 from wrn.errors import UsageError
@@ -61,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run-config field for every run, e.g. --set epochs=10 "
                         "--set lr_milestones=[5,8] (repeatable; values are TOML literals)")
+    p.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
+                   help="train only the spec's runs with this config value or network label, e.g. --only "
+                        "dataset=cifar10 --only label=WRN-16-4 (repeatable: all must match); the tables still "
+                        "cover the whole spec")
     p.add_argument("--dry-run", action="store_true", help="print every run and its estimated cost; train nothing")
     p.add_argument("--json", action="store_true", help="with --dry-run: print a JSON list instead of a table")
     p.add_argument("--results", type=Path, default=None,
@@ -172,6 +177,8 @@ def _validated_arguments(argv: list[str] | None) -> argparse.Namespace:
         raise UsageError("--until-resolved and --max-seeds: give both (the rounds need their budget) or neither")
     if args.max_seeds is not None and args.max_seeds < 2:
         raise UsageError(f"--max-seeds: {args.max_seeds}: expected an integer >= 2")
+    if args.only and args.until_resolved:
+        raise UsageError("--only and --until-resolved: the rounds choose their runs from the whole spec; give one")
     return args
 
 
@@ -197,6 +204,8 @@ def _plan(args: argparse.Namespace) -> _Plan:
     profile = load_profile(args.profile)
     overrides = parse_overrides(args.overrides)
     planned = expand(spec, profile, overrides, seeds=args.seeds)
+    if args.only:
+        planned = select(planned, parse_overrides(args.only, "--only", SELECT_FIELDS), spec)
     cluster = load_cluster(args.cluster) if args.executor == "slurm" else None
     design = _sequential_design(args, spec, profile, planned)
     if design is not None:

@@ -29,14 +29,20 @@ Top-level keys:
 [[exclude]]     partial configs; a run matching every key of one entry is dropped (Table 4's WRN-40-8
                 on CIFAR-100 is "-"). Each entry must drop at least one run (a typo would drop none).
 [table]         how the paper lays the table out:
-                  rows     list of config fields (or "label") identifying a paper row;
+                  rows     list of config fields (or "label") identifying a paper row; or ["deviation"]
+                           for an ablation whose rows each change one setting of the baseline: each
+                           row is then named by what it changes (`analysis.deviations`);
                   columns  optional config field spread over the columns (e.g. "dataset");
                   metric   the cell metric (one of `metrics`);
                   extra    optional per-row columns (metrics, e.g. ["params", "epoch_time_s"]);
-                  baseline optional partial config of the ablation's baseline (e.g. {block="B(3,3)"}).
+                  baseline optional partial config of the ablation's baseline (e.g. {block="B(3,3)"});
+                  best_epoch_row  optional bool (needs a baseline and metric test_error): a row more,
+                           the baseline runs' best test epoch instead of their final one (what
+                           reporting the best epoch would publish), compared like any deviation.
 [[figures]]     kind: "pointplot" (test error by factor, every seed a dot, the paper value a marker),
                 "curves" (test error solid on the right axis, training loss dashed on the left, one line
-                per network), "timing_bars", "error_vs_params"; optional title, x, hue, panel (a config
+                per network), "timing_bars", "error_vs_params", "differences" (each comparison with the baseline
+                and its interval; needs a table.baseline); optional title, x, hue, panel (a config
                 field or "label"), metric (one of `metrics`), and panels = [{title, runs = [partial
                 configs]}] when the panels are hand-picked subsets rather than values of one field.
 [timing]        kind = "timing" only: batch_size (becomes the runs' batch_size), warmup, repeats.
@@ -76,12 +82,13 @@ SPECS_DIR = REPO_ROOT / "experiments" / "specs"
 # tables; ImageNet reports its test error as top-1 and top-5.
 METRICS = ("test_error", "test_loss", "train_error", "train_loss", "params", "flops", "epoch_time_s",
            "time_ms", "top1_error", "top5_error")
-FIGURE_KINDS = ("pointplot", "curves", "timing_bars", "error_vs_params")
+FIGURE_KINDS = ("pointplot", "curves", "timing_bars", "error_vs_params", "differences")
 
 _TOP_KEYS = ("name", "title", "paper_ref", "description", "kind", "seeds", "metrics", "paper_results",
              "base", "base_by_dataset", "grid", "rows", "exclude", "table", "figures", "timing")
 _REQUIRED_TOP_KEYS = ("name", "title", "paper_ref", "description", "kind", "seeds", "metrics", "table")
-_TABLE_KEYS = ("rows", "columns", "metric", "extra", "baseline")
+_TABLE_KEYS = ("rows", "columns", "metric", "extra", "baseline", "best_epoch_row")
+DEVIATION = "deviation"  # the row key of `[table] rows = ["deviation"]`
 _FIGURE_KEYS = ("kind", "title", "x", "hue", "panel", "panels", "metric")
 _PANEL_KEYS = ("title", "runs")
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
@@ -118,6 +125,7 @@ class TableLayout:
     columns: str | None = None
     extra: tuple[str, ...] = ()
     baseline: dict[str, Any] | None = None
+    best_epoch_row: bool = False
 
 
 @dataclass(frozen=True)
@@ -220,6 +228,9 @@ def _build_spec(path: Path, where: str, data: dict[str, Any]) -> Spec:
     table = _parse_table(where, data["table"], metrics)
     figures = tuple(_parse_figure(where, i, fig, metrics)
                     for i, fig in enumerate(expect_list(where, "figures", data.get("figures", []))))
+    for i, fig in enumerate(figures):
+        if fig.kind == "differences" and table.baseline is None:
+            raise fail(where, f"figures[{i}].kind", fig.kind, "draws the comparisons with a baseline: set table.baseline")
     timing = _parse_timing_section(where, kind, data.get("timing"), base, base_by_dataset, grid, rows)
     return Spec(name=name, path=path, title=data["title"], paper_ref=data["paper_ref"],
                 description=data["description"], kind=kind, seeds=seeds, metrics=tuple(metrics),
@@ -264,7 +275,7 @@ def _parse_table(where: str, raw: Any, metrics: list[str]) -> TableLayout:
     if not isinstance(rows, list) or not rows:
         raise fail(where, "table.rows", rows, 'expected a non-empty list of config fields or "label"')
     for i, field in enumerate(rows):
-        check_field_name(where, f"table.rows[{i}]", field, SELECT_FIELDS)
+        check_field_name(where, f"table.rows[{i}]", field, SELECT_FIELDS + (DEVIATION,))
     columns = raw.get("columns")
     if columns is not None:
         check_field_name(where, "table.columns", columns, SELECT_FIELDS)
@@ -279,8 +290,15 @@ def _parse_table(where: str, raw: Any, metrics: list[str]) -> TableLayout:
     baseline = raw.get("baseline")
     if baseline is not None:
         baseline = check_partial(where, "table.baseline", baseline, SELECT_FIELDS, non_empty=True)
+    if DEVIATION in rows and (rows != [DEVIATION] or baseline is None):
+        raise fail(where, "table.rows", rows, 'rows = ["deviation"] stands alone and needs a table.baseline')
+    best_epoch_row = raw.get("best_epoch_row", False)
+    if not isinstance(best_epoch_row, bool):
+        raise fail(where, "table.best_epoch_row", best_epoch_row, "expected true or false")
+    if best_epoch_row and (baseline is None or raw["metric"] != "test_error"):
+        raise fail(where, "table.best_epoch_row", best_epoch_row, "needs a table.baseline and metric test_error")
     return TableLayout(rows=tuple(rows), metric=raw["metric"], columns=columns, extra=tuple(extra),
-                       baseline=baseline)
+                       baseline=baseline, best_epoch_row=best_epoch_row)
 
 
 def _parse_figure(where: str, i: int, raw: Any, metrics: list[str]) -> Figure:

@@ -1,6 +1,12 @@
 """CIFAR's augmentation, batched on the training device: pad by `padding` pixels (reflection as in
 the official scripts, or zeros), take a random crop of the original size (offsets uniform over
-0..2*padding in each axis), flip horizontally with p = 0.5.
+0..2*padding in each axis), flip horizontally.
+
+The draws come in the two forms the official code had (docs/recipes.md): per image (a crop offset
+and a flip with p = 0.5 for each image; torchnet transforms, since commit 730d723 of 2016-07-13), or
+as `augmentation.lua` drew them before (commit 0a4c364, the code of the v1 paper and the ZCA tables):
+one crop offset for the whole minibatch (`nn.RandomCrop`) and exactly half of the minibatch flipped
+(`nn.BatchFlip`: `randperm(bs):le(bs/2)`), the flip applied before the crop.
 
 Pad, crop and flip are all pure re-indexing, so each of the (2p+1)^2 * 2 possible outcomes is a
 fixed map from output pixel to source pixel of the *unpadded* image. The maps are built once; a
@@ -19,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-from wrn.config import PAD_MODES
+from wrn.config import CROP_DRAWS, FLIP_DRAWS, PAD_MODES
 
 
 def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
@@ -33,13 +39,18 @@ class CropFlip:
     """Random pad-crop-flip of (B, C, H, W) batches of a fixed image size."""
 
     def __init__(self, height: int, width: int, padding: int, pad_mode: str = "reflect",
-                 hflip: bool = True, device: torch.device | str = "cpu"):
+                 hflip: bool = True, device: torch.device | str = "cpu", crop_draw: str = "per_image",
+                 flip_draw: str = "per_image"):
         if pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode={pad_mode!r}: allowed: {', '.join(PAD_MODES)}")
+        if crop_draw not in CROP_DRAWS or flip_draw not in FLIP_DRAWS:
+            raise ValueError(f"crop_draw={crop_draw!r}, flip_draw={flip_draw!r}: allowed: {', '.join(CROP_DRAWS)}; "
+                             f"{', '.join(FLIP_DRAWS)}")
         if padding < 0 or (pad_mode == "reflect" and padding >= min(height, width)):
             raise ValueError(f"crop_padding={padding}: reflection needs 0 <= padding < image size")
         self.height, self.width, self.padding = height, width, padding
         self.pad_mode, self.hflip = pad_mode, hflip
+        self.crop_draw, self.flip_draw = crop_draw, flip_draw
         span, flips = 2 * padding + 1, 2 if hflip else 1
         # Outcome k = (dy * span + dx) * flips + flip; row k of `maps` sends output pixels to sources.
         dy, dx, flip = torch.meshgrid(torch.arange(span), torch.arange(span), torch.arange(flips),
@@ -62,10 +73,21 @@ class CropFlip:
         return self.padding == 0 and not self.hflip
 
     def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per image: vertical and horizontal crop offsets in 0..2*padding and a flip flag."""
-        offsets = torch.randint(0, 2 * self.padding + 1, (2, n), generator=generator)
-        flips = torch.rand(n, generator=generator) < 0.5 if self.hflip else torch.zeros(n, dtype=torch.bool)
-        return offsets[0], offsets[1], flips
+        """Per image: vertical and horizontal crop offsets in 0..2*padding and a flip flag, as `apply`
+        takes them (crop, then flip)."""
+        span = 2 * self.padding + 1
+        per_batch = self.crop_draw == "per_batch"
+        offsets = torch.randint(0, span, (2, 1 if per_batch else n), generator=generator).expand(2, n)
+        if not self.hflip:
+            flips = torch.zeros(n, dtype=torch.bool)
+        elif self.flip_draw == "half_batch":
+            flips = torch.randperm(n, generator=generator) < n // 2
+        else:
+            flips = torch.rand(n, generator=generator) < 0.5
+        dy, dx = offsets[0].clone(), offsets[1].clone()
+        if per_batch:  # augmentation.lua flips first: a flipped image is cut at the mirrored offset
+            dx = torch.where(flips, 2 * self.padding - dx, dx)
+        return dy, dx, flips
 
     def apply(self, images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flips: torch.Tensor,
               normalize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:

@@ -5,11 +5,14 @@ dry run prints, what every result records and what the analysis pivots on. Every
 paper's recipe is a named field here, so a result never hides how it was produced.
 
 Fields whose paper default depends on the dataset (learning rate, schedule, epochs, augmentation,
-preprocessing, dropout rate) are left as ``None`` by callers and filled by `resolve`, the only place
-the recipe's per-dataset defaults live (paper §3 "Implementation details"; the official
-`scripts/train_cifar.sh` and `scripts/train_svhn.sh`; docs/paper.md, "Recipe"). `resolve` is also
-the one validator of a config: its rules are the table `FIELD_RULES` (what each field may hold on its
-own) and the functions of `CROSS_RULES` (what fields may hold together).
+preprocessing, dropout rate) or on the state of the official code a table was produced with
+(augmentation draws, initialisation) are left as ``None`` by callers and filled by `resolve`, the only
+place those defaults live: first the field itself, then the run's `recipe` preset (`RECIPE_PRESETS`:
+what the official code did at one point of its history; docs/recipes.md), then the dataset's recipe
+(`RECIPES`: paper §3 "Implementation details", the official `scripts/train_cifar.sh` and
+`scripts/train_svhn.sh`; docs/paper.md, "Recipe"). `resolve` is also the one validator of a config:
+its rules are the table `FIELD_RULES` (what each field may hold on its own) and the functions of
+`CROSS_RULES` (what fields may hold together).
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ NORM_STATS = ("official", "dataset")
 PAD_MODES = ("reflect", "zeros")
 BN_INITS = ("uniform", "ones")
 CONV_INITS = ("fan_in", "fan_out")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
+CROP_DRAWS = ("per_image", "per_batch")
+FLIP_DRAWS = ("per_image", "half_batch")
 CHANNELS_LAST = ("auto", "on", "off")
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "imagenet": 1000}
@@ -60,8 +65,36 @@ RECIPES: dict[str, dict[str, Any]] = {
     ),
 }
 RECIPE_FAMILY = {"cifar10": "cifar", "cifar100": "cifar", "svhn": "svhn", "imagenet": "imagenet"}
+
+# What the code behind a table did where the paper is silent, by the state of the code (docs/recipes.md
+# gives each value's file and commit). A preset fills the fields a config leaves None, before the
+# dataset's recipe does.
+#   v1-2016-05        szagoruyko/wide-residual-networks at 0a4c364 (2016-05-24), the code of the arXiv
+#                     v1 links, the shipped logs and the ZCA tables (2-4): augmentation.lua draws one
+#                     crop offset per minibatch and flips exactly half of it (BatchFlip before
+#                     RandomCrop); models/utils.lua inits convs by fan_out; BN keeps torch/nn's U(0,1).
+#   official-current  the same repository since ea02518 (2016-09-08) and at its last commit: per-image
+#                     crop and flip (torchnet transforms since 730d723, 2016-07-13), fan_in init; the
+#                     code of the mean/std tables (5, 6, 9; v2 of the paper, 2016-11).
+#   he-2016           He et al.'s own runs of the pre-activation ResNets that Table 5 quotes:
+#                     fb.resnet.torch at d1d7c40 (train.lua, opts.lua, datasets/cifar10.lua,
+#                     transforms.lua, dataloader.lua) with KaimingHe/resnet-1k-layers' resnet-pre-act.lua
+#                     at fde7ee9: lr 0.1, x0.1 from epochs 81 and 122, 164 epochs, weight decay 1e-4,
+#                     batch 128 (the paper's; the code's README trains ResNet-1001 at 64), zero padding,
+#                     the last partial batch kept, momentum kept across drops, convs fan_out, BN gamma 1.
+RECIPE_PRESETS: dict[str, dict[str, Any]] = {
+    "v1-2016-05": dict(crop_draw="per_batch", flip_draw="half_batch", conv_init="fan_out", bn_init="uniform",
+                       pad_mode="reflect", reset_momentum_on_decay=True, drop_last=True),
+    "official-current": dict(crop_draw="per_image", flip_draw="per_image", conv_init="fan_in", bn_init="uniform",
+                             pad_mode="reflect", reset_momentum_on_decay=True, drop_last=True),
+    "he-2016": dict(crop_draw="per_image", flip_draw="per_image", conv_init="fan_out", bn_init="ones",
+                    pad_mode="zeros", reset_momentum_on_decay=False, drop_last=False, preprocessing="meanstd",
+                    lr=0.1, lr_milestones=(81, 122), lr_decay=0.1, epochs=164, weight_decay=1e-4, batch_size=128),
+}
+RECIPE_NAMES = tuple(RECIPE_PRESETS)
 RECIPE_FIELDS = ("preprocessing", "crop_padding", "hflip", "image_size", "epochs", "batch_size", "lr",
                  "lr_milestones", "lr_decay", "weight_decay")
+PRESET_FIELDS = tuple(dict.fromkeys(f for preset in RECIPE_PRESETS.values() for f in preset))
 
 
 def recipe_family(dataset: str) -> str:
@@ -75,6 +108,9 @@ def paper_dropout(dataset: str) -> float:
 
 @dataclass(frozen=True)
 class RunConfig:
+    # The state of the official code whose choices fill the fields below that are left None
+    # (`RECIPE_PRESETS`); a field set explicitly is a named deviation from it.
+    recipe: str = "official-current"
     # --- data -------------------------------------------------------------------------------
     dataset: str = "cifar10"
     # "real", or "synthetic:<train images>:<test images>": small generated data in the real on-disk
@@ -83,8 +119,10 @@ class RunConfig:
     preprocessing: str | None = None  # meanstd | zca | div255; None = the paper's default
     norm_stats: str = "official"  # mean/std source: the official constants, or the training set's
     crop_padding: int | None = None  # pixels of padding before the random crop; 0 = no crop
-    pad_mode: str = "reflect"  # official Lua: reflection; many peers: zeros
+    pad_mode: str | None = None  # official Lua: reflect; He et al. and many peers: zeros
     hflip: bool | None = None
+    crop_draw: str | None = None  # per_image, or per_batch: one offset for the whole minibatch (v1 era)
+    flip_draw: str | None = None  # per_image (p = 0.5), or half_batch: exactly half of each minibatch (v1 era)
     image_size: int | None = None  # training crop size (ImageNet only; CIFAR/SVHN are 32)
     # --- model ------------------------------------------------------------------------------
     arch: str = "wrn"
@@ -94,8 +132,8 @@ class RunConfig:
     depth_convention: str = "nominal"  # nominal: N=(d-4)/6 (Table 2); true: N=(d-4)/(3l) (Table 3)
     blocks_per_group: int | None = None  # derived from depth and convention
     dropout: float | bool = 0.0  # True = the paper's rate for the dataset (0.3 CIFAR, 0.4 SVHN)
-    bn_init: str = "uniform"  # official Torch BN weight ~ U(0,1); "ones" = modern gamma = 1
-    conv_init: str = "fan_in"  # official Lua after commit ea02518; "fan_out" = the v1-era code
+    bn_init: str | None = None  # uniform: torch/nn's BN weight ~ U(0,1), kept by the official code; ones: gamma = 1
+    conv_init: str | None = None  # fan_in: official Lua since ea02518; fan_out: the v1-era code, He et al.
     # --- optimisation -----------------------------------------------------------------------
     epochs: int | None = None
     batch_size: int | None = None
@@ -106,11 +144,11 @@ class RunConfig:
     nesterov: bool = True
     dampening: float = 0.0
     weight_decay: float | None = None
-    reset_momentum_on_decay: bool = True  # the official code rebuilds the optimizer state at a drop
-    drop_last: bool = True  # official Lua: 'skip-last'
+    reset_momentum_on_decay: bool | None = None  # official Lua rebuilds the optimizer state at a drop
+    drop_last: bool | None = None  # official Lua: 'skip-last'; fb.resnet.torch keeps the last batch
     seed: int = 0
     # --- systems (recorded; they may change the numerics) -----------------------------------
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    precision: str = "fp32"  # as the paper's runs; bf16 autocast, or auto: bf16 on CUDA, fp32 on CPU
     channels_last: str = "auto"  # auto: on for CPU and for bf16 on CUDA (measured faster), else off
     compile: bool = False
     tf32: bool = False
@@ -220,6 +258,9 @@ FIELD_RULES: tuple[FieldRule, ...] = (
     _choice("bn_init", BN_INITS),
     _choice("conv_init", CONV_INITS),
     _choice("precision", PRECISIONS),
+    _choice("recipe", RECIPE_NAMES),
+    _choice("crop_draw", CROP_DRAWS),
+    _choice("flip_draw", FLIP_DRAWS),
     _choice("channels_last", CHANNELS_LAST),
     *(FieldRule(name, BOOL) for name in ("hflip", "nesterov", "reset_momentum_on_decay", "drop_last",
                                          "compile", "tf32")),
@@ -275,9 +316,21 @@ def _data_source_is_known(c: RunConfig) -> None:
     synthetic_sizes(c.data_source)
 
 
+def _imagenet_draws_per_image(c: RunConfig) -> None:
+    """ImageNet's DataLoader pipeline transforms image by image: it has no minibatch-wide draws."""
+    for name in ("crop_draw", "flip_draw"):
+        if c.dataset == "imagenet" and getattr(c, name) != "per_image":
+            raise ConfigError(name, getattr(c, name), "imagenet draws its crops and flips per image: per_image")
+
+
+def _he_recipe_is_for_cifar(c: RunConfig) -> None:
+    if c.recipe == "he-2016" and c.dataset not in ("cifar10", "cifar100"):
+        raise ConfigError("recipe", c.recipe, "he-2016 is He et al.'s CIFAR recipe: cifar10 or cifar100")
+
+
 CROSS_RULES: tuple[Callable[[RunConfig], None], ...] = (
     _nesterov_needs_momentum, _imagenet_pairs_with_its_network, _image_size_fits_the_dataset,
-    _zca_is_for_cifar, _data_source_is_known,
+    _zca_is_for_cifar, _data_source_is_known, _he_recipe_is_for_cifar, _imagenet_draws_per_image,
 )
 
 
@@ -319,6 +372,7 @@ def resolve(config: RunConfig) -> RunConfig:
     The result is what is hashed, run and recorded; `resolve(resolve(c)) == resolve(c)`."""
     _choice("dataset", DATASETS).check(config.dataset)
     _choice("arch", ARCHS).check(config.arch)
+    _choice("recipe", RECIPE_NAMES).check(config.recipe)
     c = _fill_recipe(config)
     for rule in FIELD_RULES:
         rule.check(getattr(c, rule.field))
@@ -333,10 +387,11 @@ def resolve(config: RunConfig) -> RunConfig:
 
 
 def _fill_recipe(config: RunConfig) -> RunConfig:
-    """`config` with every unset recipe field taken from its dataset's recipe, ``dropout=True/False``
-    turned into the paper's rate / 0, and milestones as a tuple."""
+    """`config` with every unset field taken from its recipe preset, then from its dataset's recipe,
+    ``dropout=True/False`` turned into the paper's rate / 0, and milestones as a tuple."""
     recipe = RECIPES[recipe_family(config.dataset)]
-    updates = {name: recipe[name] for name in RECIPE_FIELDS if getattr(config, name) is None}
+    defaults = {**{name: recipe[name] for name in RECIPE_FIELDS}, **RECIPE_PRESETS[config.recipe]}
+    updates = {name: value for name, value in defaults.items() if getattr(config, name) is None}
     if isinstance(config.dropout, bool):
         updates["dropout"] = recipe["paper_dropout"] if config.dropout else 0.0
     milestones = updates.get("lr_milestones", config.lr_milestones)

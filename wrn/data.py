@@ -97,7 +97,7 @@ class TensorPipeline(DataPipeline):
         self.seed = cfg.seed
         self.normalize = normalize
         _, _, h, w = self.train_x.shape
-        augment = CropFlip(h, w, cfg.crop_padding, cfg.pad_mode, cfg.hflip, device)
+        augment = CropFlip(h, w, cfg.crop_padding, cfg.pad_mode, cfg.hflip, device, cfg.crop_draw, cfg.flip_draw)
         self.augment = None if augment.is_identity else augment
         self._check_size()
 

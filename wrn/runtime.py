@@ -24,11 +24,16 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device(device)
 
 
+def resolved_precision(cfg: RunConfig, device_type: str) -> str:
+    """The precision `cfg` trains in on a device of `device_type`: "auto" is bf16 on CUDA, fp32 elsewhere."""
+    if cfg.precision == "auto":
+        return "bf16" if device_type == "cuda" else "fp32"
+    return cfg.precision
+
+
 def runtime_settings(cfg: RunConfig, device: torch.device) -> RuntimeSettings:
     """How `cfg`'s "auto" systems fields resolve on `device`."""
-    precision = cfg.precision
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
+    precision = resolved_precision(cfg, device.type)
     channels_last = cfg.channels_last
     if channels_last == "auto":
         # Measured (benchmarks/train_speed.py): NHWC is faster on CPU in fp32 (1.13x) and bf16, and is

@@ -94,6 +94,19 @@ def training_step(step_model, optimizer, x: torch.Tensor, y: torch.Tensor, setti
     return loss.detach(), out
 
 
+def set_epoch_learning_rate(optimizer: torch.optim.Optimizer, cfg: RunConfig, epoch: int, starting: bool) -> float:
+    """Give `optimizer` the learning rate of 1-indexed `epoch` (`RunConfig.lr_at`) and return it. At
+    the `starting` of an epoch whose rate dropped, clear the momentum buffers when
+    `cfg.reset_momentum_on_decay`, as the Lua code does by rebuilding optim's state at every drop (a
+    resume within the epoch keeps the buffers of its checkpoint)."""
+    lr = cfg.lr_at(epoch)
+    if starting and cfg.reset_momentum_on_decay and epoch > 1 and lr != cfg.lr_at(epoch - 1):
+        optimizer.state.clear()
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -208,20 +221,11 @@ class _Trainer:
         atomic_write_text(self.run_dir / METRICS_FILE, "".join(json.dumps(row) + "\n" for row in position.history))
         return position
 
-    def set_learning_rate(self, position: _Position) -> float:
-        cfg, epoch = self.cfg, position.epoch
-        lr = cfg.lr_at(epoch)
-        if cfg.reset_momentum_on_decay and position.step == 0 and epoch > 1 and lr != cfg.lr_at(epoch - 1):
-            self.optimizer.state.clear()  # the Lua code rebuilds optim's state at every drop
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        return lr
-
     def run_epoch(self, position: _Position) -> None:
         """Train the rest of `position`'s epoch, evaluate, record the metrics and checkpoint the start
         of the next epoch; or record the divergence. Raises `TrainingInterrupted` (after a
         checkpoint of that exact step) when `should_stop` says so at a step boundary."""
-        lr = self.set_learning_rate(position)
+        lr = set_epoch_learning_rate(self.optimizer, self.cfg, position.epoch, starting=position.step == 0)
         losses, correct, train_time = self.train_steps(position)
         finite = torch.isfinite(losses)
         if not bool(finite.all()):

@@ -29,11 +29,12 @@ def make_config(**fields: Any) -> RunConfig:
 def write_run(results: Path, spec: str, config: RunConfig | dict[str, Any], *, state: str = "done",
               test_error: float = 5.0, epochs: int = 4, params: int = 1_000_000,
               epoch_time_s: float = 60.0, timing: dict[str, Any] | None = None,
-              label: str | None = None, profile: str = "paper") -> Path:
+              label: str | None = None, profile: str = "paper", precision: str = "fp32", dip: float = 0.0) -> Path:
     """Write one run folder of `spec` in `state` and return it.
 
-    A "done" train run has `epochs` lines of metrics ending at `test_error`; a timing run (pass
-    `timing`, e.g. {"ms_median": 68.0}) has a result with a timing block and no final metrics."""
+    A "done" train run has `epochs` lines of metrics ending at `test_error`, the epoch before the last
+    `dip` below it (its best epoch, when `dip` > 0), and a result computed in `precision`; a timing run
+    (pass `timing`, e.g. {"ms_median": 68.0}) has a result with a timing block and no final metrics."""
     if state not in STATES:
         raise ValueError(f"state={state!r}: allowed {', '.join(STATES)}")
     cfg = make_config(**config) if isinstance(config, dict) else resolve(config)
@@ -51,6 +52,8 @@ def write_run(results: Path, spec: str, config: RunConfig | dict[str, Any], *, s
     n_epochs = epochs if state in ("done", "diverged") else max(1, epochs // 2)
     if timing is None:
         lines = [_epoch_line(cfg, e, epochs, test_error) for e in range(1, n_epochs + 1)]
+        if dip and n_epochs > 1:
+            lines[-2]["test_error"] = test_error - dip
         (path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     if state == "interrupted":
         (path / "checkpoint.pt").write_bytes(b"fake checkpoint")
@@ -61,7 +64,7 @@ def write_run(results: Path, spec: str, config: RunConfig | dict[str, Any], *, s
         (path / "result.json").write_text('{"run_id": "' + rid + '", "status": "do')
     elif state in ("done", "diverged"):
         atomic_write_json(path / "result.json", _result(cfg, rid, spec, label, state, test_error, epochs,
-                                                        params, epoch_time_s, timing))
+                                                        params, epoch_time_s, timing, precision))
     return path
 
 
@@ -73,7 +76,7 @@ def _epoch_line(cfg: RunConfig, epoch: int, epochs: int, final_error: float) -> 
             "images_per_s": 800.0}
 
 
-def _result(cfg, rid, spec, label, state, test_error, epochs, params, epoch_time_s, timing):
+def _result(cfg, rid, spec, label, state, test_error, epochs, params, epoch_time_s, timing, precision):
     diverged = state == "diverged"
     final = None
     if timing is None and not diverged:
@@ -89,6 +92,6 @@ def _result(cfg, rid, spec, label, state, test_error, epochs, params, epoch_time
         diverged=Divergence(epoch=epochs, step=17, loss="nan") if diverged else None,
         params=params, flops=2 * params, epoch_time_s=epoch_time_s, train_time_s=epoch_time_s * epochs,
         images_per_s=800.0, timing=timing_block,
-        runtime=RuntimeSettings(device="cpu", device_name="cpu", precision="fp32", channels_last=False,
+        runtime=RuntimeSettings(device="cpu", device_name="cpu", precision=precision, channels_last=False,
                                 tf32=False, compile=False, torch="2.14.1", threads=1))
     return {"run_id": rid, "spec": spec, "label": label, **result.to_dict(), "finished_at": "2024-01-02T00:00:00Z"}

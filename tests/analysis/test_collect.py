@@ -12,7 +12,7 @@ SPEC = "table_deepening"
 
 
 def _cfg(block, seed=0):
-    return dict(dataset="cifar10", depth=40, k=2, block=block, depth_convention="true", preprocessing="zca",
+    return dict(dataset="cifar10", depth=40, k=2, block=block, depth_convention="true", preprocessing="zca", recipe="v1-2016-05",
                 seed=seed)
 
 
@@ -68,7 +68,7 @@ def test_collect_spec_knows_the_plan_and_collect_all_concatenates(tmp_path):
     write_run(tmp_path, SPEC, _cfg("B(3,3)", 0))
     c = collect_spec(spec, tmp_path)
     assert c.planned == 20 and c.summary_line().startswith("1 of 20 planned runs done")
-    write_run(tmp_path, "table_width", dict(dataset="cifar10", depth=40, k=1, preprocessing="zca"))
+    write_run(tmp_path, "table_width", dict(dataset="cifar10", depth=40, k=1, preprocessing="zca", recipe="v1-2016-05"))
     both = collect_all(tmp_path, [spec, load_spec("table_width")])
     assert sorted(both.runs["spec"]) == ["table_deepening", "table_width"]
 
@@ -84,7 +84,7 @@ def test_the_readmes_pandas_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for planned in expand(load_spec("table_block_type"), "smoke"):
         write_run(tmp_path / "results" / "smoke", "table_block_type", planned.config, profile="smoke")
-    write_run(tmp_path / "results", "table_width", dict(dataset="cifar10", depth=40, k=1, preprocessing="zca"))
+    write_run(tmp_path / "results", "table_width", dict(dataset="cifar10", depth=40, k=1, preprocessing="zca", recipe="v1-2016-05"))
     names: dict = {}
     exec(compile(example, "README.md", "exec"), names)
     assert len(names["smoke"].runs) == 6 and set(names["smoke"].runs["state"]) == {"done"}

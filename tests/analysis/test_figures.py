@@ -13,7 +13,8 @@ from fabricate import write_run  # noqa: E402
 
 from analysis import figures, stats  # noqa: E402
 from analysis.collect import collect_spec  # noqa: E402
-from analysis.figures import curves, error_vs_params, pointplot, timing_bars, write_figures  # noqa: E402
+from analysis.figures import (curves, differences, error_vs_params, pointplot, timing_bars,  # noqa: E402
+                              write_figures)
 from analysis.tables import build_table  # noqa: E402
 from experiments.plan import expand  # noqa: E402
 from experiments.spec import load_spec  # noqa: E402
@@ -71,7 +72,7 @@ def test_curves_panels_can_be_hand_picked(tmp_path):
 
 
 def test_pointplot_shows_every_seed_our_median_and_the_paper(tmp_path):
-    runs = [(dict(dataset="cifar10", depth=40, k=2, block=b, depth_convention="true", preprocessing="zca", seed=s),
+    runs = [(dict(dataset="cifar10", depth=40, k=2, block=b, depth_convention="true", preprocessing="zca", recipe="v1-2016-05", seed=s),
              dict(test_error=5.0 + s / 10)) for b in ("B(3)", "B(3,3)") for s in range(3)]
     spec, table, collection = _setup(tmp_path, "table_deepening", runs)
     fig = pointplot(spec.figures[0], table, collection)
@@ -101,7 +102,7 @@ def test_timing_bars_and_error_vs_params(tmp_path):
     assert heights == [68, 70, 85, 164, 312, 512]  # ours (one network timed) and the paper's five
     assert " 4.60%" in [t.get_text() for t in ax.texts]
 
-    runs = [(dict(dataset=d, depth=40, k=k, preprocessing="zca"), dict(params=p, test_error=e))
+    runs = [(dict(dataset=d, depth=40, k=k, preprocessing="zca", recipe="v1-2016-05"), dict(params=p, test_error=e))
             for d in ("cifar10", "cifar100") for k, p, e in ((1, 566_650, 7.0), (4, 8_952_570, 5.0))]
     spec, table, collection = _setup(tmp_path / "w", "table_width", runs)
     fig = error_vs_params(spec.figures[0], table, collection)
@@ -110,7 +111,7 @@ def test_timing_bars_and_error_vs_params(tmp_path):
 
 
 def test_write_figures_writes_png_and_pdf(tmp_path):
-    runs = [(dict(dataset="cifar10", depth=40, k=2, block="B(3,3)", depth_convention="true", preprocessing="zca"), {})]
+    runs = [(dict(dataset="cifar10", depth=40, k=2, block="B(3,3)", depth_convention="true", preprocessing="zca", recipe="v1-2016-05"), {})]
     spec, table, collection = _setup(tmp_path, "table_deepening", runs)
     written = write_figures(spec, table, collection, tmp_path / "figures")
     assert [p.name for p in written] == ["table_deepening_pointplot.png", "table_deepening_pointplot.pdf"]
@@ -139,7 +140,7 @@ def test_a_spec_without_paper_numbers_has_no_paper_in_its_legend(tmp_path):
                          .replace('paper_results = "results/paper/table_deepening.csv"\n', ""))
     spec = load_spec(spec_path)
     assert spec.paper_results is None
-    runs = [dict(dataset="cifar10", depth=40, k=2, block=b, depth_convention="true", preprocessing="zca")
+    runs = [dict(dataset="cifar10", depth=40, k=2, block=b, depth_convention="true", preprocessing="zca", recipe="v1-2016-05")
             for b in ("B(3)", "B(3,3)")]
     for cfg in runs:
         write_run(tmp_path, spec.name, cfg)
@@ -162,5 +163,27 @@ def test_every_figure_is_stamped_with_what_its_runs_are(tmp_path, monkeypatch):
     figures.write_figures(spec, build_table(spec, collection), collection, tmp_path / "figures", ".smoke")
     (stem, fig), = saved
     assert stem == "table_block_type_pointplot.smoke"
-    assert "profile smoke (generated data, 64 training and 32 test images), on cpu: cpu, fp32" in [
+    assert "profile smoke (generated data, 64 training and 32 test images), on cpu: cpu, fp32, recipe v1-2016-05" in [
         t.get_text() for t in fig.texts]
+
+
+def test_differences_draw_each_comparison_with_its_interval_by_verdict(tmp_path):
+    """The deviations spec's figure: a row per deviation (and the best-epoch row), the difference and
+    its interval, red where the seeds resolve a rise, grey where they resolve nothing."""
+    spec = load_spec("deviations")
+    noise = np.random.default_rng(1)
+    for planned in expand(spec, "paper", seeds=3):
+        cfg = planned.config
+        if cfg.depth == 16:
+            shift = 1.0 if cfg.precision == "bf16" else 0.0
+            write_run(tmp_path, spec.name, cfg, test_error=5.0 + shift + float(noise.normal(0, 0.1)), dip=0.4)
+    collection = collect_spec(spec, tmp_path)
+    table = build_table(spec, collection)
+    fig = differences(spec.figures[0], table, collection)
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0] == "precision = bf16" and labels[-1] == "best test epoch reported, not the final one"
+    assert len(labels) == 13 and ax.get_title() == "WRN-16-4"
+    points = {line.get_color(): line for line in ax.get_lines() if line.get_marker() == "o"}
+    assert points["#d62728"].get_xdata()[0] == pytest.approx(table.comparisons.set_index("deviation").at[
+        "precision = bf16", "diff"])

@@ -144,6 +144,19 @@ def test_an_effect_of_the_papers_size_is_supported_as_often_as_the_power_says():
     assert abs(np.mean(supported) - power) < 0.05
 
 
+def test_without_paper_numbers_the_detectable_difference_is_resolved_as_often_as_planned():
+    """A spec of one's own: a true difference of `detectable_difference` at 10 seeds is called higher
+    about 80 % of the time (the normal plan; the t-test on 50 pooled degrees of freedom is close), and
+    none is called either way in about 5 %."""
+    rng = np.random.default_rng(11)
+    detectable = stats.detectable_difference(SIGMA * math.sqrt(2), 10)
+    found = [stats.ordering_verdict(d, math.nan) for _ in range(400) for d in simulate_ablation(rng, 10, detectable)]
+    assert abs(np.mean([v == stats.HIGHER for v in found]) - stats.POWER) < 0.06
+    null = [stats.ordering_verdict(d, math.nan) != stats.UNRESOLVED
+            for _ in range(SIMULATIONS) for d in simulate_ablation(rng, 10)]
+    assert np.mean(null) <= 0.05 + simulation_error(0.05, SIMULATIONS)
+
+
 def test_a_seed_effect_is_removed_like_a_paired_test():
     """With 2 cells and the same seeds, the model's test is the paired t-test."""
     rng = np.random.default_rng(5)
@@ -174,7 +187,8 @@ def test_the_papers_smallest_table_2_difference_needs_about_140_seeds():
 
 @pytest.mark.parametrize("p, paper_diff, diff, verdict", [
     (0.01, 0.3, 0.25, stats.SUPPORTED), (0.01, 0.3, -0.25, stats.CONTRADICTED), (0.2, 0.3, 0.1, stats.UNRESOLVED),
-    (0.01, 0.0, 0.1, stats.CONTRADICTED), (0.01, math.nan, 0.1, ""),
+    (0.01, 0.0, 0.1, stats.CONTRADICTED), (0.01, math.nan, 0.1, stats.HIGHER), (0.01, math.nan, -0.1, stats.LOWER),
+    (0.2, math.nan, 0.1, stats.UNRESOLVED),
 ])
 def test_ordering_verdicts(p, paper_diff, diff, verdict):
     d = stats.Difference(True, 5, 5, diff, 0.1, 20, diff - 0.2, diff + 0.2, p)

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -9,7 +10,7 @@ from analysis.tables import build_table, layout_frame, to_latex, to_markdown, wr
 from experiments.plan import expand
 from experiments.spec import load_spec
 
-BASE = dict(dataset="cifar10", k=2, preprocessing="zca")
+BASE = dict(dataset="cifar10", k=2, preprocessing="zca", recipe="v1-2016-05")
 
 
 def _block_type_table(tmp_path):
@@ -131,7 +132,7 @@ def test_written_files_and_escaped_latex(tmp_path):
 def test_no_finished_runs_still_gives_the_papers_table(tmp_path):
     spec = load_spec("table_deepening")
     write_run(tmp_path, spec.name, dict(dataset="cifar10", depth=40, k=2, block="B(3,3)", depth_convention="true",
-                                        preprocessing="zca"), state="failed")
+                                        preprocessing="zca", recipe="v1-2016-05"), state="failed")
     table = build_table(spec, collect_spec(spec, tmp_path))
     assert table.finished_runs == 0 and len(table.cells) == 4
     assert table.cells["paper"].notna().all() and table.cells["median"].isna().all()
@@ -164,3 +165,52 @@ def test_a_profiles_minibatch_is_stated_and_not_compared_with_the_papers_timing(
     assert len(timed) == 5 and timed["paper"].isna().all()
     assert all("minibatch of 16, the paper's 32: not compared" in note for note in timed["notes"])
     assert "Measured here at minibatches of 16, not the paper's 32: not compared with its times." in to_markdown(table)
+
+
+def _comparison_runs(tmp_path, recipe: str | None):
+    """Table 5 with 2 seeds of ResNet-164 on CIFAR-10 (under `recipe`, or the spec's) and of WRN-28-10."""
+    spec = load_spec("table_comparison")
+    for planned in expand(spec, "paper", seeds=2):
+        cfg = planned.config
+        if cfg.dataset == "cifar10" and cfg.depth in (164, 28):
+            if recipe is not None and cfg.arch == "preact_resnet":
+                cfg = dataclasses.replace(cfg, recipe=recipe, lr=None, lr_milestones=None, lr_decay=None, epochs=None,
+                                          weight_decay=None, batch_size=None, pad_mode=None, conv_init=None,
+                                          bn_init=None, reset_momentum_on_decay=None, drop_last=None)
+            write_run(tmp_path, spec.name, cfg, test_error=5.5 + cfg.seed * 0.1)
+    return spec
+
+
+def test_he_et_als_numbers_are_compared_only_with_runs_of_their_recipe(tmp_path):
+    spec = _comparison_runs(tmp_path, None)
+    table = build_table(spec, collect_spec(spec, tmp_path))
+    resnet = table.cells[(table.cells["label"] == "preact-ResNet-164") & (table.cells["dataset"] == "cifar10")].iloc[0]
+    assert (resnet["recipe"], resnet["paper_recipe"], resnet["verdict_vs_paper"]) == ("he-2016", "he-2016", "consistent")
+    layout = layout_frame(table)
+    assert "recipe" in layout.columns and set(layout["recipe"]) >= {"he-2016", "official-current"}
+    assert "recipes he-2016 (preact-ResNet-164), official-current (WRN-28-10)" in table.description
+
+
+def test_a_pre_act_resnet_of_the_wrn_recipe_is_not_compared_with_he_et_als_number(tmp_path):
+    spec = _comparison_runs(tmp_path, "official-current")
+    collection = collect_spec(spec, tmp_path, overrides={"recipe": "official-current"})
+    table = build_table(spec, collection)
+    resnet = table.cells[(table.cells["label"] == "preact-ResNet-164") & (table.cells["dataset"] == "cifar10")].iloc[0]
+    assert resnet["n"] == 2 and resnet["paper"] == 5.46 and resnet["verdict_vs_paper"] == stats.NOT_COMPARABLE
+    assert math.isnan(resnet["delta"]) and math.isnan(resnet["p_value"])
+    wrn = table.cells[(table.cells["label"] == "WRN-28-10") & (table.cells["dataset"] == "cifar10")].iloc[0]
+    assert wrn["verdict_vs_paper"] != stats.NOT_COMPARABLE and math.isfinite(wrn["delta"])
+    assert "not comparable" in to_markdown(table)
+
+
+def test_runs_of_one_network_in_two_precisions_are_two_cells(tmp_path):
+    """A config with precision "auto" trained on a GPU (bf16) and on a CPU (fp32): two experiments."""
+    spec = load_spec("table_block_type")
+    for seed, precision in enumerate(["bf16", "bf16", "fp32", "fp32"]):
+        write_run(tmp_path, spec.name, dict(BASE, depth=28, block="B(3,3)", seed=seed, precision="auto"),
+                  test_error=5.0 + seed, precision=precision)
+    collection = collect_spec(spec, tmp_path, overrides={"precision": "auto"})
+    table = build_table(spec, collection)
+    cells = table.cells[table.cells["n"] > 0]
+    assert sorted(zip(cells["runtime_precision"], cells["n"], cells["median"])) == [("bf16", 2, 5.5), ("fp32", 2, 7.5)]
+    assert "runtime_precision" in table.row_fields and "each precision has its own cell" in to_markdown(table)

@@ -43,3 +43,14 @@ def test_summary_of_real_results(tmp_path, measured):
     assert f"{measured['suite_img_s']:,.0f}" in row and "x baseline" in row
     assert "convolutions" in row and "4 processes: 4,000 img/s total (3.50x one)" in row
     assert next(x for x in lines if x.startswith("b_plain")).rstrip().endswith("%")  # no notes
+
+
+def test_the_fused_sgd_check_selects_the_equivalence_test():
+    """gpu_check.sh runs `-k fused` of tests/wrn/test_equivalence.py on the GPU: the selection must
+    name a test (an empty selection would pass silently)."""
+    line = next(x for x in SCRIPT.read_text().splitlines() if "test_equivalence.py -k fused" in x)
+    assert line.startswith("timeout ")
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                          "tests/wrn/test_equivalence.py", "-k", "fused"], cwd=SCRIPT.parents[1],
+                         capture_output=True, text=True, check=True).stdout
+    assert re.search(r"test_fused_sgd_equals_foreach_sgd\S*\[cpu\]", out)

@@ -35,6 +35,7 @@ EXPECTED = {
     "figure_svhn": (1, ["WRN-52-1", "WRN-16-4", "WRN-16-4-dropout"]),
     "figure_timing": (1, ["preact-ResNet-164", "preact-ResNet-1001", "WRN-40-4", "WRN-16-10", "WRN-28-10"]),
     "imagenet_bottleneck": (1, ["WRN-50-2-bottleneck"]),
+    "deviations": (5, ["WRN-16-4", "WRN-28-10"] * 13),
 }
 
 # The preprocessing each table used (docs/paper.md, "Tables and figures"): ZCA for Tables 2-4, mean/std for 5, 6, 9 and
@@ -42,6 +43,23 @@ EXPECTED = {
 PREPROCESSING = {"table_block_type": "zca", "table_deepening": "zca", "table_width": "zca",
                  "table_comparison": "meanstd", "table_dropout": "meanstd", "table_best": "meanstd",
                  "figure_curves": "meanstd"}
+
+
+# The recipe preset each table was produced with (docs/recipes.md): the official code of May 2016 for the
+# ZCA tables, the later code for the rest, He et al.'s code for Table 5's pre-activation ResNets.
+RECIPES = {"table_block_type": {"v1-2016-05"}, "table_deepening": {"v1-2016-05"}, "table_width": {"v1-2016-05"},
+           "table_comparison": {"he-2016", "official-current"}, "deviations": {"v1-2016-05", "official-current"}}
+
+
+@pytest.mark.parametrize("name", SPEC_NAMES)
+def test_each_table_trains_with_the_recipe_of_its_era(name: str):
+    runs = expand(load_spec(name), "paper", seeds=1)
+    assert {r.config.recipe for r in runs} == RECIPES.get(name, {"official-current"})
+    if name == "table_comparison":
+        assert all((r.config.recipe == "he-2016") == (r.config.arch == "preact_resnet") for r in runs)
+    if RECIPES.get(name) == {"v1-2016-05"}:
+        assert {(r.config.crop_draw, r.config.flip_draw, r.config.conv_init, r.config.bn_init) for r in runs} == {
+            ("per_batch", "half_batch", "fan_out", "uniform")}
 
 
 def _key(run: PlannedRun, with_dataset: bool) -> str:
@@ -121,9 +139,9 @@ def test_timing_spec_measures_batches_of_32():
 # ------------------------------------------------------------------------------------------------
 # Run ids
 
-GOLDEN_CONFIG = RunConfig(dataset="cifar10", arch="wrn", depth=28, k=2, block="B(3,3)", preprocessing="zca",
-                          dropout=False, depth_convention="nominal", seed=0)
-GOLDEN_RUN_ID = "57c0e61f149c"
+GOLDEN_CONFIG = RunConfig(recipe="v1-2016-05", dataset="cifar10", arch="wrn", depth=28, k=2, block="B(3,3)",
+                          preprocessing="zca", dropout=False, depth_convention="nominal", seed=0)
+GOLDEN_RUN_ID = "eb0c79069bce"
 
 
 def test_golden_run_id():
@@ -155,10 +173,10 @@ metric = "test_error"
 
 def test_run_id_ignores_key_order_and_grid_position(tmp_path: Path):
     a = tmp_path / "a.toml"
-    a.write_text(USER_SPEC.format(name="user_a", base='preprocessing = "zca"\narch = "wrn"\ndataset = "cifar10"\nk = 2',
+    a.write_text(USER_SPEC.format(name="user_a", base='preprocessing = "zca"\narch = "wrn"\ndataset = "cifar10"\nk = 2\nrecipe = "v1-2016-05"',
                                   grid='depth = [16, 28]\nblock = ["B(3,3)", "B(3,1,3)"]'))
     b = tmp_path / "b.toml"
-    b.write_text(USER_SPEC.format(name="user_b", base='k = 2\ndataset = "cifar10"\narch = "wrn"\ndropout = false',
+    b.write_text(USER_SPEC.format(name="user_b", base='recipe = "v1-2016-05"\nk = 2\ndataset = "cifar10"\narch = "wrn"\ndropout = false',
                                   grid='block = ["B(1,3)", "B(3,3)"]\npreprocessing = ["meanstd", "zca"]\ndepth = [28]'))
     ids_a = {r.label: r.run_id for r in expand(load_spec(a), "paper") if r.config.preprocessing == "zca"}
     ids_b = {r.label: r.run_id for r in expand(load_spec(b), "paper") if r.config.preprocessing == "zca"}

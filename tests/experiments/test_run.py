@@ -39,6 +39,11 @@ def test_every_shipped_spec_dry_runs(spec, profile, capsys, tmp_path):
             assert key in cfg, key
     assert len({r["run_id"] for r in rows}) == len(rows)
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
+    assert all(row["recipe"] == row["config"]["recipe"] and row["precision"] in ("fp32", "bf16") for row in rows)
+    if profile == "paper":  # the paper's numerics: fp32, no TF32, but where a row of deviations measures them
+        imposed = {(row["precision"], row["config"]["tf32"]) for row in rows
+                   if row["precision"] != "fp32" or row["config"]["tf32"]}
+        assert imposed == ({("bf16", False), ("fp32", True)} if spec == "deviations" else set())
 
 
 def test_dry_run_table_names_every_run(capsys):
@@ -185,3 +190,32 @@ def test_every_file_and_folder_of_a_launch_honours_the_umask(umask, file_mode, f
     wrong = {str(p.relative_to(results)): oct(stat.S_IMODE(p.stat().st_mode)) for p in paths
              if stat.S_IMODE(p.stat().st_mode) != (folder_mode if p.is_dir() else file_mode)}
     assert not wrong, wrong
+
+
+def test_the_deviations_spec_runs_end_to_end_on_the_smoke_profile(capsys, tmp_path):
+    """Every deviation trained on generated data (WRN-16-4's: WRN-28-10's take some twenty CPU-minutes
+    and run with the spec's own launch), tabled against the exact recipe, paired by seed, and plotted."""
+    results = tmp_path / "results"
+    assert run.main(["deviations", "--profile", "smoke", "--only", "label=WRN-16-4", "--executor", "debug",
+                     "--results", str(results)]) == 0
+    capsys.readouterr()
+    records = store.all_runs(results)
+    assert len(records) == 13 and {r.state for r in records} == {"done"} and {r.label for r in records} == {"WRN-16-4"}
+    assert {r.result.runtime.precision for r in records} == {"fp32", "bf16"}
+    comps = pd.read_csv(results / "tables" / "deviations.smoke.vs_baseline.csv")
+    assert len(comps) == 13 and set(comps["baseline"]) == {"WRN-16-4"}
+    assert {"precision = bf16", "crop_draw = per_image", "recipe = official-current",
+            "best test epoch reported, not the final one"} <= set(comps["deviation"])
+    assert set(comps["verdict"]) <= {"higher", "lower", "unresolved"} and comps["detectable"].notna().all()
+    markdown = (results / "tables" / "deviations.smoke.md").read_text()
+    assert "| none (the baseline) |" in markdown and "13 of 26 planned runs done" in markdown
+    assert (results / "figures" / "deviations_differences.smoke.png").exists()
+
+
+def test_only_selects_part_of_a_spec_and_says_when_it_selects_nothing(capsys, tmp_path):
+    rows = dry_run_json(capsys, "table_dropout", "--only", "dataset=svhn", "--only", "dropout=true")
+    assert {(r["config"]["dataset"], r["config"]["dropout"]) for r in rows} == {("svhn", 0.4)} and len(rows) == 10
+    assert run.main(["table_dropout", "--only", "label=WRN-99-1", "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --only: label=WRN-99-1: selects none of the 80 runs of table_dropout"
+    assert not (tmp_path / "r").exists()

@@ -9,8 +9,8 @@ import math
 
 import pytest
 
-from wrn.config import (DATASET_SIZES, FIELD_RULES, RECIPE_FIELDS, RECIPES, RunConfig, expected_sizes,
-                        recipe_family, resolve, synthetic_sizes)
+from wrn.config import (DATASET_SIZES, FIELD_RULES, RECIPE_FIELDS, RECIPE_PRESETS, RECIPES, RunConfig,
+                        expected_sizes, recipe_family, resolve, synthetic_sizes)
 from wrn.errors import ConfigError
 
 CIFAR = dict(dataset="cifar10", depth=16, k=2)
@@ -48,6 +48,39 @@ def test_the_cifar_and_svhn_recipes_are_the_official_scripts():
     svhn = resolve(RunConfig(dataset="svhn", depth=16, k=4))
     assert (svhn.lr, svhn.lr_milestones, svhn.lr_decay, svhn.epochs) == (0.01, (80, 120), 0.1, 160)
     assert (svhn.crop_padding, svhn.hflip, svhn.preprocessing) == (0, False, "div255")
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPE_PRESETS))
+def test_a_recipe_preset_fills_what_the_paper_does_not_say(recipe):
+    """Each preset sets every field it names (docs/recipes.md), over the dataset's recipe."""
+    cfg = resolve(RunConfig(**CIFAR, recipe=recipe))
+    for name, value in RECIPE_PRESETS[recipe].items():
+        assert getattr(cfg, name) == value, name
+
+
+def test_the_presets_are_the_official_code_of_their_time():
+    v1 = resolve(RunConfig(**CIFAR, recipe="v1-2016-05"))
+    assert (v1.crop_draw, v1.flip_draw, v1.conv_init, v1.bn_init, v1.pad_mode) == (
+        "per_batch", "half_batch", "fan_out", "uniform", "reflect")
+    current = resolve(RunConfig(**CIFAR))
+    assert current.recipe == "official-current"
+    assert (current.crop_draw, current.flip_draw, current.conv_init, current.bn_init) == (
+        "per_image", "per_image", "fan_in", "uniform")
+    he = resolve(RunConfig(dataset="cifar10", arch="preact_resnet", depth=164, k=1, recipe="he-2016"))
+    assert (he.lr, he.lr_milestones, he.lr_decay, he.epochs, he.weight_decay, he.batch_size) == (
+        0.1, (81, 122), 0.1, 164, 1e-4, 128)
+    assert (he.pad_mode, he.conv_init, he.bn_init, he.reset_momentum_on_decay, he.drop_last, he.preprocessing) == (
+        "zeros", "fan_out", "ones", False, False, "meanstd")
+
+
+def test_a_field_given_is_a_deviation_from_its_preset():
+    cfg = resolve(RunConfig(**CIFAR, recipe="v1-2016-05", conv_init="fan_in", lr=0.05))
+    assert (cfg.recipe, cfg.conv_init, cfg.crop_draw, cfg.lr) == ("v1-2016-05", "fan_in", "per_batch", 0.05)
+
+
+def test_the_numerics_are_the_papers_fp32_without_tf32_by_default():
+    cfg = resolve(RunConfig(**CIFAR))
+    assert (cfg.precision, cfg.tf32) == ("fp32", False)
 
 
 def test_values_given_are_kept():
@@ -163,6 +196,11 @@ def test_milestones_must_be_increasing_one_indexed_epochs(milestones):
     (dict(dataset="svhn", preprocessing="zca"), "preprocessing", "zca is defined for CIFAR only"),
     (dict(data_source="synthetic:64"), "data_source", "synthetic:<train images>:<test images>"),
     (dict(data_source="fake"), "data_source", "allowed: real"),
+    (dict(dataset="svhn", recipe="he-2016"), "recipe", "he-2016 is He et al.'s CIFAR recipe"),
+    (dict(dataset="imagenet", arch="wrn50_2_bottleneck", depth=50, crop_draw="per_batch"), "crop_draw",
+     "imagenet draws its crops and flips per image"),
+    (dict(dataset="imagenet", arch="wrn50_2_bottleneck", depth=50, recipe="v1-2016-05"), "crop_draw",
+     "imagenet draws its crops and flips per image"),
 ])
 def test_fields_that_do_not_fit_together_are_refused(fields, field, fragment):
     error = refused(**{**CIFAR, **fields})

@@ -61,9 +61,11 @@ def test_same_seed_same_numbers(tmp_path, data_dir):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.parametrize("recipe", ["official-current", "v1-2016-05", "he-2016"])  # per-image, per-batch draws
 @pytest.mark.parametrize("stop_after_steps", [1, 6, 7, 13])  # mid-epoch, last step, epoch boundary
-def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, data_dir, stop_after_steps):
-    cfg = tiny(dropout=0.3)  # dropout consumes the global RNG: its state must survive the resume
+def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, data_dir, stop_after_steps, recipe):
+    # dropout consumes the global RNG: its state must survive the resume; he-2016 keeps the last batch
+    cfg = tiny(dropout=0.3, recipe=recipe, epochs=3, lr_milestones=(3,), lr=0.1, weight_decay=5e-4)
     train(cfg, tmp_path / "straight", data_dir, device="cpu")
 
     calls = {"n": 0}
@@ -79,6 +81,15 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, data_dir, stop_a
     ws, wr = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
     assert all(torch.equal(ws[k], wr[k]) for k in ws)
     assert result.final.epoch == 3
+
+
+def test_the_era_augmentation_trains_other_numbers_than_the_per_image_one(tmp_path, data_dir):
+    """The v1-era draws (one crop per minibatch, half of it flipped) reach training: same seed, same
+    init (both fan_out), other batches, other numbers."""
+    train(tiny(recipe="v1-2016-05", epochs=1), tmp_path / "era", data_dir, device="cpu")
+    train(tiny(recipe="v1-2016-05", epochs=1, crop_draw="per_image", flip_draw="per_image"), tmp_path / "later",
+          data_dir, device="cpu")
+    assert metrics(tmp_path / "era") != metrics(tmp_path / "later")
 
 
 def test_momentum_is_reset_at_each_lr_drop(tmp_path, data_dir):
