@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,tensorboard]"
 	touch $@
 
 # The smoke profile of Table 2: every block type trained briefly on generated data, then its table
