@@ -3,13 +3,15 @@
 They are written exactly as the real downloads are laid out (CIFAR python pickles with their meta
 files, SVHN MATLAB files with digit 0 stored as 10, ImageNet-style class folders of JPEGs) plus a
 ``wrn-manifest.json`` written by wrn.manifest, so they are loaded by the real loader through its
-manifest route: nothing in the suite has a separate code path for fake data.
+manifest route: nothing in the suite has a separate code path for fake data. The manifest marks them
+``"generated": true``, so they train only as ``data_source = "synthetic:<train>:<test>"`` and never
+pass for the real data or a subset of it.
 
 With ``learnable=True`` every class has its own colour and stripe pattern under pixel noise, so a
 small network's loss falls within an epoch or two; with ``learnable=False`` images are pure noise.
 
 Usage: ``python -m wrn.fake_data {cifar10,cifar100,svhn,imagenet} ROOT --train N --test M``, where
-ROOT is then passed to training as ``--data-dir``.
+ROOT is then passed to training as ``--data-dir`` with ``data_source = "synthetic:N:M"``.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def write_fake_dataset(name: str, root: str | Path, n_train: int, n_test: int, s
         _write_svhn(folder, *splits)
     else:
         _write_imagenet(folder, *splits)
-    write_manifest(name, root)
+    write_manifest(name, root, generated=True)
     return folder
 
 
@@ -154,7 +156,8 @@ def _main(argv: list[str] | None) -> int:
                                     learnable=not args.noise)
     except OSError as exc:
         raise UserError(f"{args.root}: cannot write the dataset there ({exc.strerror or exc})") from None
-    print(f"wrote {args.dataset} ({args.train} train, {args.test} test) to {folder}")
+    print(f"wrote {args.dataset} ({args.train} train, {args.test} test) to {folder}; train on it with "
+          f"--data-dir {Path(args.root).absolute()} and data_source=synthetic:{args.train}:{args.test}")
     return 0
 
 

@@ -9,7 +9,9 @@ the loader would reject.
 
 Usage: ``python -m wrn.manifest DATA_DIR --dataset {cifar10,cifar100,svhn,imagenet}``, where
 DATA_DIR is what training gets as ``--data-dir`` (the manifest goes into the dataset's own folder:
-cifar-10-batches-py/, cifar-100-python/, svhn/ or imagenet/).
+cifar-10-batches-py/, cifar-100-python/, svhn/ or imagenet/). A run trains on such a folder as
+``data_source = "real"`` when it holds the whole dataset and as ``"subset:<train>:<test>"`` (the
+manifest's counts, which this command prints) when it holds part of it.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from wrn.errors import DataError
 from wrn.files import atomic_write_text
 
 
-def build_manifest(name: str, data_dir: str | Path) -> dict:
-    """Hash, load and check `name` under `data_dir`; return the manifest's JSON object."""
+def build_manifest(name: str, data_dir: str | Path, generated: bool = False) -> dict:
+    """Hash, load and check `name` under `data_dir`; return the manifest's JSON object, marked
+    ``"generated": true`` for data wrn.fake_data wrote (`generated`)."""
     if name not in DATASETS:
         raise DataError(f"dataset={name!r}: allowed: {', '.join(DATASETS)}")
     data_dir = Path(data_dir)
@@ -52,19 +55,19 @@ def build_manifest(name: str, data_dir: str | Path) -> dict:
         counts = {"train": sum(per_file[f] for f in layout.train),
                   "test": sum(per_file[f] for f in layout.test)}
     manifest = Manifest(path=folder / MANIFEST_NAME, dataset=name, counts=counts, files=hashes,
-                        _verified=True)
+                        generated=generated, _verified=True)
     # The loader's own route, with this manifest in memory: what it rejects is never written.
     if name == "imagenet":
         datasets.load_image_folders_with_manifest(data_dir, manifest)
     else:
         datasets.load_arrays_with_manifest(name, data_dir, manifest)
     return {"format": MANIFEST_FORMAT, "dataset": name, "counts": counts,
-            "files": dict(sorted(hashes.items()))}
+            "files": dict(sorted(hashes.items())), **({"generated": True} if generated else {})}
 
 
-def write_manifest(name: str, data_dir: str | Path) -> Path:
+def write_manifest(name: str, data_dir: str | Path, generated: bool = False) -> Path:
     """Build the manifest and write it atomically into the dataset's folder; returns its path."""
-    content = build_manifest(name, data_dir)
+    content = build_manifest(name, data_dir, generated)
     path = datasets.dataset_folder(name, data_dir) / MANIFEST_NAME
     return atomic_write_text(path, json.dumps(content, indent=1) + "\n")
 
@@ -76,8 +79,10 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     path = write_manifest(args.dataset, args.data_dir)
     content = json.loads(path.read_text())
-    print(f"wrote {path}: {len(content['files'])} files, train {content['counts']['train']}, "
-          f"test {content['counts']['test']}")
+    counts = content["counts"]
+    fits = datasets.fitting_data_source(args.dataset, counts["train"], counts["test"], "prepared")
+    print(f"wrote {path}: {len(content['files'])} files, train {counts['train']}, test {counts['test']}; "
+          f"train on it with --data-dir {Path(args.data_dir).absolute()} and data_source={fits}")
     return 0
 
 

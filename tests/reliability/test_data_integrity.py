@@ -1,19 +1,23 @@
 """Data integrity: downloads are checksum-verified, and a damaged data folder stops a launch
 with one line naming the file before anything is written; a folder damaged after the launch checked it
-is caught again by the worker, recorded as the run's failure, and never produces a result.
-(Shapes, dtypes, label ranges and counts, one by one, are in test_bad_inputs.py.)"""
+is caught again by the worker, recorded as the run's failure, and never produces a result. A launch
+without internet and without the data says which command fetches it; a prepared subset trains under
+its own data_source. (Shapes, dtypes, label ranges and counts, one by one, are in test_bad_inputs.py.)"""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+import urllib.error
 
 import pytest
 import torchvision.datasets.utils as tv_utils
 
-from harness import REPO_ROOT, make_run, python_env, tree, worker_log, write_spec
+from harness import N_TEST, N_TRAIN, REPO_ROOT, make_run, python_env, tree, worker_log, write_spec
 from experiments import store
+from experiments.run import main as run_main
 
 
 def tamper(data_root, name="data_batch_2"):
@@ -76,6 +80,43 @@ def test_corrupted_download_is_rejected_by_its_checksum(dataset, results, tmp_pa
     assert code == 2 and len(lines) == 1, err
     assert dataset in lines[0] and "corrupted" in lines[0], lines[0]
     assert tree(results) == before
+
+
+def test_a_launch_without_internet_or_data_names_the_download_command(results, tmp_path, monkeypatch, capsys):
+    """A compute node: the data folder is empty and every download fails."""
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(tv_utils, "_urlretrieve", offline)
+    monkeypatch.setattr(tv_utils, "_get_redirect_url", lambda url, max_hops=3: url)
+    data = tmp_path / "data"
+    data.mkdir()
+    before = tree(results)
+    code = run_main([str(write_spec(tmp_path)), "--profile", "paper", "--yes", "--data-dir", str(data),
+                     "--results", str(results)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert "could not download cifar10" in lines[0] and "name resolution" in lines[0]
+    assert f"`python -m wrn.download cifar10 --data-dir {data}`" in lines[0]
+    assert tree(results) == before
+
+
+def test_a_prepared_subset_trains_under_its_own_data_source(data_dir, results, tmp_path, capsys):
+    """The smoke profile's recipe on a user's subset (--set data_source=subset:N:M): the launcher reads
+    --data-dir instead of generating data, and the run records what it trained on."""
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    manifest = data / "cifar-10-batches-py" / "wrn-manifest.json"
+    content = json.loads(manifest.read_text())
+    del content["generated"]  # a user's subset, vouched for by its manifest
+    manifest.write_text(json.dumps(content))
+    source = f"subset:{N_TRAIN}:{N_TEST}"
+    code = run_main([str(write_spec(tmp_path)), "--profile", "smoke", "--set", f"data_source={source}",
+                     "--only", "k=1", "--executor", "debug", "--data-dir", str(data), "--results", str(results)])
+    assert code == 0, capsys.readouterr().err
+    (record,) = store.all_runs(results)
+    assert record.state == "done" and record.config["data_source"] == source
+    assert not (results / "data").exists(), "the launcher generated data instead of reading --data-dir"
 
 
 def test_data_damaged_after_the_launch_is_caught_by_the_worker(workers, data_dir, tmp_path):

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from wrn.config import (DATASET_SIZES, FIELD_RULES, RECIPE_FIELDS, RECIPE_PRESETS, RECIPES, RunConfig,
-                        expected_sizes, recipe_family, resolve, synthetic_sizes)
+                        expected_sizes, parse_data_source, recipe_family, resolve, synthetic_sizes)
 from wrn.errors import ConfigError
 
 CIFAR = dict(dataset="cifar10", depth=16, k=2)
@@ -271,6 +271,16 @@ def test_data_sizes_of_real_and_generated_data():
     assert expected_sizes(resolve(RunConfig(**CIFAR))) == DATASET_SIZES["cifar10"] == (50_000, 10_000)
     assert expected_sizes(resolve(RunConfig(**CIFAR, data_source="synthetic:64:32"))) == (64, 32)
     assert DATASET_SIZES["svhn"] == (73_257 + 531_131, 26_032)
+
+
+def test_a_prepared_subset_is_named_apart_from_generated_data():
+    assert parse_data_source("subset:5000:1000") == ("subset", (5000, 1000))
+    assert parse_data_source("synthetic:64:32") == ("synthetic", (64, 32))  # the old spelling still reads
+    assert synthetic_sizes("subset:5000:1000") is None  # a subset is real data, never generated
+    assert expected_sizes(resolve(RunConfig(**CIFAR, data_source="subset:5000:1000"))) == (5000, 1000)
+    for whole_or_more in ("subset:50000:10000", "subset:60000:100"):
+        with pytest.raises(ConfigError, match="is not the whole dataset .that is data_source=real."):
+            resolve(RunConfig(**CIFAR, data_source=whole_or_more))
 
 
 def test_resolved_configs_are_frozen():

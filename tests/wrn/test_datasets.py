@@ -1,5 +1,6 @@
 """Loading CIFAR-10/100, SVHN and ImageNet folders through torchvision, and every way a data folder
-is rejected: manifest tampering, malformed files, wrong counts, missing data, failed downloads."""
+is rejected: manifest tampering, malformed files, wrong counts, missing data, failed downloads, data
+other than a run's data_source names. (Successful downloads are in test_download.py.)"""
 
 import hashlib
 import json
@@ -14,7 +15,8 @@ import torch
 import torchvision
 
 from wrn import datasets, fake_data, manifest
-from wrn.datasets import MANIFEST_NAME, dataset_folder, load_arrays, load_image_folders
+from wrn.config import DATASET_SIZES, RunConfig, resolve
+from wrn.datasets import MANIFEST_NAME, check_data_source, dataset_folder, load_arrays, load_image_folders
 from wrn.errors import DataError
 
 N_TRAIN, N_TEST = 60, 20
@@ -118,8 +120,25 @@ def test_manifest_cli_writes_and_reports(copy_of, capsys):
     root = copy_of("svhn")
     (dataset_folder("svhn", root) / MANIFEST_NAME).unlink()
     assert manifest.main([str(root), "--dataset", "svhn"]) == 0
-    assert "train 60, test 20" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "train 60, test 20" in out and f"--data-dir {root} and data_source=subset:60:20" in out
     assert load_arrays("svhn", root, download=False).source == "manifest"
+    assert datasets.data_origin("svhn", root) == "prepared"
+
+
+def test_generated_data_says_so_in_its_manifest(generated, copy_of):
+    content = json.loads((dataset_folder("cifar10", generated) / MANIFEST_NAME).read_text())
+    assert content["generated"] is True and datasets.data_origin("cifar10", generated) == "generated"
+    root = copy_of("cifar10")
+    path = dataset_folder("cifar10", root) / MANIFEST_NAME
+    path.unlink()
+    manifest.write_manifest("cifar10", root)  # a user's manifest vouches for prepared data
+    assert "generated" not in json.loads(path.read_text())
+    content["generated"] = "yes"
+    path.write_text(json.dumps(content))
+    with pytest.raises(DataError) as err:
+        load_arrays("cifar10", root, download=False)
+    assert MANIFEST_NAME in one_line(err) and '"generated": true' in str(err.value)
 
 
 def test_manifest_cli_refuses_bad_data_with_one_line(copy_of, capsys):
@@ -255,6 +274,7 @@ def test_official_route_checks_torchvision_md5_and_names_the_file(copy_of):
         load_arrays("cifar10", root, download=False)
     message = one_line(err)
     assert "md5" in message and "cifar-10-batches-py/" in message and "wrn.manifest" in message
+    assert f"python -m wrn.download cifar10 --data-dir {root}" in message
 
 
 def test_official_route_requires_official_counts(copy_of, monkeypatch):
@@ -290,7 +310,10 @@ def test_missing_data_offline_says_where_and_how(tmp_path, name):
     message = one_line(err)
     assert str(dataset_folder(name, tmp_path)) in message
     assert "--data-dir" in message and f"python -m wrn.manifest {tmp_path} --dataset {name}" in message
-    assert "download" in message
+    if name == "imagenet":
+        assert "cannot be downloaded" in message and "train/ and val/" in message
+    else:
+        assert f"`python -m wrn.download {name} --data-dir {tmp_path}`" in message and "internet" in message
 
 
 @pytest.mark.parametrize("name", ARRAY_SETS)
@@ -303,9 +326,55 @@ def test_failed_download_is_one_line(tmp_path, monkeypatch, name):
         load_arrays(name, tmp_path, download=True)
     message = one_line(err)
     assert message.startswith(f"could not download {name}") and "no network" in message
-    assert "--data-dir" in message
+    assert f"python -m wrn.download {name} --data-dir {tmp_path}" in message
 
 
 def test_unknown_dataset():
     with pytest.raises(DataError, match="allowed: cifar10, cifar100, svhn"):
         load_arrays("mnist", "/nonexistent")
+
+
+# --- the data a run's data_source names ---------------------------------------------------------------
+def cifar10(data_source):
+    return resolve(RunConfig(dataset="cifar10", data_source=data_source))
+
+
+@pytest.fixture
+def prepared_subset(copy_of):
+    """A user's subset: the generated files vouched for by a manifest of wrn.manifest (not generated)."""
+    root = copy_of("cifar10")
+    (dataset_folder("cifar10", root) / MANIFEST_NAME).unlink()
+    manifest.write_manifest("cifar10", root)
+    return root
+
+
+@pytest.mark.parametrize("data_source", ["subset:60:20", "synthetic:60:20"])  # synthetic: the old spelling
+def test_a_prepared_subset_trains_as_a_subset(prepared_subset, data_source):
+    check_data_source(cifar10(data_source), N_TRAIN, N_TEST, prepared_subset)
+
+
+@pytest.mark.parametrize("data_source, fits", [("real", "subset:60:20"), ("subset:50:20", "subset:60:20")])
+def test_a_prepared_subset_is_refused_naming_the_data_source_that_fits(prepared_subset, data_source, fits):
+    with pytest.raises(DataError) as err:
+        check_data_source(cifar10(data_source), N_TRAIN, N_TEST, prepared_subset)
+    message = one_line(err)
+    assert f"data_source={data_source!r}" in message and f"data_source={fits} fits this folder" in message
+    assert f"60 train / 20 test images of prepared data ({MANIFEST_NAME})" in message
+
+
+@pytest.mark.parametrize("data_source", ["real", "subset:60:20"])
+def test_generated_data_never_passes_for_real_data(generated, data_source, monkeypatch):
+    """Not even when its counts are the real ones (here the official counts are made 60 / 20)."""
+    monkeypatch.setitem(DATASET_SIZES, "cifar10", (N_TRAIN, N_TEST) if data_source == "real" else (500, 100))
+    check_data_source(cifar10(f"synthetic:{N_TRAIN}:{N_TEST}"), N_TRAIN, N_TEST, generated)
+    with pytest.raises(DataError) as err:
+        check_data_source(cifar10(data_source), N_TRAIN, N_TEST, generated)
+    message = one_line(err)
+    assert "data generated by wrn.fake_data" in message and "data_source=synthetic:60:20 fits" in message
+
+
+def test_official_files_of_the_real_size_fit_real(tmp_path):
+    with pytest.raises(DataError) as err:
+        check_data_source(cifar10("subset:64:32"), *DATASET_SIZES["cifar10"], tmp_path)
+    assert "of the official files" in one_line(err) and "data_source=real fits" in str(err.value)
+    check_data_source(cifar10("real"), *DATASET_SIZES["cifar10"], tmp_path)
