@@ -30,7 +30,7 @@ import pandas as pd
 from analysis.collect import Collection, collect_spec
 from analysis.figures import figure_stem, write_figures
 from analysis.paper import read_paper_results
-from analysis.tables import build_table, write_tables
+from analysis.tables import build_table, csv_text, write_tables
 from analysis.verdicts import SequentialDesign
 from experiments import store
 from experiments.plan import expand, parse_overrides
@@ -121,7 +121,7 @@ def write_spec_report(spec: Spec, results: Path, profile: Profile | str = PAPER,
     written = write_tables(table, tables_dir(results), stem, appendix=_excluded_markdown(collection))
     runs_csv = tables_dir(results) / f"{stem}.runs.csv"
     columns = [c for c in RUN_LIST_COLUMNS if c in collection.runs.columns]
-    atomic_write_text(runs_csv, collection.runs[columns].to_csv(index=False))
+    atomic_write_text(runs_csv, csv_text(collection.runs[columns]))
     written.append(runs_csv)
     labels = None
     if any(f.kind == "timing_bars" for f in spec.figures):

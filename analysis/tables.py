@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -665,19 +666,39 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "<": r"$<$", ">": r"$>$", "–": "--", "—": "---", "Δ": r"$\Delta$"}
+                  "<": r"$<$", ">": r"$>$", "–": "--", "—": "---", "Δ": r"$\Delta$", "−": r"$-$",
+                  "×": r"$\times$", "÷": r"$\div$", "±": r"$\pm$", "σ": r"$\sigma$", "∞": r"$\infty$",
+                  "≈": r"$\approx$", "✓": r"\checkmark{}"}
+LATEX_PACKAGES = "booktabs,amssymb"  # \toprule/\midrule/\bottomrule; \checkmark
+# A cell that reads as a number: a (signed) figure, "<0.001", or the placeholders "—" (no runs) and "∞".
+_NUMERIC_CELL = re.compile(r"^(?:[+\-−<]?\.?\d|—|∞)")
 
 
 def latex_escape(text: Any) -> str:
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
 
 
-def _latex_tabular(frame: pd.DataFrame) -> str:
-    spec = "l" * len(frame.columns)
-    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+def _numeric_column(values: pd.Series) -> bool:
+    """Whether a column of rendered cells is numbers (right-aligned): every non-blank cell starts like one."""
+    cells = [str(v).strip() for v in values if str(v).strip()]
+    return bool(cells) and all(_NUMERIC_CELL.match(c) for c in cells)
+
+
+def _latex_number(text: Any) -> str:
+    """An escaped numeric cell with its minus signs set as minus signs (a hyphen in text mode)."""
+    return re.sub(r"(?<![\w.])-(?=\.?\d)", r"$-$", latex_escape(text))
+
+
+def _latex_table(frame: pd.DataFrame, caption: str, label: str) -> str:
+    """A booktabs table float: numeric columns right-aligned, the rest left, under its caption."""
+    numeric = [_numeric_column(frame[c]) for c in frame.columns]
+    spec = "".join("r" if n else "l" for n in numeric)
+    lines = [r"\begin{table}[htbp]", r"\centering", r"\small", rf"\caption{{{latex_escape(caption)}}}",
+             rf"\label{{{label}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
              " & ".join(latex_escape(c) for c in frame.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(latex_escape(v) for v in row) + r" \\" for row in frame.itertuples(index=False)]
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [" & ".join(_latex_number(v) if n else latex_escape(v) for v, n in zip(row, numeric, strict=True)) + r" \\"
+              for row in frame.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines)
 
 
@@ -726,35 +747,48 @@ def to_markdown(table: SpecTable, heading: str = "") -> str:
         parts += ["Seed noise:", "", *noise, ""]
     comps = comparisons_frame(table)
     if not comps.empty:
-        model = (f"Δ = variant − baseline in {display_name(table.metric)}, estimated in the column's cells × "
-                 "seeds model (every run of one seed sees the same data, so seeds pair the runs)")
-        if table.has_paper:
-            legend = ("\"supported\": significant on the paper's side; \"contradicted\": on the other side; "
-                      "\"unresolved\": not significant at the level shown; \"seeds needed\": per side, for "
-                      f"{stats.POWER:.0%} power to resolve the paper's difference.")
-        else:
-            legend = ("\"higher\"/\"lower\": significant at the level shown (two-sided); \"unresolved\": not; "
-                      f"\"resolves ±\": the smallest true difference these seeds resolve with {stats.POWER:.0%} "
-                      "power; \"seeds needed for Δ\": per side, to resolve a true difference of the size observed.")
         parts += [f"### Against the {'paper' + chr(39) + 's ' if table.has_paper else ''}baseline", "",
-                  f"{model}; {legend}", "", _markdown(comps), "",
+                  comparison_note(table), "", _markdown(comps), "",
                   "What the seeds run so far can decide:", "", *[f"- {s}" for s in table.sentences], ""]
     return "\n".join(parts)
 
 
+def comparison_note(table: SpecTable) -> str:
+    """What the columns of the baseline comparisons are."""
+    model = (f"Δ = variant − baseline in {display_name(table.metric)}, estimated in the column's cells × "
+             "seeds model (every run of one seed sees the same data, so seeds pair the runs)")
+    if table.has_paper:
+        legend = ("\"supported\": significant on the paper's side; \"contradicted\": on the other side; "
+                  "\"unresolved\": not significant at the level shown; \"seeds needed\": per side, for "
+                  f"{stats.POWER:.0%} power to resolve the paper's difference.")
+    else:
+        legend = ("\"higher\"/\"lower\": significant at the level shown (two-sided); \"unresolved\": not; "
+                  f"\"resolves ±\": the smallest true difference these seeds resolve with {stats.POWER:.0%} "
+                  "power; \"seeds needed for Δ\": per side, to resolve a true difference of the size observed.")
+    return f"{model}; {legend}"
+
+
+def _latex_label(table: SpecTable, part: str = "") -> str:
+    profile = "" if table.profile in ("", "paper") else "-" + re.sub(r"[^A-Za-z0-9]+", "-", table.profile).strip("-")
+    return f"tab:{table.spec.replace('_', '-')}{profile}{part}"
+
+
 def to_latex(table: SpecTable, verdicts: bool = False) -> str:
-    """A booktabs table (needs \\usepackage{booktabs}) in the paper's layout and, if any, the
-    comparisons; `verdicts` adds the "vs paper" columns to the layout."""
-    note = " ".join(filter(None, [table.caveat, method_note(table)]))
-    parts = [f"% {table.title} ({table.description}): generated by analysis.report; {note}"]
+    """The paper's layout and, if any, the baseline comparisons as booktabs table floats (needs
+    \\usepackage{booktabs,amssymb}), each captioned with what its numbers are and which runs they
+    summarise; `verdicts` adds the "vs paper" columns to the layout."""
+    runs = f"Runs: {table.description}."
+    parts = [f"% {table.title}: generated by analysis.report; needs \\usepackage{{{LATEX_PACKAGES}}}"]
     layout = layout_frame(table)
     if not verdicts:
         layout = layout[[c for c in layout.columns if not c.endswith("vs paper")]]
     if not layout.empty:
-        parts.append(_latex_tabular(layout))
+        caption = " ".join(filter(None, [f"{table.title}.", method_note(table), runs, table.caveat]))
+        parts.append(_latex_table(layout, caption, _latex_label(table)))
     comps = comparisons_frame(table)
     if not comps.empty:
-        parts += ["", f"% Against the baseline {table.baseline}", _latex_tabular(comps)]
+        caption = f"{table.title}: each variant against its baseline. {comparison_note(table)} {runs}"
+        parts += ["", _latex_table(comps, caption, _latex_label(table, "-vs-baseline"))]
     return "\n".join(parts) + "\n"
 
 
@@ -765,6 +799,79 @@ def tidy_cells(table: SpecTable) -> pd.DataFrame:
     return table.cells.drop(columns=dropped, errors="ignore").assign(profile=table.profile)
 
 
+# How many digits each kind of number keeps in a CSV (the float noise of arithmetic, 6.06 - 5.73 =
+# 0.3299999999999992, never reaches a file). Error percentages and their differences, intervals and
+# σ: 3 decimals, finer than one test image of any test set (1 of CIFAR's 10,000 is 0.01 pp, 1 of SVHN's
+# 26,032 is 0.004 pp), so no two distinct errors merge; p-values and test levels (alpha, which alpha
+# spending halves round after round: 0.0125): 3 significant digits, so small ones stay readable;
+# losses: 4 significant digits; seconds and milliseconds: 2 decimals; coverages: 3 decimals; any
+# other float (config values such as lr = 0.1): 6 significant digits. A column whose values are all
+# whole numbers (counts, seeds, parameter counts, depths) is written as integers.
+CSV_PERCENT_COLUMNS = ("median", "min", "max", "ci_low", "ci_high", "paper", "delta", "diff", "paper_diff",
+                       "detectable", "difference_sd", "sigma")
+CSV_P_VALUE_COLUMNS = ("p_value", "p_adjusted", "alpha")
+CSV_FRACTION_COLUMNS = ("coverage",)
+
+
+def csv_rounding(column: str) -> tuple[str, int]:
+    """("decimals" | "significant", digits) for a CSV column, by the kind of number its name says."""
+    if column in CSV_P_VALUE_COLUMNS:
+        return "significant", 3
+    if column in CSV_PERCENT_COLUMNS or column.endswith("_error"):
+        return "decimals", 3
+    if column.endswith("loss"):
+        return "significant", 4
+    if column in CSV_FRACTION_COLUMNS:
+        return "decimals", 3
+    if column.endswith(("_s", "_ms")) or column.startswith("time_ms"):
+        return "decimals", 2
+    return "significant", 6
+
+
+def _round(value: float, how: str, digits: int) -> float:
+    if not np.isfinite(value):
+        return value
+    if how == "significant":
+        return float(f"{value:.{digits}g}")
+    return round(value, digits)
+
+
+def rounded_for_csv(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with every float column rounded by its kind (`csv_rounding`), whole-number columns as
+    integers, unrounded (blank where missing; "inf" stays, e.g. seeds needed for a difference of zero)."""
+    out = frame.copy()
+    for column in out.columns:
+        values = _as_floats(out[column])
+        if values is None:
+            continue
+        finite = values[np.isfinite(values)]
+        if len(finite) and (finite == finite.round()).all():
+            out[column] = values.map(lambda v: int(v) if np.isfinite(v) else ("" if np.isnan(v) else str(v)))
+            continue
+        how, digits = csv_rounding(str(column))
+        out[column] = values.map(lambda v, how=how, digits=digits: _round(v, how, digits))
+    return out
+
+
+def _as_floats(values: pd.Series) -> pd.Series | None:
+    """A column of numbers as floats (None for text, booleans and empty columns): the comparisons and
+    verdicts hold numbers in object columns."""
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_integer_dtype(values):
+        return None
+    if pd.api.types.is_float_dtype(values):
+        return values.astype(float)
+    present = values.dropna()
+    if not len(present) or not all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+                                   for v in present):
+        return None
+    return values.astype(float)
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """`frame` as CSV text, its numbers rounded by kind (`rounded_for_csv`)."""
+    return rounded_for_csv(frame).to_csv(index=False)
+
+
 def write_tables(table: SpecTable, out_dir: Path, stem: str, appendix: str = "") -> list[Path]:
     """<stem>.md (with `appendix` at its end), <stem>.tex, <stem>.csv (tidy cells) and, for
     ablations, <stem>.vs_baseline.csv."""
@@ -772,12 +879,12 @@ def write_tables(table: SpecTable, out_dir: Path, stem: str, appendix: str = "")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix, text in ((".md", to_markdown(table) + appendix), (".tex", to_latex(table)),
-                         (".csv", tidy_cells(table).to_csv(index=False))):
+                         (".csv", csv_text(tidy_cells(table)))):
         path = out_dir / f"{stem}{suffix}"
         atomic_write_text(path, text)
         written.append(path)
     if not table.comparisons.empty:
         path = out_dir / f"{stem}.vs_baseline.csv"
-        atomic_write_text(path, table.comparisons.to_csv(index=False))
+        atomic_write_text(path, csv_text(table.comparisons))
         written.append(path)
     return written

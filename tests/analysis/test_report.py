@@ -1,4 +1,5 @@
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 from fabricate import write_run
 
 from analysis.report import main, write_index, write_spec_report
+from analysis.tables import csv_rounding
 from experiments.plan import expand
 from experiments.spec import load_spec, shipped_names
 
@@ -26,6 +28,18 @@ def _fabricate_spec(results, spec, share=0.6):
     return plan
 
 
+def _assert_rounded(path: Path) -> None:
+    """Every float of a written CSV keeps at most the digits its kind allows (`csv_rounding`)."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in frame.columns:
+        how, digits = csv_rounding(column)
+        for text in frame[column]:
+            if re.fullmatch(r"-?\d+\.\d+(e-?\d+)?", text):
+                value = float(text)
+                kept = round(value, digits) if how == "decimals" else float(f"{value:.{digits}g}")
+                assert value == kept, (path.name, column, text)
+
+
 @pytest.mark.parametrize("name", shipped_names())
 def test_every_spec_writes_its_tables_and_figures(tmp_path, name):
     spec = load_spec(name)
@@ -38,6 +52,10 @@ def test_every_spec_writes_its_tables_and_figures(tmp_path, name):
     assert all(p.exists() and p.stat().st_size > 0 for p in written)
     md = (tmp_path / "tables" / f"{name}.md").read_text()
     assert "planned runs done" in md
+    tex = (tmp_path / "tables" / f"{name}.tex").read_text()
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"\caption{" in tex
+    for path in (p for p in written if p.suffix == ".csv"):
+        _assert_rounded(path)
     index = write_index(tmp_path).read_text()
     assert f"(`{name}`)" in index and f"tables/{name}.md" in index
 

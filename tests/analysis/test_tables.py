@@ -1,12 +1,14 @@
 import dataclasses
 import math
+import re
 
+import pandas as pd
 import pytest
 from fabricate import write_run
 
 from analysis import stats
 from analysis.collect import collect_spec
-from analysis.tables import build_table, layout_frame, to_latex, to_markdown, write_tables
+from analysis.tables import build_table, csv_rounding, layout_frame, to_latex, to_markdown, write_tables
 from experiments.plan import expand
 from experiments.spec import load_spec
 
@@ -214,3 +216,54 @@ def test_runs_of_one_network_in_two_precisions_are_two_cells(tmp_path):
     cells = table.cells[table.cells["n"] > 0]
     assert sorted(zip(cells["runtime_precision"], cells["n"], cells["median"])) == [("bf16", 2, 5.5), ("fp32", 2, 7.5)]
     assert "runtime_precision" in table.row_fields and "each precision has its own cell" in to_markdown(table)
+
+
+def test_latex_tables_are_captioned_booktabs_floats_with_numbers_right_aligned(tmp_path):
+    _, table = _block_type_table(tmp_path)
+    tex = to_latex(table)
+    assert tex.count(r"\toprule") == tex.count(r"\midrule") == tex.count(r"\bottomrule") == 2
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 2
+    assert r"\label{tab:table-block-type}" in tex and r"\label{tab:table-block-type-vs-baseline}" in tex
+    captions = [line for line in tex.splitlines() if line.startswith(r"\caption{")]
+    assert captions[0].startswith(r"\caption{Table 2: type of convolutions in a block. Ours: median test error (\%) over "
+                                  "finished runs")
+    assert captions[1].startswith(r"\caption{Table 2: type of convolutions in a block: each variant against its "
+                                  r"baseline. $\Delta$ = variant $-$ baseline in test error (\%)")
+    assert all("Runs: profile paper (the real data), on cpu: cpu, fp32" in c for c in captions)
+    lines = tex.splitlines()
+    aligns = [re.fullmatch(r"\\begin\{tabular\}\{(\w+)\}", line).group(1) for line in lines if line.startswith(r"\begin{tabular}")]
+    headers = [lines[i + 1].removesuffix(r" \\").split(" & ") for i, line in enumerate(lines) if line == r"\toprule"]
+    layout, comps = (dict(zip(h, a, strict=True)) for h, a in zip(headers, aligns, strict=True))
+    assert {c: layout[c] for c in ("depth", "block type", r"\# params (ours)", "ours", "paper", r"$\Delta$")} == {
+        "depth": "r", "block type": "l", r"\# params (ours)": "r", "ours": "r", "paper": "r", r"$\Delta$": "r"}
+    assert {c: comps[c] for c in ("network", "vs", "ours $\\Delta$ [95 \\% CI]", "p", "paper's ordering", "seeds needed")} == {
+        "network": "l", "vs": "l", "ours $\\Delta$ [95 \\% CI]": "r", "p": "r", "paper's ordering": "l", "seeds needed": "r"}
+    body = [line for line in lines if line.endswith(r" \\") and not line.startswith(("depth", "network"))]
+    assert any(" & $-$0.03" in line for line in body)  # B(3,3): 5.70 - 5.73, with a minus sign
+    assert not [line for line in body if re.search(r"(^|[ \[])-\d", line)]  # never a hyphen for a minus
+
+
+def _floats(frame: pd.DataFrame):
+    """(column, text) of every cell of a CSV read as text that is a number with a decimal point."""
+    return [(c, v) for c in frame.columns for v in frame[c] if re.fullmatch(r"-?\d+\.\d+(e-?\d+)?", v)]
+
+
+def test_csv_numbers_are_rounded_by_their_kind(tmp_path):
+    """No float noise in a CSV (6.06 - 5.73 is 0.3299999999999992): errors and their differences to 3
+    decimals, p-values to 3 significant digits, counts and parameter counts as integers."""
+    _, table = _block_type_table(tmp_path)
+    write_tables(table, tmp_path / "tables", "table_block_type")
+    read = {name: pd.read_csv(tmp_path / "tables" / f"table_block_type{name}", dtype=str, keep_default_na=False)
+            for name in (".csv", ".vs_baseline.csv")}
+    cells, comps = read[".csv"], read[".vs_baseline.csv"]
+    wide = comps.set_index("block").loc["B(1,3,1)"]
+    assert wide["paper_diff"] == "0.33" and wide["diff"] == "1.5" and wide["n"] == "5"
+    assert float(wide["p_value"]) == float(f"{float(wide['p_value']):.3g}") < 0.05  # 3 significant digits
+    base = cells.set_index("block").loc["B(3,3)"]
+    assert (base["params"], base["n"], base["median"], base["delta"]) == ("1467610", "5", "5.7", "-0.03")
+    floats = [item for frame in read.values() for item in _floats(frame)]
+    assert floats and not [v for _, v in floats if float(v) != float(f"{float(v):.6g}")]
+    for column, text in floats:
+        how, digits = csv_rounding(column)
+        if how == "decimals":
+            assert len(text.split(".")[1]) <= digits, (column, text)
