@@ -26,6 +26,12 @@ image; ZCA, the paper's CIFAR default, whitens the stored set once and costs not
 fastest mode's step (`benchmarks/breakdown.py`): time by kind of operator, and the images/s it would
 reach if only its convolutions took time. The achieved rate is
 printed as the `--device-tflops` that dry-run estimates take.
+
+Every measurement has a time bound (`--max-seconds`, default 60 s on CPU): past it no epoch starts and a
+suite mode stops at its next step, and the result lists what was bounded. On a CPU without native bf16
+(`wrn.cpuinfo.cpu_has_native_bf16`: an AVX2 CPU, say) the default modes leave bf16 out, since torch
+emulates it there many times slower than fp32; `--precision bf16` still measures it, bounded. The
+result names the CPU's vector capability as torch dispatches to it (`cpu_capability`, e.g. "AVX2").
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -58,8 +65,9 @@ from wrn.fake_data import write_fake_dataset
 from wrn.models import build_model, count_params, forward_flops
 from wrn.names import parse_label
 from wrn.preprocess import OFFICIAL_MEAN, OFFICIAL_STD
-from wrn.runtime import pick_device, runtime_settings, synchronize
-from wrn.train import seed_everything, train
+from wrn.cpuinfo import cpu_has_native_bf16
+from wrn.runtime import cpu_capability, pick_device, runtime_settings, synchronize
+from wrn.train import TrainingInterrupted, seed_everything, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("cifar10", "cifar100")
@@ -68,6 +76,7 @@ EPOCH_IMAGES = DATASET_SIZES["cifar10"][0]  # a CIFAR training epoch, for "secon
 DATA_SAMPLE_IMAGES = 4096  # least images per timed sample of a data pipeline alone
 PEAK_MATMUL_SIZE = {"cuda": 8192, "cpu": 2048}  # square operands of the peak measurement
 BREAKDOWN_STEPS = 20  # profiled training steps of --breakdown
+MAX_SECONDS = {"cpu": 60.0, "cuda": 900.0}  # default bound of each measurement (compiling takes minutes)
 
 
 EXIT_FAILED = 1
@@ -100,38 +109,52 @@ def bench_config(model: str, dataset: str, batch_size: int | None, epochs: int, 
 
 
 def median_epoch_seconds(run_epoch: Callable[[], None], device: torch.device, warmup: int,
-                         repeats: int) -> float:
-    """Median wall time of `run_epoch` over `repeats` calls after `warmup` untimed ones."""
-    for _ in range(warmup):
+                         repeats: int, deadline: float = math.inf) -> tuple[float, bool]:
+    """Median wall time of `run_epoch` over `repeats` calls after `warmup` untimed ones, and whether
+    `deadline` (a `time.monotonic()` value) cut the calls short: past it no further call starts, but
+    one timed call always runs, so that a bounded measurement still has its number."""
+    warmed = 0
+    while warmed < warmup and (warmed == 0 or time.monotonic() < deadline):
         run_epoch()
-    times = []
-    for _ in range(repeats):
+        warmed += 1
+    times: list[float] = []
+    while len(times) < repeats and (not times or time.monotonic() < deadline):
         synchronize(device)
         started = time.perf_counter()
         run_epoch()
         synchronize(device)
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return statistics.median(times), warmed < warmup or len(times) < repeats
 
 
 # ------------------------------------------------------------------------------------------------
 # The suite
 # ------------------------------------------------------------------------------------------------
-def measure_suite(cfg: RunConfig, data_dir: Path, device: torch.device, warmup: int) -> dict[str, Any]:
-    """Train `cfg` with the engine in a throw-away run directory; the median per-epoch images/s of the
-    epochs after `warmup`, as the engine itself records them in metrics.jsonl."""
+def measure_suite(cfg: RunConfig, data_dir: Path, device: torch.device, warmup: int,
+                  deadline: float = math.inf) -> tuple[float | None, bool]:
+    """Train `cfg` with the engine in a throw-away run directory: the median per-epoch images/s of the
+    epochs after `warmup`, as the engine itself records them in metrics.jsonl, and whether `deadline`
+    (a `time.monotonic()` value) stopped the training at a step boundary first (then the epochs done
+    after warm-up give the number, None when there are none)."""
+    bounded = False
     with tempfile.TemporaryDirectory(prefix="wrn-bench-") as tmp:
         run_dir = Path(tmp) / "run"
-        result = train(cfg, run_dir, data_dir, device, progress=False, download=False)
-        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    if result.status != "done" or len(rows) != cfg.epochs:
+        try:
+            result = train(cfg, run_dir, data_dir, device, should_stop=lambda: time.monotonic() > deadline,
+                           progress=False, download=False)
+        except TrainingInterrupted:
+            result, bounded = None, True
+        metrics = run_dir / "metrics.jsonl"
+        rows = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
+    if result is not None and (result.status != "done" or len(rows) != cfg.epochs):
         raise BenchmarkError(f"the suite's run ended {result.status} after {len(rows)} of {cfg.epochs} "
                              f"epochs ({result.diverged})")
-    return statistics.median(r["images_per_s"] for r in rows[warmup:])
+    timed = [r["images_per_s"] for r in rows[warmup:]]
+    return (statistics.median(timed) if timed else None), bounded
 
 
 def measure_suite_data(cfg: RunConfig, data_dir: Path, device: torch.device, warmup: int,
-                       repeats: int) -> float:
+                       repeats: int, deadline: float = math.inf) -> tuple[float, bool]:
     """Images/s of the suite's training batches alone (shuffle, crop, flip, normalise, on device)."""
     pipeline = make_pipeline(cfg, data_dir, device, download=False)
     epoch = 0
@@ -142,20 +165,22 @@ def measure_suite_data(cfg: RunConfig, data_dir: Path, device: torch.device, war
         for _ in pipeline.train_batches(epoch):
             pass
 
-    return data_rate(run_epoch, pipeline.steps_per_epoch * cfg.batch_size, device, warmup, repeats)
+    return data_rate(run_epoch, pipeline.steps_per_epoch * cfg.batch_size, device, warmup, repeats, deadline)
 
 
 def data_rate(run_epoch: Callable[[], None], images: int, device: torch.device, warmup: int,
-              repeats: int) -> float:
+              repeats: int, deadline: float = math.inf) -> tuple[float, bool]:
     """Images/s of a data pipeline, each timed sample `DATA_SAMPLE_IMAGES` or more (whole epochs), so
-    that a fast pipeline over a small generated set is not timed on a few milliseconds."""
+    that a fast pipeline over a small generated set is not timed on a few milliseconds; and whether
+    `deadline` cut the samples short (`median_epoch_seconds`)."""
     passes = -(-DATA_SAMPLE_IMAGES // images)
 
     def run_sample() -> None:
         for _ in range(passes):
             run_epoch()
 
-    return passes * images / median_epoch_seconds(run_sample, device, warmup, repeats)
+    seconds, bounded = median_epoch_seconds(run_sample, device, warmup, repeats, deadline)
+    return passes * images / seconds, bounded
 
 
 # ------------------------------------------------------------------------------------------------
@@ -183,8 +208,9 @@ def conventional_loader(cfg: RunConfig, data_dir: Path, device: torch.device, wo
 
 
 def measure_baseline(cfg: RunConfig, data_dir: Path, device: torch.device, workers: int, warmup: int,
-                     repeats: int, data_repeats: int) -> dict[str, float]:
-    """Images/s of the conventional loop: training (data + step) and its DataLoader alone."""
+                     repeats: int, data_repeats: int, max_seconds: float = math.inf) -> dict[str, Any]:
+    """Images/s of the conventional loop: training (data + step) and its DataLoader alone, each
+    measurement bounded by `max_seconds` (`median_epoch_seconds`)."""
     seed_everything(cfg.seed)
     loader = conventional_loader(cfg, data_dir, device, workers)
     images = len(loader) * cfg.batch_size
@@ -193,7 +219,8 @@ def measure_baseline(cfg: RunConfig, data_dir: Path, device: torch.device, worke
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
-    data_img_s = data_rate(data_epoch, images, device, warmup, data_repeats)
+    data_img_s, data_bounded = data_rate(data_epoch, images, device, warmup, data_repeats,
+                                         time.monotonic() + max_seconds)
 
     model = build_model(cfg).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.dampening,
@@ -212,8 +239,9 @@ def measure_baseline(cfg: RunConfig, data_dir: Path, device: torch.device, worke
             running_loss += loss.item()
             correct += (out.argmax(1) == y).sum().item()
 
-    train_seconds = median_epoch_seconds(train_epoch, device, warmup, repeats)
-    return {"img_s": images / train_seconds, "data_img_s": data_img_s}
+    train_seconds, bounded = median_epoch_seconds(train_epoch, device, warmup, repeats, time.monotonic() + max_seconds)
+    return {"img_s": images / train_seconds, "data_img_s": data_img_s, "bounded": bounded,
+            "data_bounded": data_bounded}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -287,8 +315,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", default="WRN-16-2", help="a paper-style network name (default WRN-16-2)")
     p.add_argument("--dataset", default="cifar10", choices=DATASETS, help="format and recipe (default cifar10)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=("auto", "fp32", "bf16"),
-                   help="suite modes to measure, each against the same baseline (default: fp32 bf16)")
+    p.add_argument("--precision", nargs="+", default=None, choices=("auto", "fp32", "bf16"),
+                   help="suite modes to measure, each against the same baseline (default: fp32 bf16; fp32 "
+                        "alone on a CPU without native bf16, where bf16 is emulated, many times slower)")
     p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"),
                    help="suite memory format; auto: the engine's rule, on with bf16 (default)")
     p.add_argument("--compile", action="store_true", help="torch.compile the suite's model")
@@ -309,6 +338,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also profile the fastest mode's step and print where its time goes (convolutions, "
                         "batch norm, optimizer, data, ...) and the images/s if only convolutions took time")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="time bound of each measurement (the baseline, each data pipeline, each suite mode): "
+                        "past it no epoch starts and a suite mode stops at its next step; the result names "
+                        "what was bounded (default 60 on CPU, 900 on CUDA, where compiling takes minutes)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data-dir", type=Path, default=None, help=argparse.SUPPRESS)
@@ -318,6 +351,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value < low:
             raise UsageError(f"--{name.replace('_', '-')}: {value}: expected an integer >= {low}")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise UsageError(f"--max-seconds: {args.max_seconds}: expected a number of seconds > 0")
     return args
 
 
@@ -348,6 +383,17 @@ class Bench:
     warmup: int
     repeats: int
     baseline_workers: int
+    max_seconds: float  # the bound of each measurement
+    skipped: tuple[str, ...]  # default precisions left out: emulated on this CPU
+
+
+def default_precisions(device: torch.device) -> tuple[list[str], list[str]]:
+    """(measured, skipped) precisions when --precision is not given: fp32 and bf16, but bf16 not on a CPU
+    that would emulate it (`wrn.cpuinfo.cpu_has_native_bf16`): on an AVX2 CPU a WRN-16-2 epoch takes
+    many minutes in emulated bf16 against seconds in fp32, which measures the emulation, not the suite."""
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        return ["fp32"], ["bf16"]
+    return ["fp32", "bf16"], []
 
 
 def bench_setup(args: argparse.Namespace) -> Bench:
@@ -356,7 +402,8 @@ def bench_setup(args: argparse.Namespace) -> Bench:
     train_images = args.train_images or (10_240 if device.type == "cuda" else 512)
     images = (train_images, min(TEST_IMAGES, train_images))
     warmup = 1
-    modes = tuple(Mode(p, args.channels_last, args.compile) for p in dict.fromkeys(args.precision))
+    precisions, skipped = (args.precision, []) if args.precision else default_precisions(device)
+    modes = tuple(Mode(p, args.channels_last, args.compile) for p in dict.fromkeys(precisions))
     configs = tuple(bench_config(args.model, args.dataset, args.batch_size, warmup + args.repeats, m, images)
                     for m in modes)
     baseline = dataclasses.replace(configs[0], precision="fp32", channels_last="off", compile=False)
@@ -368,7 +415,8 @@ def bench_setup(args: argparse.Namespace) -> Bench:
         workers = 2 if device.type == "cpu" else min(8, (os.cpu_count() or 2) // 2)
     return Bench(model=args.model, dataset=args.dataset, device=device, modes=modes, configs=configs,
                  baseline=baseline, images=images, batch_size=baseline.batch_size, warmup=warmup,
-                 repeats=args.repeats, baseline_workers=workers)
+                 repeats=args.repeats, baseline_workers=workers,
+                 max_seconds=args.max_seconds or MAX_SECONDS[device.type], skipped=tuple(skipped))
 
 
 def _log(message: str) -> None:
@@ -381,17 +429,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     bench = bench_setup(args)
     if args.worker:
-        return {"suite_img_s": measure_suite(bench.configs[0], args.data_dir, bench.device, bench.warmup)}
+        img_s, _ = measure_suite(bench.configs[0], args.data_dir, bench.device, bench.warmup,
+                                 time.monotonic() + bench.max_seconds)
+        if img_s is None:
+            raise BenchmarkError(f"no timed epoch within --max-seconds {bench.max_seconds:g}")
+        return {"suite_img_s": img_s}
     with tempfile.TemporaryDirectory(prefix="wrn-bench-data-") as tmp:
         data_dir = Path(tmp)
         write_fake_dataset(bench.dataset, data_dir, *bench.images)
         out = _describe_bench(bench)
         baseline = _measure_baseline_side(bench, data_dir, args)
         out.update(baseline)
-        data_img_s = measure_suite_data(bench.configs[0], data_dir, bench.device, bench.warmup, args.data_repeats)
+        _log("suite: data pipeline alone")
+        data_img_s, data_bounded = measure_suite_data(bench.configs[0], data_dir, bench.device, bench.warmup,
+                                                      args.data_repeats, time.monotonic() + bench.max_seconds)
         out.update(data_img_s=data_img_s, data_ratio=_ratio(data_img_s, baseline["baseline_data_img_s"]))
+        out["bounded"] += ["suite data pipeline"] if data_bounded else []
         out["modes"] = _measure_modes(bench, data_dir, baseline["baseline_img_s"], out["forward_flops"])
-        fastest_index = max(range(len(out["modes"])), key=lambda i: out["modes"][i]["suite_img_s"])
+        out["bounded"] += [f"suite {describe(m['precision'], m['channels_last'], m['compile'])}"
+                           for m in out["modes"] if m["bounded"]]
+        timed = [i for i, m in enumerate(out["modes"]) if m["suite_img_s"] is not None]
+        if not timed:
+            raise BenchmarkError(f"no suite mode finished a timed epoch within --max-seconds {bench.max_seconds:g} "
+                                 f"(bounded: {', '.join(out['bounded'])}); give more seconds or fewer "
+                                 "--train-images")
+        fastest_index = max(timed, key=lambda i: out["modes"][i]["suite_img_s"])
         fastest = out["modes"][fastest_index]
         out.update({k: fastest[k] for k in ("precision", "channels_last", "compile", "suite_img_s", "ratio",
                                              "epoch_50k_s", "achieved_flops", "peak_flops", "mfu",
@@ -420,17 +482,22 @@ def _describe_bench(bench: Bench) -> dict[str, Any]:
         "train_images": bench.images[0], "warmup_epochs": bench.warmup, "repeats": bench.repeats,
         "params": count_params(build_model(bench.baseline)), "forward_flops": flops,
         "train_flops_per_image": 3 * flops,
+        "cpu_capability": cpu_capability(),
+        "native_bf16": cpu_has_native_bf16() if bench.device.type == "cpu" else None,
+        "skipped_precisions": list(bench.skipped), "max_seconds": bench.max_seconds,
     }
 
 
 def _measure_baseline_side(bench: Bench, data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     if args.no_baseline:
-        return {"baseline_img_s": None, "baseline_workers": None, "baseline_data_img_s": None}
+        return {"baseline_img_s": None, "baseline_workers": None, "baseline_data_img_s": None, "bounded": []}
     _log(f"baseline: DataLoader ({bench.baseline_workers} workers) + PIL transforms, fp32 NCHW")
     measured = measure_baseline(bench.baseline, data_dir, bench.device, bench.baseline_workers, bench.warmup,
-                                bench.repeats, args.data_repeats)
+                                bench.repeats, args.data_repeats, bench.max_seconds)
+    bounded = [name for name, hit in (("baseline data pipeline", measured["data_bounded"]),
+                                      ("baseline training", measured["bounded"])) if hit]
     return {"baseline_img_s": measured["img_s"], "baseline_workers": bench.baseline_workers,
-            "baseline_data_img_s": measured["data_img_s"]}
+            "baseline_data_img_s": measured["data_img_s"], "bounded": bounded}
 
 
 def _measure_modes(bench: Bench, data_dir: Path, baseline_img_s: float | None, flops: int) -> list[dict[str, Any]]:
@@ -440,16 +507,18 @@ def _measure_modes(bench: Bench, data_dir: Path, baseline_img_s: float | None, f
     for cfg in bench.configs:
         settings = runtime_settings(cfg, bench.device)
         _log(f"suite: {describe(settings.precision, settings.channels_last, cfg.compile)}")
-        img_s = measure_suite(cfg, data_dir, bench.device, bench.warmup)
+        img_s, bounded = measure_suite(cfg, data_dir, bench.device, bench.warmup, time.monotonic() + bench.max_seconds)
         key = (settings.precision, cfg.tf32)
         if key not in peaks:
             peaks[key] = matmul_peak(bench.device, *key)
-        achieved = 3 * flops * img_s
+        achieved = None if img_s is None else 3 * flops * img_s
         modes.append({
             "precision": settings.precision, "channels_last": settings.channels_last,
             "compile": cfg.compile, "suite_img_s": img_s, "ratio": _ratio(img_s, baseline_img_s),
-            "epoch_50k_s": EPOCH_IMAGES / img_s, "achieved_flops": achieved,
-            "peak_flops": peaks[key], "mfu": achieved / peaks[key], "device_tflops": achieved / 1e12,
+            "epoch_50k_s": None if img_s is None else EPOCH_IMAGES / img_s, "achieved_flops": achieved,
+            "peak_flops": peaks[key], "mfu": None if achieved is None else achieved / peaks[key],
+            "device_tflops": None if achieved is None else achieved / 1e12, "bounded": bounded,
+            "emulated": (bench.device.type == "cpu" and settings.precision == "bf16" and not cpu_has_native_bf16()),
         })
     return modes
 
@@ -469,8 +538,9 @@ def format_report(r: dict[str, Any]) -> str:
     def times(x):
         return "" if x is None else f"{x:.2f}x"
 
+    bf16 = "" if r["native_bf16"] is None else f", {'native' if r['native_bf16'] else 'no native'} bf16"
     lines = [
-        f"{r['model']} on {r['device']} ({r['device_name']}, {r['threads']} threads); generated "
+        f"{r['model']} on {r['device']} ({r['device_name']}, {r['cpu_capability']}{bf16}, {r['threads']} threads); generated "
         f"{r['dataset_format']}-format data, {r['train_images']} training images, batch {r['batch_size']}; "
         f"median of {r['repeats']} epochs after {r['warmup_epochs']} warm-up",
         f"params {r['params']:,}; forward {r['forward_flops'] / 1e9:.3f} GFLOP/image, "
@@ -484,8 +554,15 @@ def format_report(r: dict[str, Any]) -> str:
                      f"{rate(r['baseline_img_s']):>10}{'1.00x':>13}{EPOCH_IMAGES / r['baseline_img_s']:>13.1f}")
     for m in r["modes"]:
         name = f"  suite: {describe(m['precision'], m['channels_last'], m['compile'])}"
+        if m["suite_img_s"] is None:
+            lines.append(f"{name:<44}{'-':>10}  no timed epoch within {r['max_seconds']:g} s")
+            continue
         lines.append(f"{name:<44}{rate(m['suite_img_s']):>10}{times(m['ratio']):>13}{m['epoch_50k_s']:>13.1f}"
-                     f"{m['achieved_flops'] / 1e12:>10.3f}{m['peak_flops'] / 1e12:>13.3f}{m['mfu']:>9.1%}")
+                     f"{m['achieved_flops'] / 1e12:>10.3f}{m['peak_flops'] / 1e12:>13.3f}{m['mfu']:>9.1%}"
+                     + ("  (emulated bf16)" if m["emulated"] else ""))
+    for precision in r["skipped_precisions"]:
+        lines.append(f"  suite: {precision:<36}skipped: no native {precision} on this CPU ({r['cpu_capability']}); "
+                     f"--precision {precision} measures it anyway")
     lines += ["", f"{'data pipeline alone':<44}{'images/s':>10}{'vs baseline':>13}"]
     if r["baseline_data_img_s"] is not None:
         lines.append(f"{'  baseline: DataLoader(' + str(r['baseline_workers']) + ')+PIL transforms':<44}"
@@ -498,6 +575,9 @@ def format_report(r: dict[str, Any]) -> str:
         lines += ["", f"concurrent: {c['processes']} suite processes ({c['threads_each']} threads each) "
                       f"{rate(c['total_img_s'])} images/s in total vs {rate(c['single_img_s'])} alone "
                       f"({c['ratio']:.2f}x; each: {', '.join(rate(x) for x in c['per_process_img_s'])})"]
+    if r["bounded"]:
+        lines += ["", f"bounded at {r['max_seconds']:g} s (fewer epochs than asked; --max-seconds): "
+                      + ", ".join(r["bounded"])]
     lines += ["", f"dry-run rate for this device ({describe(r['precision'], r['channels_last'], r['compile'])}): "
                   f"--device-tflops {r['device_tflops']:.3g}"]
     return "\n".join(lines)

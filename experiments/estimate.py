@@ -1,37 +1,18 @@
 """What a launch would cost, before it runs: each planned run's size and its estimated device-hours.
 
-Parameter and FLOP counts come from building the network on PyTorch's meta device (no memory, no
-initialisation cost), so a dry run of ResNet-1001 or WRN-28-12 is instant; the time comes from the
-throughput model of `wrn.throughput`.
+Parameter and FLOP counts come from the networks' shapes (`wrn.sizes`), without building them or
+importing torch, so a dry run of any spec takes about a second; the time comes from the throughput
+model of `wrn.throughput`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-import torch
-
-from wrn.config import RunConfig, resolve
-from wrn.models import build_model, count_params, forward_flops
-from wrn.runtime import resolved_precision
-from wrn.throughput import device_rate, estimate_seconds
-
-MODEL_FIELDS = ("arch", "depth", "k", "block", "depth_convention", "dataset", "image_size", "dropout")
-
-
-@lru_cache(maxsize=None)
-def _model_stats(key: tuple) -> tuple[int, int]:
-    cfg = resolve(RunConfig(**dict(zip(MODEL_FIELDS, key))))
-    with torch.device("meta"):
-        model = build_model(cfg)
-    return count_params(model), forward_flops(cfg)
-
-
-def model_stats(cfg: RunConfig) -> tuple[int, int]:
-    """(parameters, forward FLOPs per image) of `cfg`'s network."""
-    return _model_stats(tuple(getattr(cfg, f) for f in MODEL_FIELDS))
+from wrn.config import RunConfig, resolved_precision
+from wrn.sizes import network_size
+from wrn.throughput import device_rate, estimate_seconds, timing_seconds
 
 
 @dataclass
@@ -47,6 +28,7 @@ class Estimate:
     flops: int
     est_seconds: float
     precision: str  # what the run trains in on the device it is estimated for ("auto" resolved)
+    device_type: str  # the device the time is estimated for: "cuda" or "cpu"
     state: str = "todo"
     planned_by: str | None = None  # the spec that planned the run first, when it exists in the store
 
@@ -60,24 +42,37 @@ class Estimate:
             "epochs": self.config.epochs,
             "recipe": self.config.recipe,
             "precision": self.precision,
-            "est_gpu_hours": self.est_seconds / 3600,
+            "est_device": self.device_type,
+            "est_hours": self.est_seconds / 3600,
             "state": self.state,
             "planned_by": self.planned_by,
             "config": self.config.to_dict(),
         }
 
 
-def estimate(planned, device_type: str = "cuda", tflops: float | None = None, kind: str = "train") -> list[Estimate]:
-    """One `Estimate` per planned run, at the rate assumed for `device_type` (a timing spec's
-    measurements cost nothing worth estimating)."""
+def estimate(planned, device_type: str = "cuda", tflops: float | None = None) -> list[Estimate]:
+    """One `Estimate` per planned run, at the rate assumed for `device_type`; a timing spec's runs
+    (`PlannedRun.timing`) cost their measured steps."""
     rate = device_rate(device_type, tflops)
     out = []
     for p in planned:
-        params, flops = model_stats(p.config)
-        seconds = 0.0 if kind == "timing" else estimate_seconds(p.config, flops, rate)
+        params, flops = network_size(p.config)
+        if p.timing is None:
+            seconds = estimate_seconds(p.config, flops, rate, device_type)
+        else:
+            steps = p.timing["warmup"] + p.timing["repeats"]
+            seconds = timing_seconds(flops, p.timing["batch_size"], steps, rate, device_type)
         out.append(Estimate(p.run_id, p.spec, p.label, p.config, params, flops, seconds,
-                            resolved_precision(p.config, device_type)))
+                            resolved_precision(p.config, device_type), device_type))
     return out
+
+
+def format_duration(seconds: float, device_type: str) -> str:
+    """A launch's estimate in the unit a reader plans with: minutes under an hour (a smoke launch), else
+    device-hours."""
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} {device_type.upper()}-minutes"
+    return f"{seconds / 3600:.2f} {device_type.upper()}-hours"
 
 
 def format_estimates(rows: list[Estimate], device_type: str) -> str:
@@ -90,7 +85,7 @@ def format_estimates(rows: list[Estimate], device_type: str) -> str:
         lines.append(f"{r.run_id:<12}  {r.label:<24} {c.dataset:<8} {c.seed:>4} {r.params:>11,} "
                      f"{r.flops / 1e9:>7.2f} {c.epochs:>6} {c.recipe:<16} {r.precision:<4} "
                      f"{r.est_seconds / 3600:>10.2f}  {r.state}")
-    total = sum(r.est_seconds for r in rows) / 3600
-    lines.append(f"{len(rows)} runs, estimated {total:.1f} {device_type}-hours in all "
+    total = sum(r.est_seconds for r in rows)
+    lines.append(f"{len(rows)} runs, estimated {format_duration(total, device_type)} in all "
                  f"(throughput model: wrn/throughput.py)")
     return "\n".join(lines)

@@ -8,12 +8,14 @@ agree on what a setting means.
 
 from __future__ import annotations
 
+import sys
 from contextlib import nullcontext
-from pathlib import Path
+from functools import cache
 
 import torch
 
-from wrn.config import RunConfig
+from wrn.config import RunConfig, resolved_precision
+from wrn.cpuinfo import cpu_has_native_bf16, cpu_name
 from wrn.records import RuntimeSettings
 
 
@@ -24,35 +26,32 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device(device)
 
 
-def resolved_precision(cfg: RunConfig, device_type: str) -> str:
-    """The precision `cfg` trains in on a device of `device_type`: "auto" is bf16 on CUDA, fp32 elsewhere."""
-    if cfg.precision == "auto":
-        return "bf16" if device_type == "cuda" else "fp32"
-    return cfg.precision
-
-
 def runtime_settings(cfg: RunConfig, device: torch.device) -> RuntimeSettings:
     """How `cfg`'s "auto" systems fields resolve on `device`."""
     precision = resolved_precision(cfg, device.type)
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        _warn_once(f"warning: precision=bf16 on a CPU without native bf16 ({cpu_name()}, "
+                   f"{cpu_capability()}): torch emulates it, many times slower than fp32")
     channels_last = cfg.channels_last
     if channels_last == "auto":
         # Measured (benchmarks/train_speed.py): NHWC is faster on CPU in fp32 (1.13x) and bf16, and is
         # the layout bf16 tensor-core convolutions want on CUDA; fp32 on CUDA keeps NCHW.
         channels_last = "on" if precision == "bf16" or device.type == "cpu" else "off"
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return RuntimeSettings(device=device.type, device_name=name, precision=precision,
                            channels_last=channels_last == "on", tf32=cfg.tf32, compile=cfg.compile,
                            torch=torch.__version__, threads=torch.get_num_threads())
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "cpu"
+def cpu_capability() -> str:
+    """The vector instruction set torch's CPU kernels dispatch to here ("AVX2", "AVX512", ...)."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
+@cache
+def _warn_once(message: str) -> None:
+    """`message` on stderr, at most once per process (a worker and the engine both resolve a run's settings)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def autocast(settings: RuntimeSettings, device: torch.device):

@@ -14,7 +14,7 @@ from benchmarks import train_speed
 REQUIRED = ("suite_img_s", "baseline_img_s", "ratio", "data_img_s", "baseline_data_img_s", "data_ratio",
             "achieved_flops", "peak_flops")
 MODE_KEYS = ("precision", "channels_last", "compile", "suite_img_s", "ratio", "epoch_50k_s",
-             "achieved_flops", "peak_flops", "mfu", "device_tflops")
+             "achieved_flops", "peak_flops", "mfu", "device_tflops", "bounded", "emulated")
 
 
 def positive(x) -> bool:
@@ -89,9 +89,46 @@ def test_json_output_and_concurrent_processes(capsys, tiny):
     (["--concurrent", "-1"], "--concurrent"),
     (["--device", "tpu"], "--device"),
     (["--precision", "fp16"], "--precision"),
+    (["--max-seconds", "0"], "--max-seconds"),
     (["--device", "cuda:0" if not torch.cuda.is_available() else "mps"], "--device"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tiny, argv, field):
     assert train_speed.main([*tiny, *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and field in err[0] and "Traceback" not in err[0]
+
+
+@pytest.mark.parametrize("native, measured_modes, skipped", [(False, ["fp32"], ("bf16",)), (True, ["fp32", "bf16"], ())])
+def test_default_modes_leave_out_bf16_where_the_cpu_would_emulate_it(monkeypatch, tiny, native, measured_modes,
+                                                                       skipped):
+    monkeypatch.setattr(train_speed, "cpu_has_native_bf16", lambda: native)
+    bench = train_speed.bench_setup(train_speed.parse_args([*tiny, "--device", "cpu"]))
+    assert [m.precision for m in bench.modes] == measured_modes and bench.skipped == skipped
+    asked = train_speed.bench_setup(train_speed.parse_args([*tiny, "--device", "cpu", "--precision", "bf16"]))
+    assert [m.precision for m in asked.modes] == ["bf16"] and asked.skipped == ()  # asked for: measured, bounded
+
+
+def test_the_report_names_the_cpu_features_skipped_modes_and_bounds(measured):
+    assert measured["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert isinstance(measured["native_bf16"], bool) and measured["bounded"] == []
+    text = train_speed.format_report({**measured, "skipped_precisions": ["bf16"], "bounded": ["baseline training"]})
+    assert measured["cpu_capability"] in text.splitlines()[0]
+    assert "bf16" in text and "skipped: no native bf16 on this CPU" in text
+    assert "bounded at" in text and "baseline training" in text
+
+
+def test_a_deadline_stops_the_epochs_but_keeps_one_timed():
+    calls = []
+    seconds, bounded = train_speed.median_epoch_seconds(lambda: calls.append(1), torch.device("cpu"), warmup=2,
+                                                        repeats=5, deadline=0.0)
+    assert (len(calls), bounded) == (2, True) and seconds >= 0  # one warm-up, one timed
+    calls.clear()
+    _, bounded = train_speed.median_epoch_seconds(lambda: calls.append(1), torch.device("cpu"), warmup=2, repeats=5)
+    assert (len(calls), bounded) == (7, False)
+
+
+def test_a_suite_mode_past_its_bound_stops_and_says_so(capsys, tiny):
+    assert train_speed.main([*tiny, "--json", "--precision", "fp32", "--no-baseline", "--max-seconds", "1e-9"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: no suite mode finished a timed epoch within --max-seconds 1e-09")
+    assert "suite fp32, channels_last" in err[-1]

@@ -147,6 +147,6 @@ def test_spec_opens_with_its_command_and_what_to_expect(path: Path):
         return
     match = COST_LINE.search(text)
     assert match, "the header states the runs and GPU-hours"
-    rows = estimate(runs, "cuda", float(match.group(3)), spec.kind)
+    rows = estimate(runs, "cuda", float(match.group(3)))
     assert int(match.group(1)) == len(runs)
     assert float(match.group(2)) == pytest.approx(sum(r.est_seconds for r in rows) / 3600, abs=0.05)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from wrn import cpuinfo, runtime
 from wrn.config import RunConfig, resolve
 from wrn.runtime import pick_device, runtime_settings
 
@@ -38,3 +39,38 @@ def test_pick_device():
     assert pick_device("cpu") == CPU
     assert pick_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert pick_device("auto") == pick_device(None)
+
+
+@pytest.mark.parametrize("flags, native", [
+    (["fpu sse2 avx avx2 fma"], False),  # an AVX2 CPU: bf16 emulated
+    (["fpu avx2 avx512f avx512_bf16"], True),  # x86 AVX512-BF16
+    (["fpu avx2 amx_bf16 amx_tile"], True),  # x86 AMX
+    (["fp asimd sve bf16"], True),  # Arm "Features"
+    ([], False),  # /proc/cpuinfo unreadable
+])
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, flags, native):
+    monkeypatch.setattr(cpuinfo, "read_cpuinfo", lambda keys: flags)
+    assert cpuinfo.cpu_has_native_bf16() is native
+
+
+@pytest.fixture
+def fresh_warnings():
+    runtime._warn_once.cache_clear()
+    yield
+    runtime._warn_once.cache_clear()
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns_once(monkeypatch, capsys, fresh_warnings):
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    settings(precision="bf16")
+    settings(precision="bf16")  # the worker and the engine both resolve a run's settings
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "precision=bf16" in err[0] and "without native bf16" in err[0]
+    assert runtime.cpu_capability() in err[0]
+
+
+@pytest.mark.parametrize("precision, native", [("fp32", False), ("auto", False), ("bf16", True)])
+def test_no_warning_where_bf16_is_not_emulated(monkeypatch, capsys, fresh_warnings, precision, native):
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
+    settings(precision=precision)
+    assert capsys.readouterr().err == ""
