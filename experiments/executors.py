@@ -6,6 +6,13 @@ once and shows every job GPU 0 (docs/design.md, "Executors"). Here each run is a
 experiments.worker` subprocess, at most `slots` at a time, each pinned to one GPU through
 CUDA_VISIBLE_DEVICES; with `runs_per_gpu > 1` several small runs share a GPU (the ablation networks
 cannot fill a large GPU alone). On CPU the cores are split between the concurrent runs.
+
+Both executors stop the same way on Ctrl-C or SIGTERM: nothing more starts, every run under way
+checkpoints at its next step and is counted "interrupted", every run not reached is counted "not
+started", and all of them resume or start on the next launch. Each worker is started in a process
+group of its own (start_new_session), so that a Ctrl-C at the terminal reaches the launcher alone and
+each worker gets the one SIGTERM it turns into a checkpoint; a worker that SIGTERM kills before it
+could take it (still importing torch) left nothing behind, and counts as not started.
 """
 
 from __future__ import annotations
@@ -16,18 +23,25 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from experiments import store
-from experiments.console import Log
+from experiments.console import OUTCOMES, Log, run_name, tally
 from experiments.locking import RunLocked, lock_is_live
 from experiments.worker import EXIT_INTERRUPTED, EXIT_LOCKED, execute_run
+from wrn import checkpoint
+from wrn.progress import PREFIX, clock
+from wrn.train import TrainingInterrupted
 
-OUTCOMES = ("done", "diverged", "failed", "interrupted", "skipped")
+WORKER = "experiments.worker"  # the module every local run is, as `python -m WORKER RUN_DIR [--data-dir D]`
 POLL_S = 0.5
+HEARTBEAT_S = 30.0  # a run the console has said nothing of for this long gets a line on where it stands
+LOG_TAIL_BYTES = 8192
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -50,9 +64,28 @@ def plan_slots(max_parallel: int | None, runs_per_gpu: int = 1) -> list[Slot]:
 
 
 def _describe(path: Path) -> str:
-    rec = store.read_run(path)
-    cfg = rec.config or {}
-    return f"{rec.label} seed {cfg.get('seed')} [{rec.run_id}]"
+    return run_name(store.read_run(path))
+
+
+def resume_point(path: Path) -> tuple[int, int] | None:
+    """(epoch, step) at which the run in `path` goes on, from its last good checkpoint (the one its
+    worker will resume from: a damaged newest checkpoint falls back to the previous one there too);
+    None for a run that starts from scratch."""
+    if not (path / store.CHECKPOINT).exists():
+        return None
+    with warnings.catch_warnings():  # the worker reports a damaged checkpoint in its own log
+        warnings.simplefilter("ignore")
+        state = checkpoint.load_latest(path)
+    return None if state is None else (state["epoch"], state["step"])
+
+
+def _starting(path: Path) -> tuple[str, int]:
+    """The line that says a run starts or resumes, and how many of its epochs were finished before."""
+    point = resume_point(path)
+    if point is None:
+        return f"start  {_describe(path)}", 0
+    epoch, step = point
+    return f"resume {_describe(path)} at epoch {epoch}, step {step}", epoch - 1
 
 
 @dataclass
@@ -60,7 +93,10 @@ class _Running:
     process: subprocess.Popen
     path: Path
     slot: Slot
-    epochs_reported: int = 0
+    epochs_reported: int  # epochs finished before this start are never reported as news
+    log_offset: int  # the size of train.log at the start: earlier launches' lines are not this one's
+    started: float = field(default_factory=time.monotonic)
+    last_news: float = field(default_factory=time.monotonic)  # when the console last said something of it
 
 
 class _LocalLaunch:
@@ -68,17 +104,23 @@ class _LocalLaunch:
 
     def __init__(self, run_dirs: list[Path], data_dir: Path | None, slots: list[Slot], log: Log):
         self.pending, self.free = list(run_dirs), list(slots)
-        self.data_dir, self.log, self.total = data_dir, log, len(run_dirs)
+        self.data_dir, self.log = data_dir, log
         self.running: list[_Running] = []
         self.waiting: list[Path] = []
         self.counts = dict.fromkeys(OUTCOMES, 0)
         self.stopping = threading.Event()
+        self.stop_reported = False
 
     def forward_stop(self, signum, _frame) -> None:
-        """Ctrl-C or SIGTERM: start nothing more, and have every running child checkpoint and exit."""
+        """Ctrl-C or SIGTERM: start nothing more, and have every running child checkpoint and exit.
+        (Nothing is printed here: a signal handler may interrupt a print.)"""
         self.stopping.set()
         for run in self.running:
-            run.process.send_signal(signal.SIGTERM)
+            if run.process.poll() is None:
+                run.process.send_signal(signal.SIGTERM)
+
+    def busy(self) -> bool:
+        return bool(self.running or (not self.stopping.is_set() and (self.pending or self.waiting)))
 
     def start_into_free_slots(self) -> None:
         while self.pending and self.free and not self.stopping.is_set():
@@ -86,19 +128,28 @@ class _LocalLaunch:
             env = dict(os.environ, OMP_NUM_THREADS=str(slot.threads), PYTHONUNBUFFERED="1")
             if slot.gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
-            cmd = [sys.executable, "-m", "experiments.worker", str(path)]
+            else:
+                # OpenMP threads that spin while waiting make a CPU run several times slower when the
+                # cores are shared (other runs, other users); sleeping threads cost little when idle.
+                env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            cmd = [sys.executable, "-m", WORKER, str(path)]
             if self.data_dir is not None:
                 cmd += ["--data-dir", str(self.data_dir)]
+            line, epochs_done = _starting(path)
             with open(path / "train.log", "a") as log_file:
+                offset = log_file.tell()
                 process = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                           cwd=Path(__file__).resolve().parent.parent)
-            self.running.append(_Running(process, path, slot))
+                                           cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
+            self.running.append(_Running(process, path, slot, epochs_done, offset))
             where = f"GPU {slot.gpu}" if slot.gpu is not None else f"CPU x{slot.threads}"
-            self.log(f"start  {_describe(path)} on {where}")
-        if self.stopping.is_set():
-            self.pending.clear()
-            self.counts["skipped"] += len(self.waiting)
-            self.waiting.clear()
+            self.log(f"{line} on {where}")
+
+    def report_stop(self) -> None:
+        """Once, after a stop signal: what the launch is waiting for before it ends."""
+        if self.stopping.is_set() and not self.stop_reported:
+            self.stop_reported = True
+            self.log(f"stopping: {len(self.running)} running run(s) checkpoint and exit; "
+                     f"{len(self.pending)} not started")
 
     def requeue_released(self) -> None:
         """A run another launcher was training: once its lock is released, count it if it finished
@@ -111,26 +162,30 @@ class _LocalLaunch:
             if state in ("done", "diverged"):
                 self.counts[state] += 1
                 self.log(f"{state:<6} {_describe(path)} (trained by another launcher)")
+                self.log_progress()
             else:
                 self.pending.append(path)
 
     def follow(self) -> None:
-        """Report new epochs of the running runs, and the outcome of each that has ended."""
+        """Report the newly finished epochs of the running runs, where a silent one stands, and the
+        outcome of each that has ended."""
         for run in list(self.running):
-            rows = store.read_metrics(run.path / store.METRICS)
-            if rows and len(rows) != run.epochs_reported:
-                row = rows[-1]
-                self.log(f"epoch  {_describe(run.path)}: epoch {row['epoch']} "
-                         f"test error {row['test_error']:.2f}% ({row['images_per_s']:.0f} img/s)")
-                run.epochs_reported = len(rows)
+            for row in store.read_metrics(run.path / store.METRICS):
+                if row["epoch"] > run.epochs_reported:
+                    self.log(f"epoch  {_describe(run.path)}: epoch {row['epoch']} "
+                             f"test error {row['test_error']:.2f}% ({row['images_per_s']:.0f} img/s)")
+                    run.epochs_reported, run.last_news = row["epoch"], time.monotonic()
             code = run.process.poll()
             if code is not None:
                 self._ended(run, code)
+            elif time.monotonic() - run.last_news >= HEARTBEAT_S:
+                self.log(f"still  {_describe(run.path)}: {_latest_progress(run)}")
+                run.last_news = time.monotonic()
 
     def _ended(self, run: _Running, code: int) -> None:
         self.running.remove(run)
         self.free.append(run.slot)
-        outcome = _outcome(run.path, code)
+        outcome = _outcome(run.path, code, self.stopping.is_set())
         if outcome == "skipped" and not self.stopping.is_set():
             self.waiting.append(run.path)
             self.log(f"wait   {_describe(run.path)}: being trained by another launcher")
@@ -141,8 +196,39 @@ class _LocalLaunch:
             rec = store.read_run(run.path)
             tail = f": {rec.reason or 'exit code ' + str(code)} (log: {run.path / 'train.log'})"
         self.log(f"{outcome:<6} {_describe(run.path)}{tail}")
-        self.log(f"        {sum(self.counts.values())}/{self.total} finished, {len(self.running)} running, "
-                 f"{len(self.pending)} to do")
+        self.log_progress()
+
+    def log_progress(self) -> None:
+        to_do = len(self.pending) + len(self.waiting)
+        counts = dict(self.counts)
+        if self.stopping.is_set():
+            counts["not started"] += to_do
+            to_do = 0
+        self.log(f"        {tally(counts, len(self.running), to_do)}")
+
+    def finish(self) -> dict[str, int]:
+        """The outcome counts, every run given accounted for (the runs not reached after a stop)."""
+        self.counts["not started"] += len(self.pending)
+        self.counts["skipped"] += len(self.waiting)
+        self.pending.clear()
+        self.waiting.clear()
+        return self.counts
+
+
+def _latest_progress(run: _Running) -> str:
+    """The last progress line the run's worker wrote to its log in this launch (`wrn.progress`)."""
+    try:
+        with open(run.path / "train.log", "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(run.log_offset, size - LOG_TAIL_BYTES))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        tail = ""
+    lines = [line for line in tail.replace("\r", "\n").splitlines() if line.startswith(PREFIX)]
+    if lines:
+        return lines[-1][len(PREFIX):]
+    return (f"no step reported yet, {clock(time.monotonic() - run.started)} since its start "
+            f"(log: {run.path / 'train.log'})")
 
 
 def run_local(run_dirs: list[Path], data_dir: Path | None, slots: list[Slot], log: Log) -> dict[str, int]:
@@ -154,20 +240,21 @@ def run_local(run_dirs: list[Path], data_dir: Path | None, slots: list[Slot], lo
     Ctrl-C (or SIGTERM) is passed on to the running children, which checkpoint at their next step
     and exit; the runs resume on the next launch."""
     launch = _LocalLaunch(run_dirs, data_dir, slots, log)
-    previous = {s: signal.signal(s, launch.forward_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, launch.forward_stop) for s in STOP_SIGNALS}
     try:
-        while launch.pending or launch.running or launch.waiting:
+        while launch.busy():
             launch.start_into_free_slots()
             time.sleep(POLL_S)
+            launch.report_stop()
             launch.follow()
             launch.requeue_released()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    return launch.counts
+    return launch.finish()
 
 
-def _outcome(path: Path, code: int) -> str:
+def _outcome(path: Path, code: int, stopping: bool) -> str:
     if code == EXIT_INTERRUPTED:
         return "interrupted"
     if code == EXIT_LOCKED:
@@ -175,26 +262,47 @@ def _outcome(path: Path, code: int) -> str:
     state = store.read_run(path).state
     if code == 0 and state in ("done", "diverged"):
         return state
+    if stopping and code < 0:  # the stop's SIGTERM reached the worker before it could take it as a stop
+        return "interrupted" if state == "interrupted" else "not started"
     return "failed"
 
 
 def run_debug(run_dirs: list[Path], data_dir: Path | None, log: Log) -> dict[str, int]:
     """Run every run in this process, one after another: breakpoints work and errors propagate. A run
-    another launcher is training is waited for, as in `run_local`."""
+    another launcher is training is waited for, as in `run_local`. Ctrl-C (or SIGTERM) stops as the
+    local executor does: the run under way checkpoints at its next step, nothing more starts."""
     counts = dict.fromkeys(OUTCOMES, 0)
-    for path in run_dirs:
-        log(f"start  {_describe(path)} (in-process)")
-        while True:
-            try:
-                state = execute_run(path, data_dir, progress=None)
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in STOP_SIGNALS}
+    try:
+        for i, path in enumerate(run_dirs):
+            if stop.is_set():
+                counts["not started"] += len(run_dirs) - i
                 break
-            except RunLocked:
-                log(f"wait   {_describe(path)}: being trained by another launcher")
-                while lock_is_live(path / store.LOCK):
-                    time.sleep(POLL_S)
-                state = store.read_run(path).state
-                if state in ("done", "diverged"):
-                    break
-        counts[state] += 1
-        log(f"{state:<6} {_describe(path)}")
+            line, _ = _starting(path)
+            log(f"{line} (in-process)")
+            outcome, detail = _run_in_process(path, data_dir, stop, log)
+            counts[outcome] += 1
+            log(f"{outcome:<6} {_describe(path)}{detail}")
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return counts
+
+
+def _run_in_process(path: Path, data_dir: Path | None, stop: threading.Event, log: Log) -> tuple[str, str]:
+    """One run of the debug executor: its outcome, and what the outcome line adds."""
+    while True:
+        try:
+            return execute_run(path, data_dir, stop=stop, progress=None), ""
+        except TrainingInterrupted as e:
+            return "interrupted", f": {e}"
+        except RunLocked:
+            log(f"wait   {_describe(path)}: being trained by another launcher")
+            while lock_is_live(path / store.LOCK) and not stop.is_set():
+                time.sleep(POLL_S)
+            if stop.is_set():
+                return "skipped", " (another launcher holds it)"
+            state = store.read_run(path).state
+            if state in ("done", "diverged"):
+                return state, " (trained by another launcher)"

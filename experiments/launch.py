@@ -16,22 +16,21 @@ from pathlib import Path
 
 from experiments import store
 from experiments.clusters import ClusterProfile
-from experiments.console import Log
-from experiments.estimate import Estimate
+from experiments.console import Log, summary, tally
+from experiments.estimate import Estimate, format_duration
 from experiments.executors import plan_slots, run_debug, run_local
 from experiments.plan import PlannedRun
 from experiments.profiles import Profile
 from experiments.slurm import check_available, submit_runs, wait_for
 from experiments.spec import SPECS_DIR, Spec
 from wrn.config import synthetic_sizes
-from wrn.datasets import MANIFEST_NAME, dataset_folder, load_arrays
+from wrn.datasets import (ARRAY_DATASETS, MANIFEST_NAME, check_data_source, dataset_folder, default_data_dir,
+                          imagenet_hint, load_arrays)
 from wrn.errors import UserError
 from wrn.fake_data import write_fake_dataset
 from wrn.files import atomic_write_json, atomic_write_text
 from wrn.records import timestamp
-from wrn.train import check_data_source
 
-EXECUTORS = ("local", "slurm", "debug")
 CPU_GUARD_HOURS = 1.0
 MIN_FREE_BYTES = 200 * 2**20
 EXIT_INTERRUPTED = 130
@@ -41,16 +40,17 @@ EXIT_INTERRUPTED = 130
 class LaunchOptions:
     """How to launch, from the command line."""
 
-    executor: str  # one of EXECUTORS
+    executor: str  # local, slurm or debug (experiments.run's --executor)
     results: Path
     profile: Profile
-    data_dir: Path | None  # None: $WRN_DATA_DIR or ./data
+    data_dir: Path | None  # None: $WRN_DATA_DIR or ./data (wrn.datasets.default_data_dir)
     max_parallel: int | None
     runs_per_gpu: int
     cluster: ClusterProfile | None  # the executor "slurm" only
     wait: bool  # the executor "slurm": block until the jobs end
     yes: bool  # start a CPU launch estimated over CPU_GUARD_HOURS
     status_command: str  # the command that shows where this spec's runs stand, for messages
+    relaunch_command: str  # the command that launches these runs again, every flag included
 
 
 def launch(spec: Spec, planned: list[PlannedRun], estimates: list[Estimate], device_type: str,
@@ -65,7 +65,7 @@ def launch(spec: Spec, planned: list[PlannedRun], estimates: list[Estimate], dev
     todo = [e for e in estimates if e.state not in ("done", "diverged")]
     total_h = sum(e.est_seconds for e in todo) / 3600
     log(f"{spec.name}: {len(estimates)} runs, {len(estimates) - len(todo)} complete, {len(todo)} to run; "
-        f"estimated {total_h:.2f} {device_type.upper()}-hours on this plan")
+        f"estimated {format_duration(total_h * 3600, device_type)} on this plan")
     if device_type == "cpu" and total_h > CPU_GUARD_HOURS and not options.yes:
         raise UserError(
             f"{spec.name}: about {total_h:.0f} CPU-hours of training on a machine without a GPU; "
@@ -79,12 +79,14 @@ def launch(spec: Spec, planned: list[PlannedRun], estimates: list[Estimate], dev
     if options.executor == "slurm":
         return _launch_slurm(spec, todo, run_dirs, data_dir, options, log)
     if options.executor == "debug":
-        run_debug(run_dirs, data_dir, log)
-        return None
-    counts = run_local(run_dirs, data_dir, plan_slots(options.max_parallel, options.runs_per_gpu), log)
-    log("summary: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
-    if counts["interrupted"]:
-        log("interrupted runs resume from their checkpoint on the next launch")
+        counts = run_debug(run_dirs, data_dir, log)
+    else:
+        counts = run_local(run_dirs, data_dir, plan_slots(options.max_parallel, options.runs_per_gpu), log)
+    log(summary(counts, {state: sum(e.state == state for e in estimates) for state in ("done", "diverged")}))
+    left = {k: counts[k] for k in ("interrupted", "not started", "skipped") if counts[k]}
+    if left:
+        log(f"{tally(left)}: relaunch with `{options.relaunch_command}` (interrupted runs resume from "
+            "their last checkpoint)")
         return EXIT_INTERRUPTED
     return None
 
@@ -106,23 +108,49 @@ def _launch_slurm(spec: Spec, todo: list[Estimate], run_dirs: list[Path], data_d
 
 
 def _checked_data_dir(planned: list[PlannedRun], todo: list[Estimate], options: LaunchOptions) -> Path:
-    """The data folder the runs read, checked before anything is written: the real datasets (downloaded
-    when missing), or the generated ones written under the results folder."""
-    sizes = _synthetic_sizes(planned)
-    if sizes is None:
-        data_dir = _real_data_dir(options.data_dir, [e.config for e in todo])
+    """The data folder the runs read, checked before anything is written: a --data-dir given must be a
+    readable folder under any profile; then the real datasets (downloaded when missing) or a prepared
+    subset there, or the generated data written under the results folder."""
+    source = _data_source(planned)
+    sizes = synthetic_sizes(source)
+    datasets = {e.config.dataset for e in todo}
+    if options.data_dir is not None:
+        _check_data_dir_arg(options.data_dir, sizes is not None, datasets)
+    if sizes is not None:
         check_results_writable(options.results)
-        return data_dir
+        return _synthetic_data_dir(options.results, sizes, datasets)
+    data_dir = _prepared_data_dir(options.data_dir, [e.config for e in todo], download=source == "real")
     check_results_writable(options.results)
-    return _synthetic_data_dir(options.results, sizes, {e.config.dataset for e in todo})
+    return data_dir
 
 
-def _synthetic_sizes(planned: list[PlannedRun]) -> tuple[int, int] | None:
-    """The generated data's size when the runs train on synthetic data (one source per launch)."""
+def _data_source(planned: list[PlannedRun]) -> str:
+    """The data_source the runs train on: one per launch."""
     sources = {p.config.data_source for p in planned}
     if len(sources) > 1:
         raise UserError(f"data_source: {sorted(sources)}: one launch trains on one data source")
-    return synthetic_sizes(sources.pop()) if sources else None
+    return sources.pop() if sources else "real"
+
+
+def _check_data_dir_arg(data_dir: Path, generated: bool, datasets: set[str]) -> None:
+    """A --data-dir that is given is a readable folder, even where the launch reads nothing from it
+    (`generated`: it trains on the data it generates)."""
+    if not data_dir.exists():
+        how = ("this launch trains on generated data and reads no --data-dir: leave it out" if generated
+               else _how_to_get(datasets, data_dir))
+        raise UserError(f"--data-dir: {data_dir}: no such folder; {how}")
+    if not data_dir.is_dir():
+        raise UserError(f"--data-dir: {data_dir}: not a folder")
+    if not os.access(data_dir, os.R_OK | os.X_OK):
+        raise UserError(f"--data-dir: {data_dir}: not readable (permission denied)")
+
+
+def _how_to_get(datasets: set[str], data_dir: Path) -> str:
+    """How to put `datasets` into `data_dir`: the download command, and ImageNet's own way."""
+    fetchable = sorted(datasets & set(ARRAY_DATASETS))
+    ways = [f"fetch the data into it with `python -m wrn.download {' '.join(fetchable)} --data-dir {data_dir}` "
+            "on a machine with internet"] if fetchable else []
+    return "; ".join(ways + ([imagenet_hint(data_dir)] if "imagenet" in datasets else []))
 
 
 def check_results_writable(results: Path) -> None:
@@ -139,21 +167,19 @@ def check_results_writable(results: Path) -> None:
                         f"at least {MIN_FREE_BYTES // 2**20} MiB needed for checkpoints")
 
 
-def _real_data_dir(data_dir_arg: Path | None, configs) -> Path:
-    """The real datasets' folder, checked (and downloaded once, md5-verified, when missing) here,
-    before any run folder exists, rather than by every worker: a launch with missing or damaged data
-    stops with one line naming the file and writes nothing."""
-    if data_dir_arg is not None and not data_dir_arg.is_dir():
-        raise UserError(f"--data-dir: {data_dir_arg}: no such folder")
-    data_dir = (data_dir_arg or Path(os.environ.get("WRN_DATA_DIR", "data"))).absolute()
+def _prepared_data_dir(data_dir_arg: Path | None, configs, download: bool) -> Path:
+    """The folder of the real datasets or of a prepared subset, checked (a missing real set downloaded
+    once, md5-verified, when `download`) here, before any run folder exists, rather than by every
+    worker: a launch with missing or damaged data, or data other than its data_source names, stops
+    with one line naming the file and writes nothing."""
+    data_dir = (data_dir_arg or default_data_dir()).absolute()
     for cfg in {c.dataset: c for c in configs}.values():
         if cfg.dataset == "imagenet":
             folder = dataset_folder("imagenet", data_dir)
             if not all((folder / split).is_dir() for split in ("train", "val")):
-                raise UserError(f"--data-dir: {folder}: ImageNet needs train/ and val/ in ImageFolder "
-                                "layout (<split>/<class>/<image>); it cannot be downloaded automatically")
+                raise UserError(f"--data-dir: {folder}: no train/ and val/ folders; {imagenet_hint(data_dir)}")
             continue
-        arrays = load_arrays(cfg.dataset, data_dir, download=True)
+        arrays = load_arrays(cfg.dataset, data_dir, download=download)
         check_data_source(cfg, len(arrays.train_y), len(arrays.test_y), data_dir)
     return data_dir
 

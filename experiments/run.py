@@ -20,24 +20,27 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from analysis.paper import read_paper_results
-from analysis.report import write_index, write_spec_report
-from analysis.verdicts import SequentialDesign
 from experiments import store
 from experiments.clusters import ClusterProfile, load_cluster
 from experiments.console import log_line
 from experiments.estimate import Estimate, estimate, format_estimates
-from experiments.launch import EXECUTORS, LaunchOptions, launch
 from experiments.plan import PlannedRun, expand, parse_overrides, select
 from experiments.profiles import Profile, load_profile
-from experiments.rounds import cells_to_extend, round_runs, worst_case_runs
 from experiments.schema import SELECT_FIELDS
 from experiments.spec import Spec, list_specs, load_spec
 from wrn.cli import ArgumentParser, run_main
 from wrn.errors import UsageError
+
+# --list and --dry-run stay fast (about a second) by importing torch, pandas and matplotlib only where a
+# launch, a sequential design or a report needs them: the imports marked "deferred" below.
+if TYPE_CHECKING:
+    from analysis.verdicts import SequentialDesign  # deferred: type names only; the module imports pandas
+    from experiments.launch import LaunchOptions  # deferred: type names only; the module imports torch
+
+EXECUTORS = ("local", "slurm", "debug")  # how experiments.launch.launch runs the runs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for everything a launch writes: runs/, tables/, figures/ (default: results/ for "
                         "the paper profile, results/<profile>/ for any other)")
     p.add_argument("--data-dir", type=Path, default=None,
-                   help="dataset folder (default: $WRN_DATA_DIR or ./data); missing data is downloaded")
+                   help="dataset folder (default: $WRN_DATA_DIR or ./data); missing official sets are "
+                        "downloaded; on nodes without internet fetch them first with python -m wrn.download")
     p.add_argument("--max-parallel", type=int, default=None,
                    help="cap on concurrent runs (local: default one per GPU, one on CPU; slurm: "
                         "the job array's parallelism)")
@@ -107,16 +111,17 @@ def _main(argv: list[str] | None) -> int:
             print(f"{spec.name:<22} {spec.paper_ref:<28} {spec.title}")
         return 0
     plan = _plan(args)
-    device_type = _estimating_device(args)
+    device_type = _estimating_device(args, plan.profile)
     estimates = _estimates(plan, plan.runs, device_type, args)
     if args.dry_run:
-        _print_dry_run(plan, estimates, args.json)
+        _print_dry_run(plan, estimates, device_type, args.json)
         return 0
+    from experiments.launch import LaunchOptions, launch  # deferred: imports torch and the engine
     options = LaunchOptions(
         executor=args.executor, results=plan.results, profile=plan.profile, data_dir=args.data_dir,
         max_parallel=args.max_parallel, runs_per_gpu=args.runs_per_gpu, cluster=plan.cluster,
         wait=args.wait or plan.design is not None, yes=args.yes,
-        status_command=_status_command(args, plan))
+        status_command=_status_command(args, plan), relaunch_command=_relaunch_command(argv, args, plan))
     if plan.design is None:
         stopped = launch(plan.spec, plan.runs, estimates, device_type, options, log_line)
     else:
@@ -135,8 +140,18 @@ def _status_command(args: argparse.Namespace, plan: _Plan) -> str:
     return shlex.join(words)
 
 
+def _relaunch_command(argv: list[str] | None, args: argparse.Namespace, plan: _Plan) -> str:
+    """This very command, to go on with a launch that stopped: every flag as given, and the default
+    results folder named (absolute), since the default depends on the folder it is run from."""
+    words = ["python", "-m", "experiments.run", *(sys.argv[1:] if argv is None else argv)]
+    words += ["--results", str(plan.results)] if args.results is None else []
+    return shlex.join(words)
+
+
 def _launch_rounds(plan: _Plan, device_type: str, options: LaunchOptions, args: argparse.Namespace) -> int | None:
     """The rounds of a sequential launch (`experiments.rounds`), each launched and waited for."""
+    from experiments.launch import launch  # deferred: imports torch and the engine
+    from experiments.rounds import cells_to_extend, round_runs  # deferred: imports pandas
     design = plan.design
     extend: set = set()
     for look, seeds in enumerate(design.looks):
@@ -209,6 +224,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
     cluster = load_cluster(args.cluster) if args.executor == "slurm" else None
     design = _sequential_design(args, spec, profile, planned)
     if design is not None:
+        from experiments.rounds import worst_case_runs  # deferred: imports pandas
         planned = worst_case_runs(spec, profile, overrides, design)
     results = (args.results or profile.default_results()).absolute()
     return _Plan(spec, profile, overrides, planned, cluster, design, results)
@@ -228,20 +244,27 @@ def _sequential_design(args: argparse.Namespace, spec: Spec, profile: Profile,
     if args.max_seeds < len(seeds):
         raise UsageError(f"--max-seeds: {args.max_seeds}: expected at least the {len(seeds)} seeds the first "
                          "round runs")
+    from analysis.verdicts import SequentialDesign  # deferred: imports pandas
     return SequentialDesign(spec.name, profile.source, len(seeds), args.max_seeds)
 
 
-def _estimating_device(args: argparse.Namespace) -> str:
-    """Dry runs plan GPU-hours (what a cluster allocation is asked in); a launch is estimated on the
-    device that will train it."""
-    if args.dry_run or args.executor == "slurm" or torch.cuda.is_available():
+def _estimating_device(args: argparse.Namespace, profile: Profile) -> str:
+    """Dry runs plan GPU-hours (what a cluster allocation is asked in), except for a profile of
+    generated data (smoke), which exists to run on a CPU; a launch is estimated on the device that
+    will train it."""
+    if args.executor == "slurm":
+        return "cuda"
+    if args.dry_run:
+        return "cpu" if profile.data else "cuda"
+    import torch  # deferred: only a local launch asks whether this machine has a GPU
+    if torch.cuda.is_available():
         return "cuda"
     return "cpu"
 
 
 def _estimates(plan: _Plan, runs: list[PlannedRun], device_type: str, args: argparse.Namespace) -> list[Estimate]:
     """Each run's size and cost, with the state its folder in the store has."""
-    rows = estimate(runs, device_type, args.device_tflops, plan.spec.kind)
+    rows = estimate(runs, device_type, args.device_tflops)
     for row in rows:
         path = store.run_dir(plan.results, row.run_id)
         if path.is_dir():
@@ -250,14 +273,14 @@ def _estimates(plan: _Plan, runs: list[PlannedRun], device_type: str, args: argp
     return rows
 
 
-def _print_dry_run(plan: _Plan, estimates: list[Estimate], as_json: bool) -> None:
+def _print_dry_run(plan: _Plan, estimates: list[Estimate], device_type: str, as_json: bool) -> None:
     """The runs and their cost; for a sequential launch, every run it may train (its worst case)."""
     if as_json:
         print(json.dumps([r.to_json() for r in estimates], indent=2))
         return
     print(f"{plan.spec.name}: {plan.spec.title} ({plan.spec.paper_ref}), {plan.profile.describe()}; "
           f"results in {plan.results}")
-    print(format_estimates(estimates, "GPU"))
+    print(format_estimates(estimates, {"cuda": "GPU", "cpu": "CPU"}[device_type]))
     done = [e for e in estimates if e.state in ("done", "diverged")]
     shared = Counter(e.planned_by for e in done if e.planned_by not in (None, plan.spec.name))
     if done:
@@ -276,6 +299,7 @@ def _print_dry_run(plan: _Plan, estimates: list[Estimate], as_json: bool) -> Non
 
 def _report(plan: _Plan) -> int:
     """Tables, figures and REPORT.md; exit status 1 when a run of the spec failed."""
+    from analysis.report import write_index, write_spec_report  # deferred: imports pandas and matplotlib
     records = store.all_runs(plan.results)
     for path in write_spec_report(plan.spec, plan.results, plan.profile, plan.overrides, records):
         log_line(f"wrote {path}")

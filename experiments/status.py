@@ -13,6 +13,7 @@ missing runs.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections import Counter
 from pathlib import Path
@@ -52,8 +53,9 @@ def _note(rec: store.RunRecord) -> str:
     return rec.reason if rec.state in ("failed", "interrupted", "corrupt") else ""
 
 
-def status_lines(spec_name: str, planned: list[PlannedRun], results: Path) -> list[str]:
-    """The status table of `planned` under `results`, one string per line."""
+def status_lines(spec_name: str, planned: list[PlannedRun], results: Path, relaunch: list[str]) -> list[str]:
+    """The status table of `planned` under `results`, one string per line; `relaunch` is the command
+    (its words) that launches the plan again."""
     paths = [store.run_dir(results, p.run_id) for p in planned]
     existing = [p for p in paths if p.is_dir()]
     records = {r.path: r for r in reconcile(existing)}
@@ -62,13 +64,14 @@ def status_lines(spec_name: str, planned: list[PlannedRun], results: Path) -> li
         rec = records.get(path) or store.RunRecord(path=path, run_id=plan.run_id, state="todo")
         epochs = plan.config.epochs if plan.timing is None else None
         job = (rec.slurm or {}).get("job_id", "")
-        rows.append((SHOWN.get(rec.state, rec.state), plan.run_id, plan.label, str(plan.config.seed),
+        rows.append((SHOWN.get(rec.state, rec.state), plan.run_id, plan.label, plan.config.dataset,
+                     str(plan.config.seed),
                      f"{rec.epochs_done}/{epochs}" if epochs else "-", job, _note(rec)))
         if rec.state == "failed" and rec.failure:
             tail = (rec.failure.get("traceback_tail") or "").rstrip().splitlines()[-TAIL_LINES:]
             tails[len(rows) - 1] = tail
     counts = Counter(r[0] for r in rows)
-    header = ("state", "run_id", "label", "seed", "epochs", "job", "note")
+    header = ("state", "run_id", "label", "dataset", "seed", "epochs", "job", "note")
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     fmt = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
     order = ["running", "queued", "interrupted", "to do", "done", "diverged", "failed", "corrupt"]
@@ -79,9 +82,20 @@ def status_lines(spec_name: str, planned: list[PlannedRun], results: Path) -> li
         lines += [f"    | {t}" for t in tails.get(i, [])]
     lines += _other_runs(spec_name, planned, results)
     if counts["failed"] or counts["to do"] or counts["interrupted"]:
-        lines.append(f"launching {spec_name} again runs only the {counts['failed']} failed, "
-                     f"{counts['interrupted']} interrupted and {counts['to do']} missing runs")
+        clusters = sorted({r.slurm["cluster"] for r in records.values() if r.slurm and r.slurm.get("cluster")})
+        if clusters:  # the runs went to a cluster: so do the ones launched again
+            relaunch = [*relaunch, "--executor", "slurm", "--cluster", clusters[0]]
+        lines.append(f"launching again runs only the {counts['failed']} failed, {counts['interrupted']} "
+                     f"interrupted and {counts['to do']} missing runs: {shlex.join(relaunch)}")
     return lines
+
+
+def relaunch_words(args: argparse.Namespace, results: Path) -> list[str]:
+    """The `experiments.run` command that plans what this status command shows, every planning flag
+    included (the results folder absolute: it names the same folder from anywhere)."""
+    words = ["python", "-m", "experiments.run", args.spec, "--profile", args.profile, "--results", str(results)]
+    words += [f"--seeds={args.seeds}"] if args.seeds is not None else []
+    return words + [f"--set={item}" for item in args.overrides]
 
 
 def _other_runs(spec_name: str, planned: list[PlannedRun], results: Path) -> list[str]:
@@ -108,7 +122,7 @@ def _main(argv: list[str] | None) -> int:
     profile = load_profile(args.profile)
     planned = expand(spec, profile, parse_overrides(args.overrides), seeds=args.seeds)
     results = (args.results or profile.default_results()).absolute()
-    print("\n".join(status_lines(spec.name, planned, results)))
+    print("\n".join(status_lines(spec.name, planned, results, relaunch_words(args, results))))
     return 0
 
 

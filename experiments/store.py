@@ -20,6 +20,7 @@ Files of a run folder (each written atomically, `wrn.files`):
 - ``failure.json``     the error of a run that raised (removed when the run is retried)
 - ``slurm.json``       the SLURM job that owns the run, when submitted to a cluster
 - ``lock.json``        the live owner of the run (see `experiments.locking`)
+- ``tensorboard/``      the metrics rows as TensorBoard events (`wrn.tensorboard`), when installed
 """
 
 from __future__ import annotations

@@ -39,8 +39,10 @@ def execute_run(
 ) -> str:
     """Train (or resume) the run in `run_dir`; return its final state ("done" or "diverged").
 
-    Raises `TrainingInterrupted` when `stop` is set (checkpoint written), `RunLocked` when another live
-    process owns the run; any other error is recorded in failure.json and re-raised."""
+    Raises `TrainingInterrupted` when `stop` is set (a training run's checkpoint written; a timing
+    run's `MeasurementInterrupted`, nothing kept), `RunLocked` when another live process owns the run;
+    any other error is recorded in failure.json and re-raised. `progress`: as `wrn.train.train`'s (a
+    bar on a terminal, else a line every few seconds in the log; False for none)."""
     run_dir = Path(run_dir)
     meta = read_json(run_dir / store.CONFIG)
     cfg = RunConfig.from_dict(meta["config"])
@@ -52,11 +54,12 @@ def execute_run(
         try:
             dev = pick_device(device)
             atomic_write_json(run_dir / store.PROVENANCE, collect(runtime_settings(cfg, dev)))
+            should_stop = stop.is_set if stop is not None else None
             if meta.get("kind", "train") == "timing":
-                result = measure_step_time(cfg, device=dev, **meta.get("timing", {}))
+                result = measure_step_time(cfg, device=dev, should_stop=should_stop, progress=progress,
+                                           **meta.get("timing", {}))
             else:
-                result = train(cfg, run_dir, data_dir, device=dev,
-                               should_stop=stop.is_set if stop is not None else None, progress=progress)
+                result = train(cfg, run_dir, data_dir, device=dev, should_stop=should_stop, progress=progress)
             atomic_write_json(run_dir / store.RESULT, {
                 "run_id": meta["run_id"], "spec": meta["spec"], "label": meta["label"], **result.to_dict(),
                 "finished_at": timestamp()})

@@ -30,16 +30,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from wrn import checkpoint
-from wrn.config import RunConfig, expected_sizes, resolve
+from wrn.config import RunConfig, resolve
 from wrn.data import DataPipeline, make_pipeline
-from wrn.errors import DataError
+from wrn.datasets import check_data_source
 from wrn.files import atomic_write_text
 from wrn.models import build_model, count_params, forward_flops
+from wrn.progress import progress_meter
 from wrn.records import FINAL_METRICS, METRICS_FILE, Divergence, EpochMetrics, RunResult, RuntimeSettings
 from wrn.runtime import autocast, pick_device, runtime_settings, synchronize
+from wrn.tensorboard import write_curves
 
 class TrainingInterrupted(Exception):
     """Training stopped on request at a step boundary, after writing a checkpoint there."""
@@ -152,15 +153,6 @@ def evaluate(model, pipeline: DataPipeline, settings: RuntimeSettings, device: t
     }
 
 
-def check_data_source(cfg: RunConfig, train_size: int, test_size: int, data_dir) -> None:
-    """Refuse to train a run on data other than what its config names: a "real" run on a folder of
-    generated or partial data (or the reverse) would be stored as a result it is not."""
-    expected = expected_sizes(cfg)
-    if (train_size, test_size) != expected:
-        raise DataError(f"{data_dir}: {cfg.dataset} holds {train_size} train / {test_size} test images, "
-                        f"but data_source={cfg.data_source!r} means {expected[0]} / {expected[1]}")
-
-
 # ------------------------------------------------------------------------------------------------
 # The engine
 
@@ -249,6 +241,7 @@ class _Trainer:
         self.save(position)
         with open(self.run_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(row) + "\n")
+        write_curves(self.run_dir, self.cfg, position.history)  # TensorBoard's view of metrics.jsonl
         if self.bar is not None:
             self.bar.set_postfix_str(f"epoch {row['epoch']} test error {row['test_error']:.2f}%")
             self.bar.reset()
@@ -266,6 +259,10 @@ class _Trainer:
             losses.copy_(position.partial["losses"].to(device))
             correct.fill_(int(position.partial["correct"]))
             elapsed = position.partial["elapsed"]
+        if self.bar is not None:  # this epoch's meter, from the step it resumes at
+            self.bar.reset()
+            self.bar.set_description_str(f"epoch {position.epoch}", refresh=False)
+            self.bar.update(position.step)
         synchronize(device)
         started = time.perf_counter()
         step = position.step
@@ -322,8 +319,8 @@ def train(
 
     `should_stop` is polled at every step boundary; when it returns True a checkpoint of that exact
     step is written and `TrainingInterrupted` is raised. A non-finite training loss ends the run with
-    status "diverged" and the (epoch, step) where it first appeared. `progress` shows a progress bar
-    (default: when stderr is a terminal)."""
+    status "diverged" and the (epoch, step) where it first appeared. `progress` shows the epoch's steps
+    (`wrn.progress`): False hides them; the default is a bar on a terminal, else a line every few seconds."""
     cfg = resolve(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -333,19 +330,13 @@ def train(
     pipeline = make_pipeline(cfg, data_dir, device, download=download)
     check_data_source(cfg, pipeline.train_size, pipeline.test_size, data_dir)
     model, step_model, optimizer = build_trainable(cfg, device, settings)
-    if progress is None:
-        progress = sys.stderr.isatty()
     trainer = _Trainer(cfg, run_dir, device, settings, pipeline, model, step_model, optimizer, should_stop,
-                       _progress_bar(progress, pipeline.steps_per_epoch, run_dir.name))
-    position = trainer.restore()
-    while position.diverged is None and position.epoch <= cfg.epochs:
-        trainer.run_epoch(position)
-    if trainer.bar is not None:
-        trainer.bar.close()
+                       progress_meter(progress, pipeline.steps_per_epoch, "epoch"))
+    try:
+        position = trainer.restore()
+        while position.diverged is None and position.epoch <= cfg.epochs:
+            trainer.run_epoch(position)
+    finally:
+        if trainer.bar is not None:
+            trainer.bar.close()
     return trainer.result(position, count_params(model))
-
-
-def _progress_bar(enabled: bool, steps: int, name: str):
-    if not enabled:
-        return None
-    return tqdm(total=steps, desc=name, unit="step", leave=False, dynamic_ncols=True)

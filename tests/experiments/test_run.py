@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import stat
 from pathlib import Path
 
@@ -31,8 +33,10 @@ def test_every_shipped_spec_dry_runs(spec, profile, capsys, tmp_path):
     rows = dry_run_json(capsys, spec, "--profile", profile, "--results", str(tmp_path / "r"))
     assert rows, spec
     for row in rows:
-        assert {"run_id", "spec", "label", "params", "flops", "config", "est_gpu_hours"} <= set(row)
+        assert {"run_id", "spec", "label", "params", "flops", "config", "est_device", "est_hours"} <= set(row)
         assert row["spec"] == spec and row["params"] > 0 and row["flops"] > 0
+        # paper runs are planned in GPU-hours, the smoke profile's on the CPU it exists for
+        assert row["est_device"] == {"paper": "cuda", "smoke": "cpu"}[profile] and row["est_hours"] > 0
         cfg = row["config"]
         for key in ("dataset", "depth", "blocks_per_group", "k", "block", "dropout", "preprocessing",
                     "seed", "epochs", "batch_size", "lr", "lr_milestones", "lr_decay"):
@@ -124,6 +128,7 @@ def test_smoke_table_block_type_end_to_end_then_relaunch_skips(capsys, tmp_path,
     assert run.main(["table_block_type", "--profile", "smoke"]) == 0
     out = capsys.readouterr().out
     assert "6 complete, 0 to run" in out and "start " not in out
+    assert "] summary: nothing to run, 6 already done\n" in out
     legacy = results / "runs" / "table_block_type"
     legacy.mkdir()
     for rec in records:
@@ -219,3 +224,34 @@ def test_only_selects_part_of_a_spec_and_says_when_it_selects_nothing(capsys, tm
     err = capsys.readouterr().err.strip()
     assert err == "error: --only: label=WRN-99-1: selects none of the 80 runs of table_dropout"
     assert not (tmp_path / "r").exists()
+
+
+def test_ctrl_c_in_the_debug_executor_is_an_interruption_and_the_relaunch_resumes(capsys, tmp_path, monkeypatch):
+    """Ctrl-C as an in-process run starts: no traceback, the run recorded as interrupted (not failed),
+    the run not reached counted, the exact command to go on given; the relaunch says where the
+    interrupted run resumes (Ctrl-C there again: these tests train nothing)."""
+    spec = tmp_path / "one_network.toml"
+    spec.write_text(ONE_NETWORK_SPEC)
+    results = tmp_path / "results"
+    argv = [str(spec), "--profile", "smoke", "--seeds", "2", "--executor", "debug", "--results", str(results)]
+
+    def press_ctrl_c_as_a_run_starts(message: str) -> None:
+        print(message)
+        if message.startswith(("start", "resume")):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(run, "log_line", press_ctrl_c_as_a_run_starts)
+    assert run.main(argv) == 130
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
+    first, second = sorted(store.all_runs(results), key=lambda r: r.config["seed"])
+    assert (first.state, second.state) == ("interrupted", "todo")
+    assert f"interrupted WRN-10-1 cifar10 seed 0 [{first.run_id}]: stopped at epoch 1, step 0" in out
+    assert "summary: 1 interrupted, 1 not started\n" in out
+    assert f"1 interrupted, 1 not started: relaunch with `python -m experiments.run {shlex.join(argv)}`" in out
+
+    assert run.main(argv) == 130
+    out = capsys.readouterr().out
+    assert f"resume WRN-10-1 cifar10 seed 0 [{first.run_id}] at epoch 1, step 0 (in-process)" in out
+    assert "summary: 1 interrupted, 1 not started\n" in out
+    assert store.read_run(first.path).state == "interrupted"

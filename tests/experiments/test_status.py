@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import socket
 import time
 
 import pytest
 
-from experiments import slurm, status, store
+from experiments import run, slurm, status, store
 from experiments.plan import expand
 from experiments.spec import load_spec
 from wrn.files import atomic_write_json, read_json
@@ -81,7 +82,11 @@ def test_every_state_with_jobs_and_error_tails(results, capsys):
     assert "SLURM job 41_3 ended CANCELLED without a result" in row[cancelled.name]
     assert "    | slurmstepd: error: *** JOB 41 CANCELLED AT now ***" in out
     assert asked == [["41_2", "41_3"]]  # only runs that look queued are asked about
-    assert lines[-1] == f"launching {SPEC} again runs only the 2 failed, 0 interrupted and 1 missing runs"
+    # the command that relaunches them, every flag included, to the cluster the runs went to
+    assert lines[-1] == (f"launching again runs only the 2 failed, 0 interrupted and 1 missing runs: python -m "
+                         f"experiments.run {SPEC} --profile smoke --results {root} --executor slurm --cluster local")
+    assert lines[1].split()[:5] == ["state", "run_id", "label", "dataset", "seed"]
+    assert all(" cifar10 " in line for line in row.values())
     # recorded, so the runner resubmits it and a later status agrees without asking SLURM
     assert store.read_run(cancelled).state == "failed"
     assert not read_json(cancelled / store.SLURM)["active"]
@@ -113,3 +118,18 @@ def test_bad_input_is_one_line_exit_2(argv, message, capsys):
     assert status.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_relaunch_hint_plans_exactly_the_runs_shown(tmp_path, capsys):
+    """Profile, results folder, seeds and --set all reach the command the hint gives: run, it plans
+    the very runs the status lists."""
+    root = tmp_path / "results"
+    argv = [SPEC, "--profile", "smoke", "--results", str(root), "--seeds", "2", "--set", "epochs=3"]
+    assert status.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    shown = {m.group(0) for line in lines[2:] if (m := re.search(r"\b[0-9a-f]{12}\b", line))}
+    assert len(shown) == 12
+    command = shlex.split(lines[-1].split(": ", 1)[1])
+    assert command[:3] == ["python", "-m", "experiments.run"] and "--executor" not in command
+    assert run.main([*command[3:], "--dry-run", "--json"]) == 0
+    assert {r["run_id"] for r in json.loads(capsys.readouterr().out)} == shown

@@ -16,6 +16,7 @@ from harness import (HERE, REPO_ROOT, STEPS_PER_EPOCH, assert_identical, make_ru
 from experiments import store
 from experiments.worker import EXIT_INTERRUPTED
 from wrn import checkpoint
+from wrn.files import atomic_write_json, read_json
 
 S = STEPS_PER_EPOCH
 SIGNALS = ["SIGTERM", "SIGINT", "SIGUSR2"]
@@ -95,3 +96,20 @@ def test_sigterm_to_a_fresh_worker_process(data_dir, workers, reference, tmp_pat
     steps_done = steps_in(count)
     check_stopped_mid_epoch(run, steps_done)
     resume_and_compare(run, workers, data_dir, reference, tmp_path, steps_done)
+
+
+def test_a_stopped_timing_run_is_interrupted_keeps_nothing_and_measures_again(workers, data_dir, tmp_path):
+    """Figure 4's measurement stops at the step after the signal too (one step of preact-ResNet-1001
+    takes minutes on a CPU, so a stop may not wait for all of them): exit code 3 without a
+    traceback, nothing kept (no result, no failure), and the next launch measures it whole."""
+    run = make_run(tmp_path / "results")
+    meta = read_json(run / store.CONFIG)
+    atomic_write_json(run / store.CONFIG, {**meta, "kind": "timing",
+                                           "timing": {"batch_size": 4, "warmup": 1, "repeats": 3}})
+    assert workers.run(run, data_dir, ["step:2:SIGTERM"]) == EXIT_INTERRUPTED, worker_log(run)
+    log = worker_log(run)
+    assert "stopped at step 2 of the measurement; nothing kept" in log and "Traceback" not in log
+    assert store.read_run(run).state == "todo" and not (run / store.FAILURE).exists()
+    assert workers.run(run, data_dir) == 0, worker_log(run)
+    record = store.read_run(run)
+    assert record.state == "done" and record.result.timing.repeats == 3
