@@ -74,8 +74,8 @@ class Collection:
         devices = sorted({f"{device}: {name}" for device, name in zip(finished["device"], finished["device_name"],
                                                                         strict=True) if device})
         precisions = sorted({str(p) for p in finished["runtime_precision"].dropna()})
-        return (f"{head}, on {' and '.join(devices) or 'an unrecorded device'}, {'/'.join(precisions) or '?'}, "
-                f"{_recipes(finished)}")
+        return (f"{head}{_other_data(finished, self.profile)}, on {' and '.join(devices) or 'an unrecorded device'}, "
+                f"{'/'.join(precisions) or '?'}, {_recipes(finished)}")
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -99,6 +99,17 @@ class Collection:
                 else f"{done} of {len(self.runs)} runs done")
         others = [f"{n} {state}" for state, n in counts.items() if state != FINISHED]
         return head + (f" ({len(self.runs)} run folders: {', '.join(others)})" if others else "")
+
+
+def _other_data(runs: pd.DataFrame, profile: Profile | None) -> str:
+    """", trained on data_source subset:5000:1000" when runs trained on other data than their profile
+    describes (a `--set data_source=...`), so that a caption never calls a subset the real data."""
+    if profile is None:
+        return ""
+    data = profile.data
+    described = f"synthetic:{data['train_images']}:{data['test_images']}" if data else "real"
+    others = sorted({str(source) for source in runs["data_source"].dropna()} - {described})
+    return f", trained on data_source {', '.join(others)}" if others else ""
 
 
 def _recipes(runs: pd.DataFrame) -> str:

@@ -90,3 +90,13 @@ def test_the_readmes_pandas_example_runs(tmp_path, monkeypatch):
     assert len(names["smoke"].runs) == 6 and set(names["smoke"].runs["state"]) == {"done"}
     assert len(names["smoke"].epochs) == 6 * 4
     assert list(names["every"].runs["spec"]) == ["table_width"]
+
+
+def test_a_caption_names_data_other_than_its_profile_describes(tmp_path):
+    """A paper-profile launch with --set data_source=subset:... is not "the real data"."""
+    write_run(tmp_path, SPEC, _cfg("B(3,3)"), test_error=5.5)
+    assert "trained on data_source" not in collect_spec(load_spec(SPEC), tmp_path).describe()
+    subset = {"data_source": "subset:5000:1000"}
+    write_run(tmp_path, SPEC, dict(_cfg("B(3,3)"), **subset), test_error=6.5)
+    described = collect_spec(load_spec(SPEC), tmp_path, overrides=subset).describe()
+    assert described.startswith("profile paper (the real data), trained on data_source subset:5000:1000, on cpu")

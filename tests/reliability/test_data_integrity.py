@@ -117,6 +117,8 @@ def test_a_prepared_subset_trains_under_its_own_data_source(data_dir, results, t
     (record,) = store.all_runs(results)
     assert record.state == "done" and record.config["data_source"] == source
     assert not (results / "data").exists(), "the launcher generated data instead of reading --data-dir"
+    table = next((results / "tables").glob("*.md")).read_text()
+    assert f"trained on data_source {source}" in table  # not taken for the profile's generated data
 
 
 def test_data_damaged_after_the_launch_is_caught_by_the_worker(workers, data_dir, tmp_path):
