@@ -398,10 +398,10 @@ def timing_bars(spec_fig, table: SpecTable, collection: Collection, error_labels
     base = next((i for i, n in enumerate(order) if all(np.isfinite(v[i]) for v in times.values())), None)
     ratios = {source: [v / values[base] for v in values] if base is not None else [math.nan] * len(order)
               for source, values in times.items()}
-    labels = error_labels or {}
+    labels = {n: e for n, e in (error_labels or {}).items() if np.isfinite(e)}  # no finished training run: no label
     ticks = [f"{n}\n{labels[n]:.2f}% error" if n in labels else n for n in order]
     fig, (time_ax, ratio_ax), _ = grid(2, (max(6.0, 1.5 * len(order) + 1.2), 3.6), columns=1)
-    _bars(time_ax, times, order, plain_number)
+    _bars(time_ax, times, order, lambda v: plain_number(float(f"{v:.3g}")))  # 813 ms, not 813.075
     finite = [v for values in times.values() for v in values if np.isfinite(v) and v > 0]
     if finite:
         time_ax.set_yscale("log")

@@ -1,5 +1,6 @@
 """Planning: a spec under a profile, with the command line's overrides and seeds, becomes the list of
-runs to execute, each named by the hash of its resolved config.
+runs to execute, each named by the hash of its resolved config (and, for a timing measurement, of
+its timing block).
 
 The layers of a run, merged in order (the later wins): recipe defaults ← spec base ←
 base_by_dataset ← grid ← row ← profile data source ← profile config ← profile
@@ -68,15 +69,15 @@ def expand(spec: Spec, profile: Profile | str = "paper", overrides: dict[str, An
     for seed in seed_list:
         for fields_, sources, position in layered:
             config = resolve_merged({**fields_, "seed": seed}, sources, spec.where)
-            rid = run_id(config)
+            measured = None if timing is None else {**timing, "batch_size": config.batch_size}
+            rid = run_id(config, measured)
             label = render_label(config)
             if rid in seen:
                 raise SpecError(f"{spec.where}: {seen[rid]} and {position} become the same run {label} (seed "
                                 f"{seed}, run id {rid}) under profile {profile.name!r} and --set {overrides}: "
                                 "allowed: overrides that keep the spec's runs distinct")
             seen[rid] = position
-            runs.append(PlannedRun(run_id=rid, spec=spec.name, label=label, config=config,
-                                   timing=None if timing is None else {**timing, "batch_size": config.batch_size}))
+            runs.append(PlannedRun(run_id=rid, spec=spec.name, label=label, config=config, timing=measured))
     return runs
 
 

@@ -49,9 +49,15 @@ LOCK = "lock.json"
 STATES = ("todo", "queued", "running", "interrupted", "done", "diverged", "failed", "corrupt")
 
 
-def run_id(config: RunConfig) -> str:
-    """First 12 hex digits of the sha256 of the resolved config's canonical JSON."""
-    canonical = json.dumps(resolve(config).to_dict(), sort_keys=True, separators=(",", ":"))
+def run_id(config: RunConfig, timing: dict[str, int] | None = None) -> str:
+    """First 12 hex digits of the sha256 of the resolved config's canonical JSON; for a timing
+    measurement (Figure 4), of the config and the `timing` block together. A measurement of a network
+    is not a training of it even where their configs agree (the smoke profile trains at the batch it
+    times), so the two never share a run folder."""
+    identity: dict[str, Any] = resolve(config).to_dict()
+    if timing is not None:
+        identity = {"config": identity, "timing": timing}
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -100,10 +106,12 @@ def network(config: RunConfig | dict[str, Any]) -> RunConfig:
 def runs_of(records: list[RunRecord], planned) -> list[RunRecord]:
     """The records that belong to a plan (a list of `PlannedRun`s): those whose network the plan
     lists, whatever their seed, and those whose run id it lists (a damaged folder has no network).
-    The one rule by which the runner, the status command and the analysis select a spec's runs."""
-    networks = {network(p.config) for p in planned}
+    A timing measurement belongs only to timing plans, a training run only to training plans. The one
+    rule by which the runner, the status command and the analysis select a spec's runs."""
+    networks = {(network(p.config), p.timing is not None) for p in planned}
     ids = {p.run_id for p in planned}
-    return [r for r in records if r.run_id in ids or (r.config is not None and network(r.config) in networks)]
+    return [r for r in records if r.run_id in ids
+            or (r.config is not None and (network(r.config), r.kind == "timing") in networks)]
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -130,6 +138,7 @@ class RunRecord:
     spec: str | None = None  # the spec that planned the run first
     profile: str | None = None  # the profile it was launched under (None: recorded before profiles were)
     label: str | None = None
+    kind: str = "train"  # "timing" for a Figure 4 measurement
     config: dict[str, Any] | None = None
     result: RunResult | None = None
     finished_at: str | None = None
@@ -147,7 +156,7 @@ def read_run(path: Path) -> RunRecord:
         meta = read_json(path / CONFIG)
         RunConfig.from_dict(meta["config"])
         rec.label, rec.config = meta["label"], meta["config"]
-        rec.spec, rec.profile = meta.get("spec"), meta.get("profile")
+        rec.spec, rec.profile, rec.kind = meta.get("spec"), meta.get("profile"), meta.get("kind", "train")
     except FileNotFoundError:
         rec.reason = "no config.json"
         return rec

@@ -38,12 +38,15 @@ def write_run(results: Path, spec: str, config: RunConfig | dict[str, Any], *, s
     if state not in STATES:
         raise ValueError(f"state={state!r}: allowed {', '.join(STATES)}")
     cfg = make_config(**config) if isinstance(config, dict) else resolve(config)
-    rid = run_id(cfg)
+    measured = None if timing is None else {"batch_size": cfg.batch_size, "warmup": 1, "repeats": 2}
+    rid = run_id(cfg, measured)
     path = run_dir(Path(results), rid)
     path.mkdir(parents=True, exist_ok=True)
     label = label or render_label(cfg)
     atomic_write_json(path / "config.json", {"run_id": rid, "spec": spec, "profile": profile, "label": label,
-                                             "config": cfg.to_dict(), "created_at": "2024-01-01T00:00:00Z"})
+                                             "kind": "train" if timing is None else "timing",
+                                             "config": cfg.to_dict(), "created_at": "2024-01-01T00:00:00Z",
+                                             **({} if measured is None else {"timing": measured})})
     if state == "todo":
         return path
     atomic_write_json(path / "provenance.json", {

@@ -11,6 +11,7 @@ import pytest
 from experiments.plan import PlannedRun, expand, parse_overrides
 from experiments.schema import SpecError
 from experiments.spec import SPECS_DIR, load_spec
+from experiments import store
 from experiments.store import run_id
 from wrn.config import RunConfig, resolve
 
@@ -85,7 +86,7 @@ def test_paper_profile_plans_the_papers_networks(name: str):
         assert {r.config.seed for r in block} == {seed}
     for run in runs:
         assert run.config == resolve(run.config)
-        assert run.run_id == run_id(run.config)
+        assert run.run_id == run_id(run.config, run.timing)
         assert run.spec == name
         assert (run.timing is not None) == (spec.kind == "timing")
         if name in PREPROCESSING and run.config.dataset != "svhn":
@@ -257,3 +258,21 @@ def test_override_out_of_range_is_named_at_expansion(items: list[str], fragments
         assert fragment in message
 
 
+
+
+@pytest.mark.parametrize("profile", ["paper", "smoke"])
+def test_a_timing_measurement_never_shares_a_run_with_a_training_run(profile):
+    """The smoke profile trains at the batch Figure 4 times, so WRN-28-10 of figure_timing and of the
+    deviations spec's official-current row have equal configs: the timing block keeps their runs
+    apart, and each spec's runs are only its own kind."""
+    timing = expand(load_spec("figure_timing"), profile)
+    training = [p for spec in SPECS_DIR.glob("*.toml") if load_spec(spec.stem).kind == "train"
+                for p in expand(load_spec(spec.stem), profile)]
+    assert not {p.run_id for p in timing} & {p.run_id for p in training}
+    same_config = [(t, p) for t in timing for p in training if t.config == p.config]
+    assert same_config or profile == "paper"  # the case the timing block exists for
+    records = [store.RunRecord(path=Path(p.run_id), run_id=p.run_id, state="done", kind="timing" if p.timing else "train",
+                               config=p.config.to_dict()) for p in timing + training]
+    assert {r.run_id for r in store.runs_of(records, timing)} == {p.run_id for p in timing}
+    for t, p in same_config:
+        assert t.run_id not in {r.run_id for r in store.runs_of(records, [p])}
