@@ -158,8 +158,8 @@ class _LocalLaunch:
             if lock_is_live(path / store.LOCK):
                 continue
             self.waiting.remove(path)
-            state = store.read_run(path).state
-            if state in ("done", "diverged"):
+            state = _finished_elsewhere(path)
+            if state is not None:
                 self.counts[state] += 1
                 self.log(f"{state:<6} {_describe(path)} (trained by another launcher)")
                 self.log_progress()
@@ -188,7 +188,7 @@ class _LocalLaunch:
         outcome = _outcome(run.path, code, self.stopping.is_set())
         if outcome == "skipped" and not self.stopping.is_set():
             self.waiting.append(run.path)
-            self.log(f"wait   {_describe(run.path)}: being trained by another launcher")
+            self.log(_waiting_line(run.path))
             return
         self.counts[outcome] += 1
         tail = ""
@@ -254,6 +254,17 @@ def run_local(run_dirs: list[Path], data_dir: Path | None, slots: list[Slot], lo
     return launch.finish()
 
 
+def _waiting_line(path: Path) -> str:
+    return f"wait   {_describe(path)}: being trained by another launcher"
+
+
+def _finished_elsewhere(path: Path) -> str | None:
+    """Once another launcher released the run: its final state if it finished there, else None (it
+    was stopped or died, and the run resumes here)."""
+    state = store.read_run(path).state
+    return state if state in ("done", "diverged") else None
+
+
 def _outcome(path: Path, code: int, stopping: bool) -> str:
     if code == EXIT_INTERRUPTED:
         return "interrupted"
@@ -298,11 +309,11 @@ def _run_in_process(path: Path, data_dir: Path | None, stop: threading.Event, lo
         except TrainingInterrupted as e:
             return "interrupted", f": {e}"
         except RunLocked:
-            log(f"wait   {_describe(path)}: being trained by another launcher")
+            log(_waiting_line(path))
             while lock_is_live(path / store.LOCK) and not stop.is_set():
                 time.sleep(POLL_S)
             if stop.is_set():
                 return "skipped", " (another launcher holds it)"
-            state = store.read_run(path).state
-            if state in ("done", "diverged"):
+            state = _finished_elsewhere(path)
+            if state is not None:
                 return state, " (trained by another launcher)"
