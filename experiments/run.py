@@ -54,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", nargs="?", help="a spec name (see --list) or the path of a spec .toml file")
     p.add_argument("--list", action="store_true", help="list the shipped specs with their paper reference")
     p.add_argument("--profile", default="paper",
-                   help="paper (default: the paper's recipe on the real data) or smoke (tiny generated "
-                        "data, every network trained briefly on CPU), or one you add: a name in "
+                   help="paper (default: the paper's recipe on the real data, fp32, TF32 off), fast (the "
+                        "same in bf16 autocast with channels_last and TF32 on CUDA: a named deviation), or "
+                        "smoke (tiny generated data, every network trained briefly on CPU), or one you add: a name in "
                         "experiments/profiles.toml, a profiles file, or <file>.toml:<name>")
     p.add_argument("--executor", default="local", choices=EXECUTORS,
                    help="local (default): subprocesses on this machine, one run per GPU (one on CPU); "
