@@ -49,12 +49,21 @@ LOCK = "lock.json"
 STATES = ("todo", "queued", "running", "interrupted", "done", "diverged", "failed", "corrupt")
 
 
+# RunConfig fields added after runs were first stored, with the value every earlier run had: a field
+# holding it is left out of the run id, so those runs keep their ids (and their folders).
+LATER_FIELDS: dict[str, Any] = {"world_size": 1, "sync_bn": False, "lr_scaling": "none", "warmup_epochs": 0,
+                                "color_augment": False, "input_pipeline": "auto"}
+
+
 def run_id(config: RunConfig, timing: dict[str, int] | None = None) -> str:
     """First 12 hex digits of the sha256 of the resolved config's canonical JSON; for a timing
     measurement (Figure 4), of the config and the `timing` block together. A measurement of a network
     is not a training of it even where their configs agree (the smoke profile trains at the batch it
     times), so the two never share a run folder."""
     identity: dict[str, Any] = resolve(config).to_dict()
+    for name, default in LATER_FIELDS.items():
+        if identity[name] == default:
+            del identity[name]
     if timing is not None:
         identity = {"config": identity, "timing": timing}
     canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))

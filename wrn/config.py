@@ -37,6 +37,8 @@ PRECISIONS = ("fp32", "bf16", "auto")
 CROP_DRAWS = ("per_image", "per_batch")
 FLIP_DRAWS = ("per_image", "half_batch")
 CHANNELS_LAST = ("auto", "on", "off")
+LR_SCALINGS = ("none", "linear")
+INPUT_PIPELINES = ("auto", "pil", "tensor")
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "imagenet": 1000}
 # (train, test) images of the real datasets; SVHN trains on train+extra (73,257 + 531,131), the
@@ -51,17 +53,17 @@ RECIPES: dict[str, dict[str, Any]] = {
     "cifar": dict(
         lr=0.1, lr_milestones=(60, 120, 160), lr_decay=0.2, epochs=200, weight_decay=5e-4,
         batch_size=128, crop_padding=4, hflip=True, preprocessing="zca", paper_dropout=0.3,
-        image_size=32,
+        image_size=32, color_augment=False,
     ),
     "svhn": dict(
         lr=0.01, lr_milestones=(80, 120), lr_decay=0.1, epochs=160, weight_decay=5e-4,
         batch_size=128, crop_padding=0, hflip=False, preprocessing="div255", paper_dropout=0.4,
-        image_size=32,
+        image_size=32, color_augment=False,
     ),
     "imagenet": dict(
         lr=0.1, lr_milestones=(31, 61), lr_decay=0.1, epochs=90, weight_decay=1e-4,
         batch_size=256, crop_padding=0, hflip=True, preprocessing="meanstd", paper_dropout=0.0,
-        image_size=224,
+        image_size=224, color_augment=True,
     ),
 }
 RECIPE_FAMILY = {"cifar10": "cifar", "cifar100": "cifar", "svhn": "svhn", "imagenet": "imagenet"}
@@ -92,8 +94,8 @@ RECIPE_PRESETS: dict[str, dict[str, Any]] = {
                     lr=0.1, lr_milestones=(81, 122), lr_decay=0.1, epochs=164, weight_decay=1e-4, batch_size=128),
 }
 RECIPE_NAMES = tuple(RECIPE_PRESETS)
-RECIPE_FIELDS = ("preprocessing", "crop_padding", "hflip", "image_size", "epochs", "batch_size", "lr",
-                 "lr_milestones", "lr_decay", "weight_decay")
+RECIPE_FIELDS = ("preprocessing", "crop_padding", "hflip", "image_size", "color_augment", "epochs", "batch_size",
+                 "lr", "lr_milestones", "lr_decay", "weight_decay")
 PRESET_FIELDS = tuple(dict.fromkeys(f for preset in RECIPE_PRESETS.values() for f in preset))
 
 
@@ -126,6 +128,13 @@ class RunConfig:
     crop_draw: str | None = None  # per_image, or per_batch: one offset for the whole minibatch (v1 era)
     flip_draw: str | None = None  # per_image (p = 0.5), or half_batch: exactly half of each minibatch (v1 era)
     image_size: int | None = None  # training crop size (ImageNet only; CIFAR/SVHN are 32)
+    # ImageNet's colour augmentation as fb.resnet.torch's (ColorJitter 0.4 + PCA lighting 0.1); None =
+    # the recipe's (on for ImageNet, which alone allows it)
+    color_augment: bool | None = None
+    # How ImageNet JPEGs become batches: pil (PIL in DataLoader workers, the portable path), tensor
+    # (torchvision.io decoding, on the GPU with nvJPEG under CUDA, then batched crops on the device),
+    # auto (tensor on CUDA, pil elsewhere); the path that ran is recorded in the result's runtime
+    input_pipeline: str = "auto"
     # --- model ------------------------------------------------------------------------------
     arch: str = "wrn"
     depth: int = 28
@@ -149,6 +158,16 @@ class RunConfig:
     reset_momentum_on_decay: bool | None = None  # official Lua rebuilds the optimizer state at a drop
     drop_last: bool | None = None  # official Lua: 'skip-last'; fb.resnet.torch keeps the last batch
     seed: int = 0
+    # --- data parallelism (Goyal et al. 2017, arXiv:1706.02677) -----------------------------
+    # Processes (one per GPU) that share each step's `batch_size` images, batch_size / world_size
+    # each: fb.resnet.torch's ImageNet recipe is 256 = 8 GPUs x 32. Part of the run's identity, since
+    # batch norm sees each process's share of the batch unless `sync_bn`.
+    world_size: int = 1
+    sync_bn: bool = False  # batch-norm statistics over the whole step's batch (SyncBatchNorm)
+    # linear: the learning rate is `lr` x batch_size / the recipe's batch size (Goyal et al. §2.1),
+    # the named deviation for global batches larger than the recipe's
+    lr_scaling: str = "none"
+    warmup_epochs: int = 0  # with linear scaling: ramp per step from `lr` to the scaled rate (§2.2)
     # --- systems (recorded; they may change the numerics) -----------------------------------
     precision: str = "fp32"  # as the paper's runs; bf16 autocast, or auto: bf16 on CUDA, fp32 on CPU
     channels_last: str = "auto"  # auto: on for CPU and for bf16 on CUDA (measured faster), else off
@@ -182,11 +201,23 @@ class RunConfig:
     def kernel_sizes(self) -> tuple[int, ...]:
         return parse_block(self.block)
 
-    def lr_at(self, epoch: int) -> float:
-        """Learning rate of 1-indexed `epoch`: each milestone m means the drop is in effect from epoch
-        m on, so CIFAR runs epochs 1-59 at 0.1 and 60-119 at 0.02 as the official code does."""
+    @property
+    def peak_lr(self) -> float:
+        """The rate the schedule starts from after any warm-up: `lr`, or under linear scaling `lr` x
+        batch_size / the recipe's batch size (Goyal et al. 2017, §2.1)."""
+        if self.lr_scaling == "linear":
+            return self.lr * self.batch_size / RECIPES[recipe_family(self.dataset)]["batch_size"]
+        return self.lr
+
+    def lr_at(self, epoch: int, progress: float = 0.0) -> float:
+        """Learning rate of 1-indexed `epoch`, `progress` (the fraction of the epoch's steps done) into
+        it. Each milestone m means the drop is in effect from epoch m on, so CIFAR runs epochs 1-59 at
+        0.1 and 60-119 at 0.02 as the official code does. Within the `warmup_epochs` the rate climbs
+        linearly, step by step, from `lr` to `peak_lr` (Goyal et al. 2017, §2.2, gradual warm-up)."""
         drops = sum(1 for m in self.lr_milestones if epoch >= m)
-        return self.lr * self.lr_decay**drops
+        peak = self.peak_lr * self.lr_decay**drops
+        done = (epoch - 1 + progress) / self.warmup_epochs if self.warmup_epochs else 1.0
+        return peak if done >= 1.0 else self.lr + (peak - self.lr) * done
 
 
 # data_source kinds with a size, "<kind>:<train images>:<test images>": what each one is.
@@ -288,14 +319,18 @@ FIELD_RULES: tuple[FieldRule, ...] = (
     _choice("crop_draw", CROP_DRAWS),
     _choice("flip_draw", FLIP_DRAWS),
     _choice("channels_last", CHANNELS_LAST),
+    _choice("lr_scaling", LR_SCALINGS),
+    _choice("input_pipeline", INPUT_PIPELINES),
     *(FieldRule(name, BOOL) for name in ("hflip", "nesterov", "reset_momentum_on_decay", "drop_last",
-                                         "compile", "tf32")),
+                                         "compile", "tf32", "sync_bn", "color_augment")),
     FieldRule("depth", INT),
     FieldRule("k", INT, _at_least(1), "the widening factor must be an integer >= 1"),
     FieldRule("epochs", INT, _at_least(1), "expected an integer >= 1"),
     FieldRule("batch_size", INT, _at_least(1), "expected an integer >= 1"),
     FieldRule("eval_batch_size", INT, _at_least(1), "expected an integer >= 1"),
     FieldRule("seed", INT),
+    FieldRule("world_size", INT, _at_least(1), "expected an integer >= 1 (processes, one per GPU)"),
+    FieldRule("warmup_epochs", INT, _at_least(0), "expected an integer >= 0"),
     FieldRule("crop_padding", INT, _at_least(0), "expected an integer >= 0"),
     FieldRule("image_size", INT),
     FieldRule("lr", NUMBER, lambda v: v > 0, "expected a number > 0"),
@@ -362,9 +397,37 @@ def _he_recipe_is_for_cifar(c: RunConfig) -> None:
         raise ConfigError("recipe", c.recipe, "he-2016 is He et al.'s CIFAR recipe: cifar10 or cifar100")
 
 
+def _batch_splits_over_the_processes(c: RunConfig) -> None:
+    if c.batch_size % c.world_size:
+        raise ConfigError("world_size", c.world_size, f"must divide batch_size {c.batch_size}: every process "
+                          "trains an equal share of each step's batch")
+    if c.sync_bn and c.world_size == 1:
+        raise ConfigError("sync_bn", c.sync_bn, "synchronises batch norm across processes: needs world_size > 1")
+
+
+def _warmup_goes_with_linear_scaling(c: RunConfig) -> None:
+    if c.warmup_epochs and c.lr_scaling != "linear":
+        raise ConfigError("warmup_epochs", c.warmup_epochs, "the gradual warm-up climbs to a linearly scaled "
+                          "rate: set lr_scaling = linear, or warmup_epochs = 0")
+    if c.warmup_epochs and c.lr_milestones and c.warmup_epochs >= c.lr_milestones[0]:
+        raise ConfigError("warmup_epochs", c.warmup_epochs,
+                          f"must end before the first rate drop (epoch {c.lr_milestones[0]})")
+
+
+def _imagenet_only_options(c: RunConfig) -> None:
+    if c.dataset != "imagenet":
+        if c.color_augment:
+            raise ConfigError("color_augment", c.color_augment, "fb.resnet.torch's colour augmentation is "
+                              "ImageNet's: false")
+        if c.input_pipeline != "auto":
+            raise ConfigError("input_pipeline", c.input_pipeline,
+                              f"{c.dataset} lives on the device whole: auto (only ImageNet has an input pipeline)")
+
+
 CROSS_RULES: tuple[Callable[[RunConfig], None], ...] = (
     _nesterov_needs_momentum, _imagenet_pairs_with_its_network, _image_size_fits_the_dataset,
     _zca_is_for_cifar, _data_source_is_known, _he_recipe_is_for_cifar, _imagenet_draws_per_image,
+    _batch_splits_over_the_processes, _warmup_goes_with_linear_scaling, _imagenet_only_options,
 )
 
 

@@ -11,26 +11,29 @@ carries over from one batch to the next, so a run resumed at any step sees exact
 uninterrupted run would have seen, and `train_batches(e, start_step=s)` is the tail of
 `train_batches(e)`. The generators are CPU generators, so batches are also the same on any device.
 
-ImageNet cannot be device-resident; it goes through torchvision ImageFolder and a DataLoader with
-the same interface and the same stateless seeding (each image's transform is seeded by its
-position in the epoch).
+ImageNet cannot be device-resident; its pipelines (wrn.imagenet) have the same interface and the same
+stateless seeding (each image's transform is seeded by its position in the epoch).
+
+Under data parallelism (`RunConfig.world_size` processes) every process draws the same step, the
+`batch_size` images of (seed, epoch, step) with their crops and flips, and trains on its `rank`-th
+equal share of it: what a process sees is a function of (seed, epoch, step, rank), and the union of
+the shares is exactly the batch a single process would train on, so a run's data does not depend on
+how many processes share it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
-import torchvision.transforms as T
 
 from wrn.augment import CropFlip
 from wrn.config import RunConfig
-from wrn.datasets import data_cache_dir, load_arrays, load_image_folders
+from wrn.datasets import data_cache_dir, load_arrays
 from wrn.errors import DataError
-from wrn.preprocess import IMAGENET_MEAN, IMAGENET_STD, make_normalizer, zca_transform, zca_whiten
+from wrn.preprocess import make_normalizer, zca_transform, zca_whiten
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -124,67 +127,10 @@ class TensorPipeline(DataPipeline):
             yield self._prepare(self.test_x[start:end]).to(torch.float32), self.test_y[start:end]
 
 
-class _SeededPositions(torch.utils.data.Dataset):
-    """Position i of an epoch -> the i-th image of the epoch's permutation, its random transform
-    seeded by (seed, epoch, i), so DataLoader workers need no RNG state to reproduce a resume."""
-
-    def __init__(self, folder, perm: torch.Tensor, seed: int, epoch: int):
-        self.folder, self.perm, self.seed, self.epoch = folder, perm, seed, epoch
-
-    def __len__(self) -> int:
-        return len(self.perm)
-
-    def __getitem__(self, position: int):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derived_seed("augment", self.seed, self.epoch, position))
-            return self.folder[int(self.perm[position])]
-
-
-class ImageFolderPipeline(DataPipeline):
-    """ImageNet through ImageFolder and a DataLoader: RandomResizedCrop(image_size) + flip +
-    ImageNet mean/std for training; Resize(image_size * 256/224) + CenterCrop for testing.
-    fb.resnet.torch also used colour jitter and PCA lighting noise; they are not reproduced."""
-
-    def __init__(self, cfg: RunConfig, data_dir: Path, device: torch.device, workers: int | None):
-        size = cfg.image_size
-        norm = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-        train_tf = T.Compose([T.RandomResizedCrop(size), *([T.RandomHorizontalFlip()] if cfg.hflip else []),
-                              T.ToTensor(), norm])
-        test_tf = T.Compose([T.Resize(round(size * 256 / 224)), T.CenterCrop(size), T.ToTensor(), norm])
-        self.train_set, self.test_set, self.source = load_image_folders(data_dir, train_tf, test_tf)
-        self.train_size, self.test_size = len(self.train_set), len(self.test_set)
-        self.num_classes = cfg.num_classes
-        self.batch_size, self.eval_batch_size = cfg.batch_size, cfg.eval_batch_size
-        self.drop_last = cfg.drop_last
-        self.seed, self.device = cfg.seed, device
-        self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
-        self._check_size()
-
-    def _loader(self, dataset, batch_size: int, positions: range | None = None):
-        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=positions,
-                                           num_workers=self.workers, pin_memory=self.device.type == "cuda")
-
-    def _to_device(self, batch) -> Batch:
-        x, y = batch
-        return x.to(self.device, non_blocking=True), y.to(self.device, dtype=torch.int64, non_blocking=True)
-
-    def train_batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
-        self._check_start(start_step)
-        view = _SeededPositions(self.train_set, epoch_permutation(self.train_size, self.seed, epoch),
-                                self.seed, epoch)
-        end = min(self.steps_per_epoch * self.batch_size, self.train_size)
-        positions = range(start_step * self.batch_size, end)
-        for batch in self._loader(view, self.batch_size, positions):
-            yield self._to_device(batch)
-
-    def test_batches(self) -> Iterator[Batch]:
-        for batch in self._loader(self.test_set, self.eval_batch_size):
-            yield self._to_device(batch)
-
-
 def make_pipeline(cfg: RunConfig, data_dir: str | Path, device: torch.device | str,
-                  download: bool = True, *, workers: int | None = None) -> DataPipeline:
-    """The pipeline for resolved `cfg` with its data under `data_dir` on `device`.
+                  download: bool = True, *, workers: int | None = None, rank: int = 0) -> DataPipeline:
+    """The pipeline for resolved `cfg` with its data under `data_dir` on `device`, yielding process
+    `rank`'s share of every training batch (of `cfg.world_size` shares).
 
     `download` lets torchvision fetch a missing official CIFAR/SVHN set; `workers` is the ImageNet
     DataLoader's worker count (default min(8, CPUs); CIFAR/SVHN use none)."""
@@ -192,7 +138,9 @@ def make_pipeline(cfg: RunConfig, data_dir: str | Path, device: torch.device | s
         raise ValueError("make_pipeline needs a resolved RunConfig (wrn.config.resolve)")
     device, data_dir = torch.device(device), Path(data_dir)
     if cfg.dataset == "imagenet":
-        return ImageFolderPipeline(cfg, data_dir, device, workers)
+        from wrn.imagenet import ImageNetPipeline  # deferred: CIFAR and SVHN runs need none of it
+
+        return ImageNetPipeline(cfg, data_dir, device, workers, rank=rank)
     data = load_arrays(cfg.dataset, data_dir, download=download)
     if cfg.preprocessing == "zca":
         mean, p = zca_transform(data.train_x, data_cache_dir(data_dir), device)
