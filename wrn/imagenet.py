@@ -8,6 +8,7 @@ Scale(256) + CenterCrop(224) for testing.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
