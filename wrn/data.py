@@ -23,7 +23,6 @@ how many processes share it.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,59 +31,8 @@ import torch
 from wrn.augment import CropFlip
 from wrn.config import RunConfig
 from wrn.datasets import data_cache_dir, load_arrays
-from wrn.errors import DataError
+from wrn.pipeline import Batch, DataPipeline, epoch_permutation, seeded_generator
 from wrn.preprocess import make_normalizer, zca_transform, zca_whiten
-
-Batch = tuple[torch.Tensor, torch.Tensor]
-
-
-def derived_seed(purpose: str, *parts: int) -> int:
-    """A 63-bit seed from (purpose, seed, epoch, ...): well mixed, so neighbouring epochs or steps
-    get unrelated streams, and independent of any global RNG state."""
-    digest = hashlib.blake2b(f"wrn/{purpose}/{'/'.join(map(str, parts))}".encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "little") >> 1
-
-
-def seeded_generator(purpose: str, *parts: int) -> torch.Generator:
-    return torch.Generator().manual_seed(derived_seed(purpose, *parts))
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    return torch.randperm(n, generator=seeded_generator("shuffle", seed, epoch))
-
-
-class DataPipeline:
-    """What training needs from the data, whatever the dataset."""
-
-    train_size: int
-    test_size: int
-    num_classes: int
-    batch_size: int
-    eval_batch_size: int
-    drop_last: bool
-    source: str  # how the data was verified: "official" (torchvision md5) or "manifest" (sha256)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Official Lua: 'skip-last' drops the last partial batch (390 steps on CIFAR at 128)."""
-        full, rest = divmod(self.train_size, self.batch_size)
-        return full if self.drop_last else full + (rest > 0)
-
-    def _check_start(self, start_step: int) -> None:
-        if not isinstance(start_step, int) or not 0 <= start_step <= self.steps_per_epoch:
-            raise ValueError(f"start_step={start_step!r}: expected an integer in 0..{self.steps_per_epoch}")
-
-    def _check_size(self) -> None:
-        if self.steps_per_epoch == 0:
-            raise DataError(f"{self.train_size} training images are fewer than batch_size={self.batch_size} "
-                            "with drop_last: an epoch would have no step")
-
-    def train_batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
-        raise NotImplementedError
-
-    def test_batches(self) -> Iterator[Batch]:
-        raise NotImplementedError
-
 
 class TensorPipeline(DataPipeline):
     """A dataset held whole on `device` (CIFAR, SVHN)."""

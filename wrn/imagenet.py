@@ -15,7 +15,7 @@ import torch
 import torchvision.transforms as T
 
 from wrn.config import RunConfig
-from wrn.data import Batch, DataPipeline, derived_seed, epoch_permutation
+from wrn.pipeline import Batch, DataPipeline, derived_seed, epoch_permutation
 from wrn.datasets import load_image_folders
 from wrn.preprocess import IMAGENET_MEAN, IMAGENET_STD
 

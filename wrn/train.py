@@ -33,7 +33,8 @@ import torch.nn.functional as F
 
 from wrn import checkpoint
 from wrn.config import RunConfig, resolve
-from wrn.data import DataPipeline, make_pipeline
+from wrn.data import make_pipeline
+from wrn.pipeline import DataPipeline
 from wrn.datasets import check_data_source
 from wrn.files import atomic_write_text
 from wrn.models import build_model, count_params, forward_flops

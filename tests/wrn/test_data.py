@@ -8,7 +8,8 @@ import torch
 
 from wrn import fake_data, preprocess
 from wrn.config import RunConfig, resolve
-from wrn.data import epoch_permutation, make_pipeline
+from wrn.data import make_pipeline
+from wrn.pipeline import epoch_permutation
 from wrn.datasets import data_cache_dir, load_arrays
 from wrn.errors import DataError
 
