@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +36,7 @@ from experiments.locking import RunLocked, lock_is_live
 from experiments.worker import EXIT_INTERRUPTED, EXIT_LOCKED, execute_run
 from wrn import checkpoint
 from wrn.progress import PREFIX, clock
+from wrn.errors import UserError
 from wrn.train import TrainingInterrupted
 
 WORKER = "experiments.worker"  # the module every local run is, as `python -m WORKER RUN_DIR [--data-dir D]`
@@ -90,9 +92,12 @@ def _starting(path: Path) -> tuple[str, int]:
 
 @dataclass
 class _Running:
-    process: subprocess.Popen
+    """A run under way: its processes (one, or one per rank of a distributed run, rank 0 first) and
+    the slots they hold."""
+
+    processes: list[subprocess.Popen]
     path: Path
-    slot: Slot
+    slots: list[Slot]
     epochs_reported: int  # epochs finished before this start are never reported as news
     log_offset: int  # the size of train.log at the start: earlier launches' lines are not this one's
     started: float = field(default_factory=time.monotonic)
@@ -103,7 +108,7 @@ class _LocalLaunch:
     """The subprocesses of one local launch: started into free slots, followed epoch by epoch."""
 
     def __init__(self, run_dirs: list[Path], data_dir: Path | None, slots: list[Slot], log: Log):
-        self.pending, self.free = list(run_dirs), list(slots)
+        self.pending, self.free, self.all_slots = list(run_dirs), list(slots), list(slots)
         self.data_dir, self.log = data_dir, log
         self.running: list[_Running] = []
         self.waiting: list[Path] = []
@@ -112,37 +117,57 @@ class _LocalLaunch:
         self.stop_reported = False
 
     def forward_stop(self, signum, _frame) -> None:
-        """Ctrl-C or SIGTERM: start nothing more, and have every running child checkpoint and exit.
-        (Nothing is printed here: a signal handler may interrupt a print.)"""
+        """Ctrl-C or SIGTERM: start nothing more, and have every running child checkpoint and exit (the
+        ranks of a distributed run agree on the step). (Nothing is printed here: a signal handler may
+        interrupt a print.)"""
         self.stopping.set()
         for run in self.running:
-            if run.process.poll() is None:
-                run.process.send_signal(signal.SIGTERM)
+            for process in run.processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
 
     def busy(self) -> bool:
         return bool(self.running or (not self.stopping.is_set() and (self.pending or self.waiting)))
 
     def start_into_free_slots(self) -> None:
-        while self.pending and self.free and not self.stopping.is_set():
-            path, slot = self.pending.pop(0), self.free.pop(0)
-            env = dict(os.environ, OMP_NUM_THREADS=str(slot.threads), PYTHONUNBUFFERED="1")
+        """Start pending runs in order while the next one's processes find free slots."""
+        while self.pending and not self.stopping.is_set():
+            path = self.pending[0]
+            taken = take_slots(self.free, self.all_slots, _world_size(path))
+            if taken is None:
+                return
+            per_process, held = taken
+            self.pending.pop(0)
+            for slot in held:
+                self.free.remove(slot)
+            line, epochs_done = _starting(path)
+            processes, offset = self._spawn(path, per_process)
+            self.running.append(_Running(processes, path, held, epochs_done, offset))
+            self.log(f"{line} on {_where(per_process)}")
+
+    def _spawn(self, path: Path, slots: list[Slot]) -> tuple[list[subprocess.Popen], int]:
+        """The worker processes of a run, one per slot: rank r logs to train.log (rank 0) or
+        train.rank<r>.log. Returns them and rank 0's log offset."""
+        cmd = [sys.executable, "-m", WORKER, str(path)]
+        if self.data_dir is not None:
+            cmd += ["--data-dir", str(self.data_dir)]
+        ranks = rank_environments(len(slots))
+        processes, offset = [], 0
+        for rank, (slot, rank_env) in enumerate(zip(slots, ranks)):
+            env = dict(os.environ, OMP_NUM_THREADS=str(slot.threads), PYTHONUNBUFFERED="1", **rank_env)
             if slot.gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
             else:
                 # OpenMP threads that spin while waiting make a CPU run several times slower when the
                 # cores are shared (other runs, other users); sleeping threads cost little when idle.
                 env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-            cmd = [sys.executable, "-m", WORKER, str(path)]
-            if self.data_dir is not None:
-                cmd += ["--data-dir", str(self.data_dir)]
-            line, epochs_done = _starting(path)
-            with open(path / "train.log", "a") as log_file:
-                offset = log_file.tell()
-                process = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                           cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
-            self.running.append(_Running(process, path, slot, epochs_done, offset))
-            where = f"GPU {slot.gpu}" if slot.gpu is not None else f"CPU x{slot.threads}"
-            self.log(f"{line} on {where}")
+            with open(path / rank_log_name(rank), "a") as log_file:
+                if rank == 0:
+                    offset = log_file.tell()
+                processes.append(subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                                  cwd=Path(__file__).resolve().parent.parent,
+                                                  start_new_session=True))
+        return processes, offset
 
     def report_stop(self) -> None:
         """Once, after a stop signal: what the launch is waiting for before it ends."""
@@ -175,7 +200,7 @@ class _LocalLaunch:
                     self.log(f"epoch  {_describe(run.path)}: epoch {row['epoch']} "
                              f"test error {row['test_error']:.2f}% ({row['images_per_s']:.0f} img/s)")
                     run.epochs_reported, run.last_news = row["epoch"], time.monotonic()
-            code = run.process.poll()
+            code = _run_exit_code(run)
             if code is not None:
                 self._ended(run, code)
             elif time.monotonic() - run.last_news >= HEARTBEAT_S:
@@ -184,7 +209,7 @@ class _LocalLaunch:
 
     def _ended(self, run: _Running, code: int) -> None:
         self.running.remove(run)
-        self.free.append(run.slot)
+        self.free.extend(run.slots)
         outcome = _outcome(run.path, code, self.stopping.is_set())
         if outcome == "skipped" and not self.stopping.is_set():
             self.waiting.append(run.path)
@@ -215,6 +240,78 @@ class _LocalLaunch:
         return self.counts
 
 
+def take_slots(free: list[Slot], all_slots: list[Slot], world_size: int) -> tuple[list[Slot], list[Slot]] | None:
+    """(the slot of each of a run's `world_size` processes, the launch's slots they hold), from `free`;
+    None until enough are free.
+
+    On GPUs each process needs a GPU of its own (NCCL allows one rank per GPU), so a distributed run
+    waits for `world_size` free slots on distinct GPUs. On the CPU it takes `world_size` free slots,
+    or, when the launch has fewer slots in all, every slot, its processes sharing their threads."""
+    if all_slots[0].gpu is not None:
+        by_gpu = {s.gpu: s for s in reversed(free)}
+        if len(by_gpu) < world_size:
+            return None
+        taken = list(by_gpu.values())[:world_size]
+        return taken, taken
+    if len(all_slots) >= world_size:
+        return (free[:world_size], free[:world_size]) if len(free) >= world_size else None
+    if len(free) < len(all_slots):
+        return None
+    threads = max(1, sum(s.threads for s in free) // world_size)
+    return [Slot(gpu=None, threads=threads) for _ in range(world_size)], list(free)
+
+
+def _world_size(path: Path) -> int:
+    return int((store.read_run(path).config or {}).get("world_size", 1))
+
+
+def check_slots_fit(run_dirs: list[Path], slots: list[Slot]) -> None:
+    """Raise `UserError` when a run needs more GPUs than this machine's launch has."""
+    gpus = {s.gpu for s in slots if s.gpu is not None}
+    for path in run_dirs:
+        world_size = _world_size(path)
+        if gpus and world_size > len(gpus):
+            raise UserError(f"world_size={world_size} (run {path.name}): needs {world_size} GPUs, one per "
+                            f"process; this launch has {len(gpus)} (--executor slurm spans nodes)")
+
+
+def rank_environments(world_size: int) -> list[dict[str, str]]:
+    """torch's env:// variables for each process of a run on this machine (none for one process)."""
+    if world_size == 1:
+        return [{}]
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [{"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(r), "LOCAL_RANK": str(r),
+             "WORLD_SIZE": str(world_size), "LOCAL_WORLD_SIZE": str(world_size)} for r in range(world_size)]
+
+
+def rank_log_name(rank: int) -> str:
+    return "train.log" if rank == 0 else f"train.rank{rank}.log"
+
+
+def _where(slots: list[Slot]) -> str:
+    if slots[0].gpu is not None:
+        return f"GPU {','.join(str(s.gpu) for s in slots)}"
+    if len(slots) == 1:
+        return f"CPU x{slots[0].threads}"
+    return f"CPU, {len(slots)} processes x{slots[0].threads}"
+
+
+def _run_exit_code(run: _Running) -> int | None:
+    """Rank 0's exit code once every process of the run has ended; None while any runs. A rank that
+    fails while others still run ends the rest (SIGKILL: they would only wait for it until their
+    collective timeout), so a crashed rank fails the run at once."""
+    codes = [p.poll() for p in run.processes]
+    if all(c is not None for c in codes):
+        return codes[0] if codes[0] != 0 or all(c == 0 for c in codes) else next(c for c in codes if c)
+    if any(c not in (None, 0, EXIT_INTERRUPTED) for c in codes):
+        for process in run.processes:
+            if process.poll() is None:
+                process.kill()
+    return None
+
+
 def _latest_progress(run: _Running) -> str:
     """The last progress line the run's worker wrote to its log in this launch (`wrn.progress`)."""
     try:
@@ -239,6 +336,7 @@ def run_local(run_dirs: list[Path], data_dir: Path | None, slots: list[Slot], lo
 
     Ctrl-C (or SIGTERM) is passed on to the running children, which checkpoint at their next step
     and exit; the runs resume on the next launch."""
+    check_slots_fit(run_dirs, slots)
     launch = _LocalLaunch(run_dirs, data_dir, slots, log)
     previous = {s: signal.signal(s, launch.forward_stop) for s in STOP_SIGNALS}
     try:
@@ -282,6 +380,10 @@ def run_debug(run_dirs: list[Path], data_dir: Path | None, log: Log) -> dict[str
     """Run every run in this process, one after another: breakpoints work and errors propagate. A run
     another launcher is training is waited for, as in `run_local`. Ctrl-C (or SIGTERM) stops as the
     local executor does: the run under way checkpoints at its next step, nothing more starts."""
+    for path in run_dirs:
+        if _world_size(path) > 1:
+            raise UserError(f"world_size={_world_size(path)} (run {path.name}): --executor debug trains in this "
+                            "one process; use --executor local or slurm for a run of several processes")
     counts = dict.fromkeys(OUTCOMES, 0)
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in STOP_SIGNALS}

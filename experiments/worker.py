@@ -3,7 +3,9 @@
 `execute_run` owns the run (lock), resumes from the run's last good checkpoint whenever it starts
 (a requeue that bypasses submitit's checkpoint, such as `scontrol requeue` or a node failure, reruns
 the original submission, so resuming must not depend on how the process was started), and writes
-result.json last and atomically. `python -m experiments.worker RUN_DIR` is what the local executor
+result.json last and atomically. A distributed run (`world_size` > 1) is `execute_run` in each of its
+processes, started with torch's env:// variables: rank 0 owns the run and writes its files, the other
+ranks train their share. `python -m experiments.worker RUN_DIR` is what the local executor
 spawns; it turns SIGTERM, SIGINT and SIGUSR2 into a checkpoint at the next step boundary.
 """
 
@@ -19,7 +21,9 @@ from experiments import store
 from experiments.locking import RunLock, RunLocked
 from experiments.provenance import collect
 from wrn.cli import ArgumentParser, run_main
+from wrn import distributed
 from wrn.config import RunConfig
+from wrn.distributed import SINGLE, Processes
 from wrn.files import atomic_write_json, read_json, remove_temp_files
 from wrn.records import timestamp
 from wrn.runtime import pick_device, runtime_settings
@@ -46,29 +50,75 @@ def execute_run(
     run_dir = Path(run_dir)
     meta = read_json(run_dir / store.CONFIG)
     cfg = RunConfig.from_dict(meta["config"])
+    dev = pick_device(device)
+    if cfg.world_size > 1:
+        return _execute_distributed(run_dir, meta, cfg, data_dir, stop, dev, progress)
     with RunLock(run_dir / store.LOCK):
         if (run_dir / store.RESULT).exists():
             return read_json(run_dir / store.RESULT)["status"]
-        (run_dir / store.FAILURE).unlink(missing_ok=True)
-        remove_temp_files(run_dir)
+        return _train_and_record(run_dir, meta, cfg, data_dir, stop, dev, progress, SINGLE)
+
+
+def _execute_distributed(run_dir: Path, meta: dict, cfg: RunConfig, data_dir: Path | None,
+                         stop: threading.Event | None, dev, progress: bool | None) -> str:
+    """`execute_run` in one process of a distributed run: the processes join first; rank 0 takes the
+    lock and tells the others whether there is anything to train; each trains its share; rank 0
+    records the outcome. A process that fails (a collective that timed out because another rank
+    died, included) leaves the group and re-raises."""
+    processes = distributed.join(cfg.world_size, dev)
+    try:
+        if not processes.is_writer:
+            if distributed.any_rank(False):  # rank 0 found the run finished or owned elsewhere
+                return _skipped(run_dir)
+            return train(cfg, run_dir, data_dir, device=dev, should_stop=_should_stop(stop), progress=False).status
+        lock = RunLock(run_dir / store.LOCK)
         try:
-            dev = pick_device(device)
-            atomic_write_json(run_dir / store.PROVENANCE, collect(runtime_settings(cfg, dev)))
-            should_stop = stop.is_set if stop is not None else None
-            if meta.get("kind", "train") == "timing":
-                result = measure_step_time(cfg, device=dev, should_stop=should_stop, progress=progress,
-                                           **meta.get("timing", {}))
-            else:
-                result = train(cfg, run_dir, data_dir, device=dev, should_stop=should_stop, progress=progress)
-            atomic_write_json(run_dir / store.RESULT, {
-                "run_id": meta["run_id"], "spec": meta["spec"], "label": meta["label"], **result.to_dict(),
-                "finished_at": timestamp()})
-        except TrainingInterrupted:
+            lock.acquire()
+        except RunLocked:
+            distributed.any_rank(True)
             raise
-        except BaseException as e:
-            _record_failure(run_dir, e)
-            raise
-        return result.status
+        try:
+            if distributed.any_rank((run_dir / store.RESULT).exists()):
+                return read_json(run_dir / store.RESULT)["status"]
+            return _train_and_record(run_dir, meta, cfg, data_dir, stop, dev, progress, processes)
+        finally:
+            lock.release()
+    finally:
+        distributed.leave()
+
+
+def _skipped(run_dir: Path) -> str:
+    """What a rank other than 0 returns when rank 0 found nothing to train."""
+    if (run_dir / store.RESULT).exists():
+        return read_json(run_dir / store.RESULT)["status"]
+    raise RunLocked(f"{run_dir.name}: owned by another live process (rank 0 could not take its lock)")
+
+
+def _should_stop(stop: threading.Event | None):
+    return stop.is_set if stop is not None else None
+
+
+def _train_and_record(run_dir: Path, meta: dict, cfg: RunConfig, data_dir: Path | None,
+                      stop: threading.Event | None, dev, progress: bool | None, processes: Processes) -> str:
+    """Train or time the run as its owner (rank 0) and write its result, or its failure."""
+    (run_dir / store.FAILURE).unlink(missing_ok=True)
+    remove_temp_files(run_dir)
+    try:
+        atomic_write_json(run_dir / store.PROVENANCE, collect(runtime_settings(cfg, dev, processes)))
+        if meta.get("kind", "train") == "timing":
+            result = measure_step_time(cfg, device=dev, should_stop=_should_stop(stop), progress=progress,
+                                       **meta.get("timing", {}))
+        else:
+            result = train(cfg, run_dir, data_dir, device=dev, should_stop=_should_stop(stop), progress=progress)
+        atomic_write_json(run_dir / store.RESULT, {
+            "run_id": meta["run_id"], "spec": meta["spec"], "label": meta["label"], **result.to_dict(),
+            "finished_at": timestamp()})
+    except TrainingInterrupted:
+        raise
+    except BaseException as e:
+        _record_failure(run_dir, e)
+        raise
+    return result.status
 
 
 def _record_failure(run_dir: Path, error: BaseException) -> None:

@@ -39,13 +39,14 @@ class TensorPipeline(DataPipeline):
 
     def __init__(self, cfg: RunConfig, train: Batch, test: Batch, num_classes: int,
                  normalize: Callable[[torch.Tensor], torch.Tensor] | None, source: str,
-                 device: torch.device):
+                 device: torch.device, rank: int = 0):
         (self.train_x, self.train_y), (self.test_x, self.test_y) = train, test
         self.train_size, self.test_size = len(self.train_x), len(self.test_x)
         self.num_classes, self.source, self.device = num_classes, source, device
         self.batch_size, self.eval_batch_size = cfg.batch_size, cfg.eval_batch_size
         self.drop_last = cfg.drop_last
         self.seed = cfg.seed
+        self.rank, self.world_size = rank, cfg.world_size
         self.normalize = normalize
         _, _, h, w = self.train_x.shape
         augment = CropFlip(h, w, cfg.crop_padding, cfg.pad_mode, cfg.hflip, device, cfg.crop_draw, cfg.flip_draw)
@@ -56,22 +57,28 @@ class TensorPipeline(DataPipeline):
         return x if self.normalize is None else self.normalize(x)
 
     def train_batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
-        """Batches start_step.. of `epoch`: (x float32 NCHW, y int64) on the device."""
+        """Batches start_step.. of `epoch`, this process's share of each: (x float32 NCHW, y int64) on
+        the device."""
         self._check_start(start_step)
         perm = epoch_permutation(self.train_size, self.seed, epoch).to(self.device)
         for step in range(start_step, self.steps_per_epoch):
-            idx = perm[step * self.batch_size:(step + 1) * self.batch_size]
+            batch = perm[step * self.batch_size:(step + 1) * self.batch_size]
+            share = slice(*self.share_bounds(len(batch)))
+            idx = batch[share]
             x, y = self.train_x.index_select(0, idx), self.train_y.index_select(0, idx)
             if self.augment is None:
                 x = self._prepare(x)
-            else:
-                x = self.augment(x, seeded_generator("augment", self.seed, epoch, step), self.normalize)
+            else:  # the whole batch's draws, so that each share gets its images' own crops and flips
+                dy, dx, flips = self.augment.draw(len(batch), seeded_generator("augment", self.seed, epoch, step))
+                x = self.augment.apply(x, dy[share], dx[share], flips[share], self.normalize)
             yield x, y
 
     def test_batches(self) -> Iterator[Batch]:
-        """The test set in order, eval_batch_size at a time, the last partial batch included."""
-        for start in range(0, self.test_size, self.eval_batch_size):
-            end = start + self.eval_batch_size
+        """This process's share of the test set (all of it for one process) in order, eval_batch_size
+        at a time, the last partial batch included."""
+        first, last = self.test_share()
+        for start in range(first, last, self.eval_batch_size):
+            end = min(start + self.eval_batch_size, last)
             yield self._prepare(self.test_x[start:end]).to(torch.float32), self.test_y[start:end]
 
 
@@ -97,4 +104,4 @@ def make_pipeline(cfg: RunConfig, data_dir: str | Path, device: torch.device | s
         train_x, test_x = data.train_x.to(device), data.test_x.to(device)
     normalize = make_normalizer(cfg.preprocessing, cfg.norm_stats, data.train_x, device)
     return TensorPipeline(cfg, (train_x, data.train_y.to(device)), (test_x, data.test_y.to(device)),
-                          data.num_classes, normalize, data.source, device)
+                          data.num_classes, normalize, data.source, device, rank)

@@ -58,6 +58,21 @@ class DataPipeline:
             raise DataError(f"{self.train_size} training images are fewer than batch_size={self.batch_size} "
                             "with drop_last: an epoch would have no step")
 
+    rank: int = 0  # this process's share of each batch, of `world_size` equal shares
+    world_size: int = 1
+
+    def share_bounds(self, n: int) -> tuple[int, int]:
+        """[first, last) of this process's share of a training batch of `n` images: the `rank`-th of
+        `world_size` equal parts (`RunConfig` makes world_size divide the batch size; the last, partial
+        batch of a run that keeps it is cut as evenly as it allows)."""
+        return n * self.rank // self.world_size, n * (self.rank + 1) // self.world_size
+
+    def test_share(self) -> tuple[int, int]:
+        """[first, last) of the test images this process evaluates: a contiguous `rank`-th of them (the
+        engine sums the processes' counts)."""
+        return (self.test_size * self.rank // self.world_size,
+                self.test_size * (self.rank + 1) // self.world_size)
+
     def train_batches(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
         raise NotImplementedError
 

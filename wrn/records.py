@@ -44,13 +44,23 @@ class RuntimeSettings:
     compile: bool
     torch: str  # torch.__version__
     threads: int  # torch's CPU threads
+    # Data parallelism: the processes that trained the run, each one's share of a step's batch, and the
+    # backend of their collectives ("nccl", "gloo"; "none" for one process). Results written before
+    # these existed were one process.
+    world_size: int = 1
+    per_rank_batch: int | None = None
+    backend: str = "none"
+    input_pipeline: str | None = None  # ImageNet's: "pil" or "tensor" (wrn.imagenet); None for the others
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RuntimeSettings:
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+        """The settings `data` records; a field added later takes its default when an older record lacks it."""
+        missing = dataclasses.MISSING
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)
+                      if f.name in data or f.default is missing})
 
 
 @dataclass(frozen=True)

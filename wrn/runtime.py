@@ -8,6 +8,7 @@ agree on what a setting means.
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import nullcontext
 from functools import cache
@@ -16,18 +17,23 @@ import torch
 
 from wrn.config import RunConfig, resolved_precision
 from wrn.cpuinfo import cpu_has_native_bf16, cpu_name
+from wrn.distributed import SINGLE, Processes
 from wrn.records import RuntimeSettings
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """`device`, or CUDA when it is available and CPU otherwise ("auto" or None)."""
+    """`device`, or CUDA when it is available and CPU otherwise ("auto" or None). A process of a
+    distributed run that sees several GPUs takes its LOCAL_RANK-th (torchrun's convention); under
+    SLURM's per-task binding it sees one."""
     if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     return torch.device(device)
 
 
-def runtime_settings(cfg: RunConfig, device: torch.device) -> RuntimeSettings:
-    """How `cfg`'s "auto" systems fields resolve on `device`."""
+def runtime_settings(cfg: RunConfig, device: torch.device, processes: Processes = SINGLE) -> RuntimeSettings:
+    """How `cfg`'s "auto" systems fields resolve on `device`, in a run of `processes`."""
     precision = resolved_precision(cfg, device.type)
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         _warn_once(f"warning: precision=bf16 on a CPU without native bf16 ({cpu_name()}, "
@@ -40,7 +46,18 @@ def runtime_settings(cfg: RunConfig, device: torch.device) -> RuntimeSettings:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return RuntimeSettings(device=device.type, device_name=name, precision=precision,
                            channels_last=channels_last == "on", tf32=cfg.tf32, compile=cfg.compile,
-                           torch=torch.__version__, threads=torch.get_num_threads())
+                           torch=torch.__version__, threads=torch.get_num_threads(),
+                           world_size=processes.world_size, per_rank_batch=cfg.batch_size // processes.world_size,
+                           backend=processes.backend, input_pipeline=input_pipeline(cfg, device))
+
+
+def input_pipeline(cfg: RunConfig, device: torch.device) -> str | None:
+    """The ImageNet input path a run of `cfg` takes on `device` (None for the datasets without one)."""
+    if cfg.dataset != "imagenet":
+        return None
+    from wrn.imagenet import resolved_input_pipeline  # deferred: ImageNet's pipeline needs torchvision
+
+    return resolved_input_pipeline(cfg, device.type)
 
 
 def cpu_capability() -> str:

@@ -31,16 +31,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wrn import checkpoint
+from wrn import checkpoint, distributed
 from wrn.config import RunConfig, resolve
 from wrn.data import make_pipeline
-from wrn.pipeline import DataPipeline
+from wrn.distributed import SINGLE, Processes
+from wrn.pipeline import DataPipeline, derived_seed
 from wrn.datasets import check_data_source
 from wrn.files import atomic_write_text
 from wrn.models import build_model, count_params, forward_flops
 from wrn.progress import progress_meter
 from wrn.records import FINAL_METRICS, METRICS_FILE, Divergence, EpochMetrics, RunResult, RuntimeSettings
 from wrn.runtime import autocast, pick_device, runtime_settings, synchronize
+from wrn.sync_batchnorm import synchronise_batch_norm
 from wrn.tensorboard import write_curves
 
 class TrainingInterrupted(Exception):
@@ -65,19 +67,29 @@ def make_optimizer(model: torch.nn.Module, cfg: RunConfig, device: torch.device)
     )
 
 
-def build_trainable(cfg: RunConfig, device: torch.device, settings: RuntimeSettings):
+def build_trainable(cfg: RunConfig, device: torch.device, settings: RuntimeSettings,
+                    processes: Processes = SINGLE):
     """The network on `device` in its memory format, its optimizer, and the module the training step
-    calls (compiled when `cfg.compile`): what the engine, the Figure 4 timing and the benchmarks
-    train, built one way, with the CUDA backend switches (TF32 as `cfg.tf32`, cuDNN autotuning) set."""
+    calls (DistributedDataParallel across `processes` when there are several, compiled when
+    `cfg.compile`): what the engine, the Figure 4 timing and the benchmarks train, built one way, with
+    the CUDA backend switches (TF32 as `cfg.tf32`, cuDNN autotuning) set."""
     if device.type == "cuda":  # process-wide switches, set by whoever builds something to train
         torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
         torch.backends.cudnn.allow_tf32 = cfg.tf32
         torch.backends.cudnn.benchmark = True
-    model = build_model(cfg).to(device)
+    model = build_model(cfg)
+    if cfg.sync_bn:
+        model = synchronise_batch_norm(model, device)
+    model = model.to(device)
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg, device)
-    step_model = torch.compile(model) if cfg.compile else model
+    step_model = model
+    if processes.distributed:
+        step_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        step_model = torch.compile(step_model)
     return model, step_model, optimizer
 
 
@@ -104,9 +116,19 @@ def set_epoch_learning_rate(optimizer: torch.optim.Optimizer, cfg: RunConfig, ep
     lr = cfg.lr_at(epoch)
     if starting and cfg.reset_momentum_on_decay and epoch > 1 and lr != cfg.lr_at(epoch - 1):
         optimizer.state.clear()
+    _set_learning_rate(optimizer, lr)
+    return lr
+
+
+def _set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
-    return lr
+
+
+def process_seed(seed: int, processes: Processes) -> int:
+    """The seed of a process's global RNGs (dropout's masks): the run's for rank 0, so one process
+    draws as it always has, and unrelated streams for the other ranks."""
+    return seed if processes.is_writer else derived_seed("process", seed, processes.rank)
 
 
 def seed_everything(seed: int) -> None:
@@ -130,8 +152,11 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def evaluate(model, pipeline: DataPipeline, settings: RuntimeSettings, device: torch.device) -> dict[str, float]:
-    """Test loss, top-1 and top-5 error (percent) over the whole test set; one host sync at the end."""
+def evaluate(model, pipeline: DataPipeline, settings: RuntimeSettings, device: torch.device,
+             processes: Processes = SINGLE) -> dict[str, float]:
+    """Test loss, top-1 and top-5 error (percent) over the whole test set, each process evaluating its
+    share of it (`DataPipeline.test_share`) and the sums added up over processes; one host sync at
+    the end."""
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     top1 = torch.zeros((), device=device, dtype=torch.int64)
@@ -147,6 +172,10 @@ def evaluate(model, pipeline: DataPipeline, settings: RuntimeSettings, device: t
             k = min(5, out.shape[1])
             top5 += (out.topk(k, dim=1).indices == y[:, None]).any(1).sum()
             n += y.numel()
+    if processes.distributed:
+        total = distributed.sum_over_ranks(torch.stack([loss_sum.cpu(), top1.cpu().double(), top5.cpu().double(),
+                                                         torch.tensor(n, dtype=torch.float64)]))
+        loss_sum, top1, top5, n = total[0], total[1], total[2], int(total[3])
     return {
         "test_loss": float(loss_sum) / n,
         "test_error": 100.0 * (1 - float(top1) / n),
@@ -172,7 +201,11 @@ class _Position:
 
 @dataclass
 class _Trainer:
-    """Everything one epoch needs; built once per `train` call."""
+    """Everything one epoch needs; built once per `train` call.
+
+    Under data parallelism every process runs this same loop on its share of each batch; they meet at
+    every step (gradients, the stop decision) and at every epoch's end (sums, evaluation, the
+    checkpoint). Rank 0 alone writes the run's files; every rank reads them back on a resume."""
 
     cfg: RunConfig
     run_dir: Path
@@ -184,9 +217,15 @@ class _Trainer:
     optimizer: torch.optim.Optimizer
     should_stop: Callable[[], bool] | None
     bar: Any
+    processes: Processes = SINGLE
 
     def save(self, position: _Position) -> None:
-        """Checkpoint `position`, with every RNG state, so that a resume continues exactly there."""
+        """Checkpoint `position`, with every process's RNG states, so that a resume continues exactly
+        there. Collective under data parallelism: every rank calls it, rank 0 writes."""
+        rng = _rng_state()
+        by_rank = distributed.gather_to_writer(rng, self.processes) if self.processes.distributed else None
+        if not self.processes.is_writer:
+            return
         checkpoint.save({
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -195,24 +234,41 @@ class _Trainer:
             "step": position.step,
             "partial": position.partial,
             "diverged": position.diverged,
-            "rng": _rng_state(),
+            "rng": rng,
+            **({"rng_by_rank": by_rank} if by_rank is not None else {}),
         }, self.run_dir)
 
     def restore(self) -> _Position:
         """The position of the run's last good checkpoint (the start when there is none), with the
-        model, the optimizer and the RNGs set to it and metrics.jsonl rewritten to agree with it."""
+        model, the optimizer and the RNGs set to it and metrics.jsonl rewritten to agree with it.
+        Every rank reads the checkpoint; a partly run epoch's sums go to rank 0 alone, since the
+        epoch's end adds up every rank's."""
         state = checkpoint.load_latest(self.run_dir)
         position = _Position()
         if state is not None:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-            _set_rng_state(state["rng"])
-            position = _Position(epoch=state["epoch"], step=state["step"], partial=state.get("partial"),
+            _set_rng_state(state["rng_by_rank"][self.processes.rank] if "rng_by_rank" in state else state["rng"])
+            partial = state.get("partial") if self.processes.is_writer else _zero_partial(state.get("partial"))
+            position = _Position(epoch=state["epoch"], step=state["step"], partial=partial,
                                  history=state["history"], diverged=state.get("diverged"))
-            print(f"resuming {self.run_dir.name} at epoch {position.epoch}, step {position.step}",
-                  file=sys.stderr, flush=True)
-        atomic_write_text(self.run_dir / METRICS_FILE, "".join(json.dumps(row) + "\n" for row in position.history))
+        if self.processes.distributed:
+            self.check_same_position(position)
+        if self.processes.is_writer:
+            if state is not None:
+                print(f"resuming {self.run_dir.name} at epoch {position.epoch}, step {position.step}",
+                      file=sys.stderr, flush=True)
+            atomic_write_text(self.run_dir / METRICS_FILE,
+                              "".join(json.dumps(row) + "\n" for row in position.history))
         return position
+
+    def check_same_position(self, position: _Position) -> None:
+        """Fail on every rank unless all of them read the same checkpoint position."""
+        mine = torch.tensor([position.epoch, position.step], dtype=torch.int64)
+        total = distributed.sum_over_ranks(mine)
+        if not torch.equal(total, mine * self.processes.world_size):
+            raise RuntimeError(f"{self.run_dir.name}: the processes of this run read different checkpoints "
+                               f"(rank {self.processes.rank} at epoch {position.epoch}, step {position.step})")
 
     def run_epoch(self, position: _Position) -> None:
         """Train the rest of `position`'s epoch, evaluate, record the metrics and checkpoint the start
@@ -228,18 +284,23 @@ class _Trainer:
             self.save(position)
             return
         seen = self.pipeline.steps_per_epoch * self.cfg.batch_size
+        if self.processes.distributed:
+            distributed.broadcast_buffers(self.model)  # evaluate, and save, rank 0's running statistics
         row = {
             "epoch": position.epoch,
             "lr": lr,
             "train_loss": float(losses.double().mean()),
             "train_error": 100.0 * (1 - correct / seen),
-            **evaluate(self.step_model, self.pipeline, self.settings, self.device),
+            **evaluate(self.step_model if not self.processes.distributed else self.model, self.pipeline,
+                       self.settings, self.device, self.processes),
             "train_time_s": train_time,
             "images_per_s": seen / train_time if train_time > 0 else float("nan"),
         }
         position.history.append(row)
         position.epoch, position.step, position.partial = position.epoch + 1, 0, None
         self.save(position)
+        if not self.processes.is_writer:
+            return
         with open(self.run_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(row) + "\n")
         write_curves(self.run_dir, self.cfg, position.history)  # TensorBoard's view of metrics.jsonl
@@ -247,10 +308,17 @@ class _Trainer:
             self.bar.set_postfix_str(f"epoch {row['epoch']} test error {row['test_error']:.2f}%")
             self.bar.reset()
 
+    def stop_requested(self) -> bool:
+        """Whether to stop at this step boundary: this process was asked to, or (under data
+        parallelism, where the ranks agree at every step) any process was."""
+        asked = self.should_stop is not None and self.should_stop()
+        return distributed.any_rank(asked) if self.processes.distributed else asked
+
     def train_steps(self, position: _Position) -> tuple[torch.Tensor, int, float]:
-        """The remaining steps of `position`'s epoch: every step's loss (on the CPU), the correct
-        training predictions and the seconds spent, a partly run epoch's accumulators included. The
-        losses and counts stay on the device until the epoch ends: no per-step synchronisation."""
+        """The remaining steps of `position`'s epoch: every step's loss (on the CPU; the mean over the
+        processes' shares), the correct training predictions and the seconds spent, a partly run epoch's
+        accumulators included. The losses and counts stay on the device until the epoch ends: no
+        per-step synchronisation with the device."""
         device, steps = self.device, self.pipeline.steps_per_epoch
         self.model.train()
         losses = torch.zeros(steps, device=device, dtype=torch.float32)
@@ -264,17 +332,21 @@ class _Trainer:
             self.bar.reset()
             self.bar.set_description_str(f"epoch {position.epoch}", refresh=False)
             self.bar.update(position.step)
+        warming = position.epoch <= self.cfg.warmup_epochs
         synchronize(device)
         started = time.perf_counter()
         step = position.step
         for x, y in self.pipeline.train_batches(position.epoch, position.step):
-            if self.should_stop is not None and self.should_stop():
+            if self.stop_requested():
                 synchronize(device)
                 position.step = step
-                position.partial = {"losses": losses.cpu(), "correct": int(correct),
+                step_losses, step_correct = self.summed(losses, correct)
+                position.partial = {"losses": step_losses, "correct": step_correct,
                                     "elapsed": elapsed + time.perf_counter() - started}
                 self.save(position)
                 raise TrainingInterrupted(position.epoch, step)
+            if warming:
+                _set_learning_rate(self.optimizer, self.cfg.lr_at(position.epoch, step / steps))
             loss, out = training_step(self.step_model, self.optimizer, x, y, self.settings, device)
             losses[step] = loss
             correct += (out.argmax(1) == y).sum()
@@ -283,7 +355,15 @@ class _Trainer:
                 self.bar.update(1)
         synchronize(device)
         train_time = elapsed + time.perf_counter() - started
-        return losses.cpu(), int(correct), train_time
+        step_losses, step_correct = self.summed(losses, correct)
+        return step_losses / self.processes.world_size, step_correct, train_time
+
+    def summed(self, losses: torch.Tensor, correct: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """The per-step losses (on the CPU) and the correct count, added up over the processes."""
+        losses, correct = losses.cpu(), correct.cpu()
+        if self.processes.distributed:
+            losses, correct = distributed.sum_over_ranks(losses), distributed.sum_over_ranks(correct)
+        return losses, int(correct)
 
     def result(self, position: _Position, params: int) -> RunResult:
         history, diverged = position.history, position.diverged
@@ -307,6 +387,24 @@ class _Trainer:
         )
 
 
+def _pipeline_of_every_rank(cfg: RunConfig, data_dir: Path | None, device: torch.device, download: bool,
+                            processes: Processes) -> DataPipeline:
+    """This process's data pipeline. Rank 0 builds its own first, downloading missing data and caching
+    the ZCA fit, and the other ranks then build theirs from what it left on disk."""
+    if not processes.distributed:
+        return make_pipeline(cfg, data_dir, device, download=download)
+    pipeline = make_pipeline(cfg, data_dir, device, download=download, rank=0) if processes.is_writer else None
+    distributed.any_rank(False)  # rank 0's data are ready
+    return pipeline or make_pipeline(cfg, data_dir, device, download=False, rank=processes.rank)
+
+
+def _zero_partial(partial: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A partly run epoch's record with its sums at zero: what a rank other than 0 resumes with."""
+    if partial is None:
+        return None
+    return {"losses": torch.zeros_like(partial["losses"]), "correct": 0, "elapsed": partial["elapsed"]}
+
+
 def train(
     cfg: RunConfig,
     run_dir: Path,
@@ -321,18 +419,24 @@ def train(
     `should_stop` is polled at every step boundary; when it returns True a checkpoint of that exact
     step is written and `TrainingInterrupted` is raised. A non-finite training loss ends the run with
     status "diverged" and the (epoch, step) where it first appeared. `progress` shows the epoch's steps
-    (`wrn.progress`): False hides them; the default is a bar on a terminal, else a line every few seconds."""
+    (`wrn.progress`): False hides them; the default is a bar on a terminal, else a line every few seconds.
+
+    A run of `cfg.world_size` > 1 is this call in each of its processes, started with torch's env://
+    variables (`wrn.distributed`); every rank returns the result, rank 0 alone writes the run's files."""
     cfg = resolve(cfg)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(device)
-    settings = runtime_settings(cfg, device)
-    seed_everything(cfg.seed)
-    pipeline = make_pipeline(cfg, data_dir, device, download=download)
+    processes = distributed.join(cfg.world_size, device)
+    if processes.is_writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    settings = runtime_settings(cfg, device, processes)
+    seed_everything(process_seed(cfg.seed, processes))
+    pipeline = _pipeline_of_every_rank(cfg, data_dir, device, download, processes)
     check_data_source(cfg, pipeline.train_size, pipeline.test_size, data_dir)
-    model, step_model, optimizer = build_trainable(cfg, device, settings)
-    trainer = _Trainer(cfg, run_dir, device, settings, pipeline, model, step_model, optimizer, should_stop,
-                       progress_meter(progress, pipeline.steps_per_epoch, "epoch"))
+    model, step_model, optimizer = build_trainable(cfg, device, settings, processes)
+    bar = progress_meter(progress if processes.is_writer else False, pipeline.steps_per_epoch, "epoch")
+    trainer = _Trainer(cfg, run_dir, device, settings, pipeline, model, step_model, optimizer, should_stop, bar,
+                       processes)
     try:
         position = trainer.restore()
         while position.diverged is None and position.epoch <= cfg.epochs:
