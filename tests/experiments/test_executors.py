@@ -107,3 +107,63 @@ def test_new_epochs_and_a_silent_run_are_reported_with_its_dataset_and_seed(stub
     assert f"epoch  {name}: epoch 1 test error 50.00% (100 img/s)" in lines
     assert f"still  {name}: epoch 2: 1 of 8 steps done, 00:10 elapsed" in lines, lines
     assert all(name in line for line in lines if not line.startswith(("stopping", " "))), lines
+
+
+# ------------------------------------------------------------------------------------------------
+# Distributed runs: a run's processes, started together by the local executor
+
+
+def test_a_distributed_run_waits_for_its_processes_slots():
+    cpu2 = [executors.Slot(gpu=None, threads=1), executors.Slot(gpu=None, threads=1)]
+    assert executors.take_slots(cpu2, cpu2, 2) == (cpu2, cpu2)
+    assert executors.take_slots(cpu2[:1], cpu2, 2) is None  # one of its two slots is busy
+    one = [executors.Slot(gpu=None, threads=2)]
+    per_process, held = executors.take_slots(one, one, 2)  # fewer slots than processes: they share the cores
+    assert [s.threads for s in per_process] == [1, 1] and held == one
+    gpus = [executors.Slot(gpu=g, threads=4) for g in (0, 1)] * 2  # two runs per GPU
+    per_process, held = executors.take_slots(gpus, gpus, 2)
+    assert sorted(s.gpu for s in per_process) == [0, 1]  # one GPU per process, never two ranks on one
+    assert executors.take_slots([gpus[0], gpus[2]], gpus, 2) is None
+
+
+def test_a_run_of_more_processes_than_gpus_is_refused_before_it_starts(tmp_path):
+    [path] = make_runs(tmp_path, 1)
+    config = json.loads((path / store.CONFIG).read_text())
+    config["config"]["world_size"] = 2
+    (path / store.CONFIG).write_text(json.dumps(config))
+    with pytest.raises(executors.UserError, match="world_size=2 .*needs 2 GPUs.*this launch has 1"):
+        run_local([path], None, [executors.Slot(gpu=0, threads=1)], print)
+    with pytest.raises(executors.UserError, match="world_size=2 .*--executor debug"):
+        executors.run_debug([path], None, print)
+
+
+def distributed_run(results: Path, data: Path) -> Path:
+    from wrn.fake_data import write_fake_dataset
+
+    write_fake_dataset("cifar100", data, n_train=64, n_test=32, seed=0)
+    cfg = resolve(RunConfig(dataset="cifar100", depth=10, k=1, data_source="synthetic:64:32", epochs=3,
+                            lr_milestones=(3,), batch_size=8, eval_batch_size=32, preprocessing="meanstd",
+                            world_size=2))
+    path = store.run_dir(results, store.run_id(cfg))
+    path.mkdir(parents=True)
+    atomic_write_json(path / store.CONFIG, {"run_id": path.name, "spec": "s", "label": "WRN-10-1", "kind": "train",
+                                            "config": cfg.to_dict(), "created_at": "now"})
+    return path
+
+
+def test_the_local_executor_trains_a_run_as_its_processes_and_resumes_it_after_a_stop(tmp_path):
+    """Ctrl-C in the middle of a two-process run: both ranks stop at one step, rank 0's checkpoint
+    is where the next launch resumes, and the run finishes as two processes."""
+    path = distributed_run(tmp_path / "results", tmp_path / "data")
+    lines: list[str] = []
+    counts = run_local([path], tmp_path / "data", [executors.Slot(gpu=None, threads=2)], interrupt_on("epoch", lines))
+    assert counts["interrupted"] == 1, lines
+    assert any("CPU, 2 processes x1" in line for line in lines)
+    epoch, step = executors.resume_point(path)
+    lines = []
+    counts = run_local([path], tmp_path / "data", [executors.Slot(gpu=None, threads=2)], lines.append)
+    assert counts["done"] == 1, lines
+    assert any(line.startswith("resume ") and f"at epoch {epoch}, step {step}" in line for line in lines)
+    result = json.loads((path / store.RESULT).read_text())
+    assert result["runtime"]["world_size"] == 2 and result["runtime"]["per_rank_batch"] == 4
+    assert (path / "train.rank1.log").exists()
