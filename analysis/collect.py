@@ -28,7 +28,7 @@ from experiments import store
 from experiments.plan import expand
 from experiments.profiles import PAPER, Profile, load_profile
 from experiments.schema import CONFIG_FIELDS
-from experiments.store import METRICS, PROVENANCE, RunRecord, read_metrics
+from experiments.store import LATER_FIELDS, METRICS, PROVENANCE, RunRecord, read_metrics
 from wrn.files import read_json
 from wrn.records import RunResult
 
@@ -43,7 +43,8 @@ TIMING_COLUMNS = {"ms_median": "time_ms", "ms_min": "time_ms_min", "ms_max": "ti
 PROVENANCE_COLUMNS = ("git_commit", "git_dirty", "host", "device_name", "started_at")
 RUNTIME_COLUMNS = {"precision": "runtime_precision", "channels_last": "runtime_channels_last",
                    "tf32": "runtime_tf32", "compile": "runtime_compile", "torch": "torch",
-                   "device": "device"}
+                   "device": "device", "per_rank_batch": "per_rank_batch", "backend": "backend",
+                   "input_pipeline": "input_pipeline"}
 
 FINISHED = "done"
 
@@ -75,7 +76,7 @@ class Collection:
                                                                         strict=True) if device})
         precisions = sorted({str(p) for p in finished["runtime_precision"].dropna()})
         return (f"{head}{_other_data(finished, self.profile)}, on {' and '.join(devices) or 'an unrecorded device'}, "
-                f"{'/'.join(precisions) or '?'}, {_recipes(finished)}")
+                f"{'/'.join(precisions) or '?'}{_processes(finished)}, {_recipes(finished)}")
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -110,6 +111,23 @@ def _other_data(runs: pd.DataFrame, profile: Profile | None) -> str:
     described = f"synthetic:{data['train_images']}:{data['test_images']}" if data else "real"
     others = sorted({str(source) for source in runs["data_source"].dropna()} - {described})
     return f", trained on data_source {', '.join(others)}" if others else ""
+
+
+def _processes(runs: pd.DataFrame) -> str:
+    """", data-parallel: 8 processes x 32 images (nccl)" for runs that several processes trained (with
+    each process's share of a step's batch and the collectives' backend); nothing for single processes."""
+    shared = runs[runs["world_size"].fillna(1).astype(int) > 1]
+    if shared.empty:
+        return ""
+    kinds = sorted({(int(w), _int_or_none(b), str(k)) for w, b, k in
+                    zip(shared["world_size"], shared["per_rank_batch"], shared["backend"], strict=True)})
+    named = [f"{w} processes x {b if b is not None else '?'} images ({k})" for w, b, k in kinds]
+    single = " and 1 process" if len(shared) < len(runs) else ""
+    return f", data-parallel: {', '.join(named)}{single}"
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
 
 
 def _recipes(runs: pd.DataFrame) -> str:
@@ -161,7 +179,7 @@ def _run_row(rec: RunRecord, spec: str) -> dict[str, Any]:
                            "state": rec.state, "reason": rec.reason, "epochs_done": rec.epochs_done,
                            "path": str(rec.path), "config": rec.config}
     if rec.config is not None:
-        row.update({name: hashable(rec.config.get(name)) for name in CONFIG_FIELDS})
+        row.update({name: hashable(rec.config.get(name, LATER_FIELDS.get(name))) for name in CONFIG_FIELDS})
     row.update(_result_columns(rec.result))
     row["finished_at"] = rec.finished_at
     row.update(_provenance(rec))

@@ -96,5 +96,7 @@ def _result(cfg, rid, spec, label, state, test_error, epochs, params, epoch_time
         params=params, flops=2 * params, epoch_time_s=epoch_time_s, train_time_s=epoch_time_s * epochs,
         images_per_s=800.0, timing=timing_block,
         runtime=RuntimeSettings(device="cpu", device_name="cpu", precision=precision, channels_last=False,
-                                tf32=False, compile=False, torch="2.14.1", threads=1))
+                                tf32=False, compile=False, torch="2.14.1", threads=1, world_size=cfg.world_size,
+                                per_rank_batch=cfg.batch_size // cfg.world_size,
+                                backend="gloo" if cfg.world_size > 1 else "none"))
     return {"run_id": rid, "spec": spec, "label": label, **result.to_dict(), "finished_at": "2024-01-02T00:00:00Z"}

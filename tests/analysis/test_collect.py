@@ -100,3 +100,16 @@ def test_a_caption_names_data_other_than_its_profile_describes(tmp_path):
     write_run(tmp_path, SPEC, dict(_cfg("B(3,3)"), **subset), test_error=6.5)
     described = collect_spec(load_spec(SPEC), tmp_path, overrides=subset).describe()
     assert described.startswith("profile paper (the real data), trained on data_source subset:5000:1000, on cpu")
+
+
+def test_a_caption_names_the_processes_that_trained_its_runs(tmp_path):
+    """Runs of several processes say so, with each one's share of a step's batch and the backend; a
+    single process says nothing."""
+    write_run(tmp_path, SPEC, _cfg("B(3,3)"), test_error=5.5)
+    assert "data-parallel" not in collect_spec(load_spec(SPEC), tmp_path).describe()
+    shared = {"world_size": 2, "sync_bn": True}
+    write_run(tmp_path, SPEC, dict(_cfg("B(3,3)"), **shared), test_error=6.5)
+    collection = collect_spec(load_spec(SPEC), tmp_path, overrides=shared)
+    assert ", data-parallel: 2 processes x 64 images (gloo)," in collection.describe()
+    row = collection.finished.iloc[0]
+    assert (row["world_size"], row["per_rank_batch"], row["backend"], row["sync_bn"]) == (2, 64, "gloo", True)
