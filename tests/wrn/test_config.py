@@ -117,6 +117,19 @@ def test_the_learning_rate_drops_as_the_official_code_drops_it():
     assert [svhn.lr_at(e) for e in (79, 80, 119, 120, 160)] == pytest.approx([0.01, 0.001, 0.001, 1e-4, 1e-4])
 
 
+def test_linear_scaling_and_warmup_follow_goyal_et_al():
+    """lr x batch / the recipe's batch (Goyal et al. 2017, §2.1), reached by a per-step linear climb
+    from the unscaled rate over the warm-up epochs (§2.2), then the recipe's drops."""
+    cfg = resolve(RunConfig(**{**CIFAR, "batch_size": 512, "world_size": 4, "lr_scaling": "linear",
+                               "warmup_epochs": 5}))
+    assert cfg.peak_lr == pytest.approx(0.4)
+    assert cfg.lr_at(1) == pytest.approx(0.1) and cfg.lr_at(1, 0.5) == pytest.approx(0.13)
+    assert cfg.lr_at(3, 0.5) == pytest.approx(0.1 + 0.3 * 2.5 / 5)
+    assert [cfg.lr_at(e) for e in (6, 59, 60, 120)] == pytest.approx([0.4, 0.4, 0.08, 0.016])
+    plain = resolve(RunConfig(**{**CIFAR, "batch_size": 512, "world_size": 4}))
+    assert plain.peak_lr == 0.1 and plain.lr_at(1, 0.5) == 0.1  # the named deviation is off by default
+
+
 # --------------------------------------------------------------------------------------------------
 # Field rules: each field on its own
 
@@ -132,14 +145,15 @@ def test_a_choice_outside_its_list_is_refused_with_a_suggestion(field, choices):
     assert str(error).startswith(f"{field}={bad!r}: allowed: ") and f"did you mean {choices[0]!r}" in str(error)
 
 
-@pytest.mark.parametrize("field", ["hflip", "nesterov", "reset_momentum_on_decay", "drop_last", "compile", "tf32"])
+@pytest.mark.parametrize("field", ["hflip", "nesterov", "reset_momentum_on_decay", "drop_last", "compile", "tf32",
+                                   "sync_bn", "color_augment"])
 def test_a_boolean_field_takes_only_true_or_false(field):
     error = refused(**{**CIFAR, field: 1})
     assert error.field_name == field and "expected true or false" in str(error)
 
 
 @pytest.mark.parametrize("field", ["depth", "k", "epochs", "batch_size", "seed", "crop_padding", "image_size",
-                                   "eval_batch_size"])
+                                   "eval_batch_size", "world_size", "warmup_epochs"])
 @pytest.mark.parametrize("value", [2.0, True])
 def test_an_integer_field_refuses_floats_and_booleans(field, value):
     error = refused(**{**CIFAR, field: value})
@@ -160,6 +174,8 @@ def test_a_number_field_refuses_text_and_non_finite_values(field, value, message
     ("batch_size", 0, "expected an integer >= 1"),
     ("eval_batch_size", 0, "expected an integer >= 1"),
     ("crop_padding", -1, "expected an integer >= 0"),
+    ("world_size", 0, "expected an integer >= 1 (processes, one per GPU)"),
+    ("warmup_epochs", -1, "expected an integer >= 0"),
     ("lr", 0.0, "expected a number > 0"),
     ("lr_decay", 0.0, "expected a factor in (0, 1]"),
     ("lr_decay", 1.5, "expected a factor in (0, 1]"),
@@ -201,6 +217,12 @@ def test_milestones_must_be_increasing_one_indexed_epochs(milestones):
      "imagenet draws its crops and flips per image"),
     (dict(dataset="imagenet", arch="wrn50_2_bottleneck", depth=50, recipe="v1-2016-05"), "crop_draw",
      "imagenet draws its crops and flips per image"),
+    (dict(world_size=3), "world_size", "must divide batch_size 128"),
+    (dict(sync_bn=True), "sync_bn", "needs world_size > 1"),
+    (dict(warmup_epochs=5), "warmup_epochs", "set lr_scaling = linear"),
+    (dict(lr_scaling="linear", warmup_epochs=60), "warmup_epochs", "must end before the first rate drop (epoch 60)"),
+    (dict(color_augment=True), "color_augment", "ImageNet's"),
+    (dict(input_pipeline="tensor"), "input_pipeline", "only ImageNet has an input pipeline"),
 ])
 def test_fields_that_do_not_fit_together_are_refused(fields, field, fragment):
     error = refused(**{**CIFAR, **fields})

@@ -129,3 +129,24 @@ def test_a_real_run_refuses_generated_data(tmp_path, data_dir):
     with pytest.raises(DataError, match="data_source='real'"):
         train(tiny(data_source="real"), tmp_path, data_dir, device="cpu")
     assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / checkpoint.CURRENT).exists()
+
+
+def test_the_warmup_climbs_step_by_step_to_the_linearly_scaled_rate(tmp_path, data_dir, monkeypatch):
+    """Goyal et al.'s gradual warm-up: every step of the warm-up epochs at its own rate, from lr to
+    lr x batch / the recipe's batch, then the schedule's epochs as usual."""
+    import wrn.train as engine
+
+    seen: list[float] = []
+    real_step = engine.training_step
+
+    def recording_step(step_model, optimizer, *args):
+        seen.append(optimizer.param_groups[0]["lr"])
+        return real_step(step_model, optimizer, *args)
+
+    monkeypatch.setattr(engine, "training_step", recording_step)
+    cfg = tiny(batch_size=32, lr=0.1, lr_scaling="linear", warmup_epochs=1, epochs=2, lr_milestones=(3,))
+    train(cfg, tmp_path, data_dir, device="cpu", progress=False)
+    steps = 96 // 32
+    peak = 0.1 * 32 / 128
+    assert seen[:steps] == pytest.approx([0.1 + (peak - 0.1) * s / steps for s in range(steps)])
+    assert seen[steps:] == pytest.approx([peak] * steps)
