@@ -9,7 +9,9 @@
 # torch.compile'd, and for WRN-40-2 also against the DataLoader+PIL fp32 baseline and with 4
 # concurrent training processes on the one GPU (as `experiments.run --runs-per-gpu 4` would run them). Each line of the summary gives images/s, seconds
 # per 50,000-image epoch and MFU against a bf16 matrix-multiply peak measured in the same process; the
-# channels_last steps also profile where a step's time goes (convolutions' share, device idle).
+# channels_last steps also profile where a step's time goes (convolutions' share, device idle). Then
+# a data-parallel step against one process (benchmarks/ddp_step.py) and ImageNet's input paths
+# (benchmarks/input_speed.py), printed after the summary.
 # Target on an H200: WRN-28-10 <= 5 s per epoch (>= 40 % MFU).
 #
 # Without a GPU it runs the same steps on CPU at smoke sizes (to show the script works end to end;
@@ -26,14 +28,16 @@ if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'
     DEVICE=cuda
     BIG=(--train-images 10240 --repeats 3)          # WRN-28-10: ~1-3 s per epoch at the target
     SMALL=(--train-images 20480 --repeats 3)        # WRN-40-2: ~15x fewer FLOPs per image
-    LIMIT=100; COMPILE_LIMIT=150; DEADLINE=450   # seconds: the whole check stays under 8 minutes
+    DDP=(--model WRN-28-10); INPUT=()
+    LIMIT=100; COMPILE_LIMIT=150; DEADLINE=300; EXTRA_LIMIT=90   # seconds: the whole check stays under 8 minutes
     nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,memory.used --format=csv || true
 else
     DEVICE=cpu
     echo "gpu_check: no CUDA device; running every step on CPU at smoke sizes (not GPU numbers)"
     BIG=(--train-images 8 --batch-size 8 --repeats 1 --data-repeats 1)
     SMALL=(--train-images 32 --batch-size 16 --repeats 1 --data-repeats 1)
-    LIMIT=300; COMPILE_LIMIT=600; DEADLINE=3000
+    DDP=(--model WRN-10-1 --batch-size 4 --steps 1); INPUT=(--quick)
+    LIMIT=300; COMPILE_LIMIT=600; DEADLINE=3000; EXTRA_LIMIT=300
 fi
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
 
@@ -62,6 +66,19 @@ echo "== fused SGD against foreach SGD on $DEVICE (at ${SECONDS}s)" >&2
 timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/wrn/test_equivalence.py -k fused > "$RESULTS/fused_sgd.log" 2>&1
 echo "fused SGD equals foreach SGD across a momentum reset: $(tail -n 1 "$RESULTS/fused_sgd.log")"
 
+# Data parallelism (benchmarks/ddp_step.py): a WRN-28-10 step of 2 processes on 2 GPUs over NCCL when
+# there are 2 (else DistributedDataParallel in one process), against one process alone.
+echo "== data-parallel step on $DEVICE (at ${SECONDS}s)" >&2
+timeout --kill-after=10 "$EXTRA_LIMIT" "$PY" -m benchmarks.ddp_step --device "$DEVICE" "${DDP[@]}" \
+    > "$RESULTS/ddp_step.txt" 2> "$RESULTS/ddp_step.log" || echo "   ddp_step failed: $(tail -n 2 "$RESULTS/ddp_step.log")" >&2
+
+# ImageNet's input paths (benchmarks/input_speed.py): decoded, augmented 224x224 crops per second of
+# PIL in DataLoader workers and of torchvision.io decoding (nvJPEG on the GPU), against what WRN-50-2
+# consumes per GPU.
+echo "== ImageNet input paths on $DEVICE (at ${SECONDS}s)" >&2
+timeout --kill-after=10 "$EXTRA_LIMIT" "$PY" -m benchmarks.input_speed --device "$DEVICE" "${INPUT[@]}" \
+    > "$RESULTS/input_speed.txt" 2> "$RESULTS/input_speed.log" || echo "   input_speed failed: $(tail -n 2 "$RESULTS/input_speed.log")" >&2
+
 "$PY" - "$RESULTS" "$SECONDS" <<'EOF'
 import json, sys
 from pathlib import Path
@@ -84,4 +101,7 @@ for path in sorted(results.glob("*.json")):
         notes.append(f"{c['processes']} processes: {c['total_img_s']:,.0f} img/s total ({c['ratio']:.2f}x one)")
     print(f"{path.stem:<28}{r['suite_img_s']:>10,.0f}{r['epoch_50k_s']:>13.2f}{r['achieved_flops'] / 1e12:>9.1f}"
           f"{r['peak_flops'] / 1e12:>11.1f}{r['mfu']:>7.1%}  {'; '.join(notes)}")
+for name in ("ddp_step", "input_speed"):
+    path = results / f"{name}.txt"
+    print(f"\n{path.read_text().rstrip()}" if path.is_file() and path.stat().st_size else f"\n{name}: no result")
 EOF
