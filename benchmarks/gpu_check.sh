@@ -28,7 +28,7 @@ if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'
     DEVICE=cuda
     BIG=(--train-images 10240 --repeats 3)          # WRN-28-10: ~1-3 s per epoch at the target
     SMALL=(--train-images 20480 --repeats 3)        # WRN-40-2: ~15x fewer FLOPs per image
-    DDP=(--model WRN-28-10); INPUT=()
+    DDP=(--model WRN-28-10); INPUT=(--max-seconds 10)
     LIMIT=100; COMPILE_LIMIT=150; DEADLINE=300; EXTRA_LIMIT=90   # seconds: the whole check stays under 8 minutes
     nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.draw,memory.used --format=csv || true
 else
@@ -76,7 +76,7 @@ timeout --kill-after=10 "$EXTRA_LIMIT" "$PY" -m benchmarks.ddp_step --device "$D
 # PIL in DataLoader workers and of torchvision.io decoding (nvJPEG on the GPU), against what WRN-50-2
 # consumes per GPU.
 echo "== ImageNet input paths on $DEVICE (at ${SECONDS}s)" >&2
-timeout --kill-after=10 "$EXTRA_LIMIT" "$PY" -m benchmarks.input_speed --device "$DEVICE" "${INPUT[@]}" \
+timeout --kill-after=10 "$EXTRA_LIMIT" "$PY" -m benchmarks.input_speed "${INPUT[@]}" \
     > "$RESULTS/input_speed.txt" 2> "$RESULTS/input_speed.log" || echo "   input_speed failed: $(tail -n 2 "$RESULTS/input_speed.log")" >&2
 
 "$PY" - "$RESULTS" "$SECONDS" <<'EOF'

@@ -128,8 +128,10 @@ class RunConfig:
     crop_draw: str | None = None  # per_image, or per_batch: one offset for the whole minibatch (v1 era)
     flip_draw: str | None = None  # per_image (p = 0.5), or half_batch: exactly half of each minibatch (v1 era)
     image_size: int | None = None  # training crop size (ImageNet only; CIFAR/SVHN are 32)
-    # ImageNet's colour augmentation as fb.resnet.torch's (ColorJitter 0.4 + PCA lighting 0.1); None =
-    # the recipe's (on for ImageNet, which alone allows it)
+    # ImageNet's augmentation as fb.resnet.torch's (RandomSizedCrop, ColorJitter 0.4, PCA lighting 0.1;
+    # wrn/imagenet_augment.py); None = the recipe's (on for ImageNet, which alone allows it). false: the
+    # suite's earlier torchvision pipeline (RandomResizedCrop, bilinear), kept pixel for pixel so that runs
+    # stored before this field existed keep their data under their ids
     color_augment: bool | None = None
     # How ImageNet JPEGs become batches: pil (PIL in DataLoader workers, the portable path), tensor
     # (torchvision.io decoding, on the GPU with nvJPEG under CUDA, then batched crops on the device),
@@ -409,9 +411,6 @@ def _warmup_goes_with_linear_scaling(c: RunConfig) -> None:
     if c.warmup_epochs and c.lr_scaling != "linear":
         raise ConfigError("warmup_epochs", c.warmup_epochs, "the gradual warm-up climbs to a linearly scaled "
                           "rate: set lr_scaling = linear, or warmup_epochs = 0")
-    if c.warmup_epochs and c.lr_milestones and c.warmup_epochs >= c.lr_milestones[0]:
-        raise ConfigError("warmup_epochs", c.warmup_epochs,
-                          f"must end before the first rate drop (epoch {c.lr_milestones[0]})")
 
 
 def _imagenet_only_options(c: RunConfig) -> None:
