@@ -403,6 +403,10 @@ def _batch_splits_over_the_processes(c: RunConfig) -> None:
     if c.batch_size % c.world_size:
         raise ConfigError("world_size", c.world_size, f"must divide batch_size {c.batch_size}: every process "
                           "trains an equal share of each step's batch")
+    rest = expected_sizes(c)[0] % c.batch_size
+    if not c.drop_last and 0 < rest < c.world_size:
+        raise ConfigError("world_size", c.world_size, f"leaves a process no image of the last batch ({rest} images, "
+                          "kept since drop_last is false): drop it, or use fewer processes")
     if c.sync_bn and c.world_size == 1:
         raise ConfigError("sync_bn", c.sync_bn, "synchronises batch norm across processes: needs world_size > 1")
 

@@ -219,6 +219,8 @@ def test_milestones_must_be_increasing_one_indexed_epochs(milestones):
      "imagenet draws its crops and flips per image"),
     (dict(world_size=3), "world_size", "must divide batch_size 128"),
     (dict(sync_bn=True), "sync_bn", "needs world_size > 1"),
+    (dict(recipe="he-2016", data_source="synthetic:129:10", world_size=2), "world_size",
+     "leaves a process no image of the last batch (1 images"),
     (dict(warmup_epochs=5), "warmup_epochs", "set lr_scaling = linear"),
     (dict(color_augment=True), "color_augment", "ImageNet's"),
     (dict(input_pipeline="tensor"), "input_pipeline", "only ImageNet has an input pipeline"),
