@@ -70,6 +70,10 @@ def expand(spec: Spec, profile: Profile | str = "paper", overrides: dict[str, An
         for fields_, sources, position in layered:
             config = resolve_merged({**fields_, "seed": seed}, sources, spec.where)
             measured = None if timing is None else {**timing, "batch_size": config.batch_size}
+            if measured is not None and config.world_size > 1:
+                raise SpecError(f"{spec.where}: world_size={config.world_size} ({position}): a timing measurement "
+                                "is one process's step: allowed: world_size = 1 (benchmarks/ddp_step.py times "
+                                "a data-parallel step)")
             rid = run_id(config, measured)
             label = render_label(config)
             if rid in seen:

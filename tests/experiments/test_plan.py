@@ -276,3 +276,8 @@ def test_a_timing_measurement_never_shares_a_run_with_a_training_run(profile):
     assert {r.run_id for r in store.runs_of(records, timing)} == {p.run_id for p in timing}
     for t, p in same_config:
         assert t.run_id not in {r.run_id for r in store.runs_of(records, [p])}
+
+
+def test_a_timing_spec_times_one_process():
+    with pytest.raises(SpecError, match="world_size=2 .*a timing measurement is one process's step"):
+        expand(load_spec("figure_timing"), "smoke", overrides={"world_size": 2, "batch_size": 16})
