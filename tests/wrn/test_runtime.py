@@ -7,6 +7,7 @@ import torch
 
 from wrn import cpuinfo, runtime
 from wrn.config import RunConfig, resolve
+from wrn.records import RuntimeSettings
 from wrn.runtime import pick_device, runtime_settings
 
 CPU = torch.device("cpu")
@@ -32,7 +33,16 @@ def test_explicit_settings_are_kept(precision, channels_last, expected):
 
 def test_the_recorded_settings_are_the_result_json_block():
     assert set(settings().to_dict()) == {"device", "device_name", "precision", "channels_last", "tf32", "compile",
-                                         "torch", "threads"}
+                                         "torch", "threads", "world_size", "per_rank_batch", "backend",
+                                         "input_pipeline"}
+
+
+def test_a_result_written_before_data_parallelism_reads_as_one_process():
+    recorded = settings().to_dict()
+    for name in ("world_size", "per_rank_batch", "backend", "input_pipeline"):
+        del recorded[name]
+    older = RuntimeSettings.from_dict(recorded)
+    assert (older.world_size, older.per_rank_batch, older.backend, older.input_pipeline) == (1, None, "none", None)
 
 
 def test_pick_device():
