@@ -2,7 +2,9 @@
 
 Parameter and FLOP counts come from the networks' shapes (`wrn.sizes`), without building them or
 importing torch, so a dry run of any spec takes about a second; the time comes from the throughput
-model of `wrn.throughput`.
+model of `wrn.throughput`. A run of world_size W (W processes, one per device, sharing each step's
+batch) does the same work as on one device: its device-hours are the same FLOPs at the same rate,
+spread over W devices, so its wall time is about 1/W of them (communication left out).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from experiments.clusters import RunLoad
 from wrn.config import RunConfig, resolved_precision
 from wrn.sizes import network_size
 from wrn.throughput import device_rate, estimate_seconds, timing_seconds
@@ -29,8 +32,18 @@ class Estimate:
     est_seconds: float
     precision: str  # what the run trains in on the device it is estimated for ("auto" resolved)
     device_type: str  # the device the time is estimated for: "cuda" or "cpu"
+    kind: str = "train"  # "timing" for a Figure 4 measurement
     state: str = "todo"
     planned_by: str | None = None  # the spec that planned the run first, when it exists in the store
+
+    @property
+    def wall_seconds(self) -> float:
+        """How long the run takes from start to end: its device time over its world_size devices."""
+        return self.est_seconds / self.config.world_size
+
+    def load(self) -> RunLoad:
+        """What placing the run on a cluster needs to know of it (`experiments.clusters.place_runs`)."""
+        return RunLoad(self.run_id, self.config.world_size, self.kind == "train", self.est_seconds)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -42,8 +55,10 @@ class Estimate:
             "epochs": self.config.epochs,
             "recipe": self.config.recipe,
             "precision": self.precision,
+            "world_size": self.config.world_size,
             "est_device": self.device_type,
             "est_hours": self.est_seconds / 3600,
+            "est_wall_hours": self.wall_seconds / 3600,
             "state": self.state,
             "planned_by": self.planned_by,
             "config": self.config.to_dict(),
@@ -63,7 +78,8 @@ def estimate(planned, device_type: str = "cuda", tflops: float | None = None) ->
             steps = p.timing["warmup"] + p.timing["repeats"]
             seconds = timing_seconds(flops, p.timing["batch_size"], steps, rate, device_type)
         out.append(Estimate(p.run_id, p.spec, p.label, p.config, params, flops, seconds,
-                            resolved_precision(p.config, device_type), device_type))
+                            resolved_precision(p.config, device_type), device_type,
+                            kind="train" if p.timing is None else "timing"))
     return out
 
 
@@ -75,17 +91,25 @@ def format_duration(seconds: float, device_type: str) -> str:
     return f"{seconds / 3600:.2f} {device_type.upper()}-hours"
 
 
-def format_estimates(rows: list[Estimate], device_type: str) -> str:
-    est = f"est {device_type}-h"
+def format_estimates(rows: list[Estimate], device_type: str, places: dict[str, tuple[int, int]] | None = None) -> str:
+    """The dry run's table: one line per run, its processes (one device each) and its estimated
+    device-hours and wall hours, and the total; `places`: run id -> (nodes, array task) of each run to
+    train on a cluster, two columns more."""
+    est, procs = f"est {device_type}-h", "GPUs" if device_type == "GPU" else "procs"
+    where = f"{'nodes':>5} {'task':>5} " if places is not None else ""
     head = (f"{'run_id':<12}  {'label':<24} {'dataset':<8} {'seed':>4} {'params':>11} "
-            f"{'GFLOPs':>7} {'epochs':>6} {'recipe':<16} {'prec':<4} {est:>10}  state")
+            f"{'GFLOPs':>7} {'epochs':>6} {'recipe':<16} {'prec':<4} {procs:>5} {where}{est:>10} {'wall-h':>7}  state")
     lines = [head, "-" * len(head)]
     for r in rows:
         c = r.config
+        nodes, task = places.get(r.run_id, ("-", "-")) if places is not None else ("", "")
+        place = f"{nodes:>5} {task:>5} " if places is not None else ""
         lines.append(f"{r.run_id:<12}  {r.label:<24} {c.dataset:<8} {c.seed:>4} {r.params:>11,} "
-                     f"{r.flops / 1e9:>7.2f} {c.epochs:>6} {c.recipe:<16} {r.precision:<4} "
-                     f"{r.est_seconds / 3600:>10.2f}  {r.state}")
+                     f"{r.flops / 1e9:>7.2f} {c.epochs:>6} {c.recipe:<16} {r.precision:<4} {c.world_size:>5} "
+                     f"{place}{r.est_seconds / 3600:>10.2f} {r.wall_seconds / 3600:>7.2f}  {r.state}")
     total = sum(r.est_seconds for r in rows)
-    lines.append(f"{len(rows)} runs, estimated {format_duration(total, device_type)} in all "
-                 f"(throughput model: wrn/throughput.py)")
+    spread = (f"; a run of world_size N, N processes on N {device_type}s, takes about 1/N of its "
+              f"{device_type}-hours in wall time (wall-h)" if any(r.config.world_size > 1 for r in rows) else "")
+    lines.append(f"{len(rows)} runs, estimated {format_duration(total, device_type)} in all, the time of every "
+                 f"process counted{spread} (throughput model: wrn/throughput.py)")
     return "\n".join(lines)

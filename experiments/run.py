@@ -14,6 +14,7 @@ cost), launch (`experiments.launch`), report (`analysis.report`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from analysis.paper import read_paper_results
 from experiments import store
-from experiments.clusters import ClusterProfile, load_cluster
+from experiments.clusters import ArrayTask, ClusterProfile, load_cluster, place_runs
 from experiments.console import log_line
 from experiments.estimate import Estimate, estimate, format_estimates
 from experiments.plan import PlannedRun, expand, parse_overrides, select
@@ -80,11 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "downloaded; on nodes without internet fetch them first with python -m wrn.download")
     p.add_argument("--max-parallel", type=int, default=None,
                    help="cap on concurrent runs (local: default one per GPU, one on CPU; slurm: "
-                        "the job array's parallelism)")
+                        "the job array's parallelism, in array tasks: a run, a distributed run or a packed task)")
     p.add_argument("--runs-per-gpu", type=int, default=1,
                    help="local executor: runs sharing each GPU (small networks cannot fill a large GPU)")
     p.add_argument("--cluster", default="local",
                    help="with --executor slurm: a cluster profile name in slurm/clusters/ or a path")
+    p.add_argument("--runs-per-task", type=int, default=None,
+                   help="with --executor slurm: runs of world_size 1 that one array task trains side by side "
+                        "on its GPU (default: the cluster profile's runs_per_task)")
     p.add_argument("--wait", action="store_true",
                    help="with --executor slurm: block until the jobs finish, then write the report")
     p.add_argument("--device-tflops", type=float, default=None,
@@ -182,13 +186,16 @@ def _validated_arguments(argv: list[str] | None) -> argparse.Namespace:
     if args.json and not args.dry_run:
         raise UsageError("--json: only meaningful with --dry-run")
     for flag, value in (("--seeds", args.seeds), ("--max-parallel", args.max_parallel),
-                        ("--runs-per-gpu", args.runs_per_gpu)):
+                        ("--runs-per-gpu", args.runs_per_gpu), ("--runs-per-task", args.runs_per_task)):
         if value is not None and value < 1:
             raise UsageError(f"{flag}: {value}: expected an integer >= 1")
     if args.device_tflops is not None and not args.device_tflops > 0:
         raise UsageError(f"--device-tflops: {args.device_tflops}: expected a number > 0")
     if args.wait and args.executor != "slurm":
         raise UsageError("--wait: only meaningful with --executor slurm (local runs always wait)")
+    if args.runs_per_task is not None and args.executor != "slurm":
+        raise UsageError("--runs-per-task: only meaningful with --executor slurm (the local executor shares a GPU "
+                         "with --runs-per-gpu)")
     if args.until_resolved != (args.max_seeds is not None):
         raise UsageError("--until-resolved and --max-seeds: give both (the rounds need their budget) or neither")
     if args.max_seeds is not None and args.max_seeds < 2:
@@ -222,13 +229,26 @@ def _plan(args: argparse.Namespace) -> _Plan:
     planned = expand(spec, profile, overrides, seeds=args.seeds)
     if args.only:
         planned = select(planned, parse_overrides(args.only, "--only", SELECT_FIELDS), spec)
-    cluster = load_cluster(args.cluster) if args.executor == "slurm" else None
+    cluster = _cluster(args, planned)
     design = _sequential_design(args, spec, profile, planned)
     if design is not None:
         from experiments.rounds import worst_case_runs  # deferred: imports pandas
         planned = worst_case_runs(spec, profile, overrides, design)
     results = (args.results or profile.default_results()).absolute()
     return _Plan(spec, profile, overrides, planned, cluster, design, results)
+
+
+def _cluster(args: argparse.Namespace, planned: list[PlannedRun]) -> ClusterProfile | None:
+    """The cluster profile of a SLURM launch, --runs-per-task applied; every run's world_size checked
+    against its nodes."""
+    if args.executor != "slurm":
+        return None
+    cluster = load_cluster(args.cluster)
+    if args.runs_per_task is not None:
+        cluster = dataclasses.replace(cluster, runs_per_task=args.runs_per_task)
+    for run in planned:
+        cluster.topology(run.config.world_size, run.run_id)
+    return cluster
 
 
 def _sequential_design(args: argparse.Namespace, spec: Spec, profile: Profile,
@@ -275,19 +295,32 @@ def _estimates(plan: _Plan, runs: list[PlannedRun], device_type: str, args: argp
 
 
 def _print_dry_run(plan: _Plan, estimates: list[Estimate], device_type: str, as_json: bool) -> None:
-    """The runs and their cost; for a sequential launch, every run it may train (its worst case)."""
+    """The runs and their cost; for a sequential launch, every run it may train (its worst case); on a
+    cluster, where each run goes (its nodes and array task) and the GPU-hours with and without packing."""
+    tasks = [] if plan.cluster is None else place_runs(
+        [e.load() for e in estimates if e.state not in ("done", "diverged")], plan.cluster)
+    places = {name: (i, task) for i, task in enumerate(tasks) for name in task.runs}
     if as_json:
-        print(json.dumps([r.to_json() for r in estimates], indent=2))
+        rows = [r.to_json() for r in estimates]
+        if plan.cluster is not None:
+            for row in rows:
+                i, task = places.get(row["run_id"], (None, None))
+                row["slurm"] = None if task is None else {"array_task": i, "nodes": task.topology.nodes,
+                                                          "runs_in_task": len(task.runs)}
+        print(json.dumps(rows, indent=2))
         return
     print(f"{plan.spec.name}: {plan.spec.title} ({plan.spec.paper_ref}), {plan.profile.describe()}; "
           f"results in {plan.results}")
-    print(format_estimates(estimates, {"cuda": "GPU", "cpu": "CPU"}[device_type]))
+    shown = None if plan.cluster is None else {name: (task.topology.nodes, i) for name, (i, task) in places.items()}
+    print(format_estimates(estimates, {"cuda": "GPU", "cpu": "CPU"}[device_type], shown))
     done = [e for e in estimates if e.state in ("done", "diverged")]
     shared = Counter(e.planned_by for e in done if e.planned_by not in (None, plan.spec.name))
     if done:
         print(f"{len(done)} of {len(estimates)} runs are done" + (
             ", of which " + ", ".join(f"{n} first planned by {name}" for name, n in sorted(shared.items()))
             if shared else "") + ": a network is trained once for every spec that lists it")
+    if tasks:
+        print(_cluster_lines(plan.cluster, tasks, estimates))
     design = plan.design
     if design is not None:
         first = [e for e in estimates if e.config.seed < design.start]
@@ -296,6 +329,22 @@ def _print_dry_run(plan: _Plan, estimates: list[Estimate], device_type: str, as_
               f"{sum(e.est_seconds for e in first) / 3600:.1f} GPU-hours; the worst case (every ordering "
               f"unresolved to the end) {len(estimates)} runs, {sum(e.est_seconds for e in estimates) / 3600:.1f} "
               "GPU-hours")
+
+
+def _cluster_lines(cluster: ClusterProfile, tasks: list[ArrayTask], estimates: list[Estimate]) -> str:
+    """What the runs to train take on `cluster`: array tasks, and GPU-hours packed and not."""
+    unpacked = sum(e.est_seconds for e in estimates if e.state not in ("done", "diverged")) / 3600
+    packed = sum(t.seconds for t in tasks) / 3600
+    head = (f"on cluster {cluster.name!r}: {sum(len(t.runs) for t in tasks)} runs to train as {len(tasks)} array "
+            f"tasks (the task column; nodes: each task's nodes), runs_per_task = {cluster.runs_per_task}")
+    if cluster.runs_per_task == 1:
+        return (f"{head}\n{unpacked:.2f} GPU-hours, one run per task (--runs-per-task N packs N runs of world_size 1 "
+                "on a GPU)")
+    if all(len(t.runs) == 1 for t in tasks):
+        return f"{head}\n{unpacked:.2f} GPU-hours, one run per task (no two runs of world_size 1 to pack)"
+    return (f"{head}\n{packed:.2f} GPU-hours packed, {unpacked:.2f} GPU-hours one run per task: a packed task holds "
+            "its GPU as long as its longest run, if the runs sharing it do not slow each other down (measure it "
+            "with --runs-per-gpu on one GPU)")
 
 
 def _report(plan: _Plan) -> int:

@@ -1,24 +1,31 @@
-"""Run a spec's runs on a SLURM cluster: one job array through submitit, tracked through the run store.
+"""Run a spec's runs on a SLURM cluster: job arrays through submitit, tracked through the run store.
 
-Submission (`submit_runs`) snapshots the code, then submits one job array per chunk of at most the
-cluster's MaxArraySize runs (submitit does not split arrays itself, facebookincubator/submitit issue
-1624; each chunk waits for the one before it, so the parallelism cap holds across chunks) and writes slurm.json into every run folder.
+Submission (`submit_runs`) snapshots the code, lays the runs out on the cluster profile's nodes
+(`experiments.clusters.place_runs`: a run of world_size W is W processes, one per GPU, on
+ceil(W / tasks_per_node) nodes; up to `runs_per_task` runs of world_size 1 share one GPU), and submits
+one job array per topology (submitit's parameters are per array) and per chunk of at most the cluster's
+MaxArraySize tasks (submitit does not split arrays itself:
+https://github.com/facebookincubator/submitit/issues/1624). Each array waits for the one before it, so
+the parallelism cap holds across them. Every run folder gets slurm.json.
 
-Each array task is a `SlurmRunJob`, a submitit Checkpointable: on USR2 (preemption, or the time limit
-drawing near) its `checkpoint()` stops training at the next step boundary, which writes the run's
-checkpoint, and submitit requeues the job. The requeued job, like any start of a run (an
-`scontrol requeue` or a node failure reruns the original submission), resumes from the run store's last
-good checkpoint, so nothing depends on how the job was restarted.
+Each array task is a submitit Checkpointable: `SlurmRunJob` (one run, in one process or as the W
+processes of a distributed run) or `SlurmPackJob` (several runs side by side, one worker process each).
+On USR2 (preemption, or the time limit drawing near) its `checkpoint()` stops training at the next step
+boundary, which writes each run's checkpoint, and submitit requeues the job once. The requeued job, like
+any start of a run (an `scontrol requeue` or a node failure reruns the original submission), resumes
+from the run store's last good checkpoint, so nothing depends on how the job was restarted.
 
 Code snapshot: the packages the jobs import (wrn/, experiments/, analysis/) are copied to
 ``<results>/slurm/<spec>/<submission>/code/`` and the jobs run from there (it is their working directory
 and first on PYTHONPATH), so editing the checkout while jobs wait changes nothing. submitit's own files
-(pickles, logs) go to ``<results>/slurm/<spec>/<submission>/jobs/<job id>/``.
+(pickles, logs: ``<job>_<rank>_log.err`` per process) and the workers' logs of a packed task
+(``<run_id>.log``) go to ``<results>/slurm/<spec>/<submission>/jobs/<job id>/``.
 
 Job states are read from the run store, never from submitit's result pickles: a failed array task
 cannot hide the others, and `python -m experiments.status` in another shell sees what `wait_for` sees.
 A job that ended without a result or a recorded error (cancelled, killed for memory, node failure,
-requeued too often) is recorded as failed by `reconcile`, with the tail of its log.
+requeued too often) is recorded as failed by `reconcile`, with the tail of the log of each of its
+processes.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -39,11 +47,14 @@ from pathlib import Path
 import submitit
 
 from experiments import store
-from experiments.clusters import ClusterProfile
+from experiments.clusters import ArrayTask, ClusterProfile, RunLoad, Topology, place_runs
 from experiments.console import Log, log_line
+from experiments.estimate import estimate
+from experiments.plan import PlannedRun
 from experiments.provenance import git_state
+from wrn.config import RunConfig
 from wrn.errors import UserError
-from wrn.files import atomic_write_json
+from wrn.files import atomic_write_json, read_json
 from wrn.records import timestamp
 
 SNAPSHOT_PACKAGES = ("wrn", "experiments", "analysis")
@@ -54,19 +65,32 @@ ENDED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "BOOT_FAIL"
          "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "SPECIAL_EXIT"}
 WAITING_STATES = ("queued", "running")
 QUERY_TIMEOUT_S = 60
+POLL_S = 0.2
+# How long a process of a distributed run other than rank 0, stopped with the others at a step
+# boundary, waits for the requeue that rank 0 asks for right after writing the checkpoint (SLURM then
+# kills every process: submitit ignores the SIGTERM, the SIGKILL follows KillWait, 30 s by default).
+# Exiting earlier could end the job step before the requeue; a wait this long means rank 0 did not
+# requeue (out of requeues, or dead), and the process exits.
+REQUEUE_WAIT_S = 180
+LOG_TAIL_LINES = 15
 
 
 # --------------------------------------------------------------------------------------------------
-# The job
+# The jobs
 
 
 class SlurmRunJob(submitit.helpers.Checkpointable):
-    """One array task: train (or resume) the run in `run_dir` through `experiments.worker.execute_run`.
+    """One array task that trains (or resumes) the run in `run_dir` through
+    `experiments.worker.execute_run`: alone, or as one of the W processes (SLURM tasks) of a distributed
+    run.
 
     Training runs in a worker thread. submitit calls `checkpoint()` from its USR2 handler, at an
-    arbitrary point of the main thread; the main thread only waits for the worker in short joins, so
-    the handler runs promptly, asks the worker to stop at its next step boundary (where it writes the
-    checkpoint), waits for it, and hands submitit a fresh job to requeue."""
+    arbitrary point of the main thread, and only in rank 0 (the other ranks' handlers just log); the
+    main thread only waits for the worker in short joins, so the handler runs promptly, asks the
+    worker to stop at its next step boundary (where it writes the checkpoint), waits for it, and hands
+    submitit a fresh job to requeue. In a distributed run the engine's collective agreement stops every
+    rank at that same step boundary; the other ranks then wait for the requeue to end them
+    (`REQUEUE_WAIT_S`) rather than end the job step first."""
 
     def __init__(self, data_dir: str | None, threads: int):
         self.data_dir = data_dir
@@ -84,10 +108,24 @@ class SlurmRunJob(submitit.helpers.Checkpointable):
         import torch  # deferred: the job needs torch and the engine when it runs, not when it is submitted
 
         from experiments.worker import execute_run  # deferred: as torch
+        from wrn.train import TrainingInterrupted  # deferred: as torch
 
         torch.set_num_threads(self.threads)  # SLURM does not confine CPUs here (no task/cgroup)
+        job = submitit.JobEnvironment()
+        rank = ""
+        if job.num_tasks > 1:
+            # torch's env:// variables (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK), from which
+            # execute_run joins the process group. CUDA_VISIBLE_DEVICES stays SLURM's: every process of
+            # the node sees the job's GPUs of the node (--gpus-per-node), which NCCL needs to use NVLink
+            # (https://github.com/NVIDIA/nccl/issues/1066), and the engine takes cuda:LOCAL_RANK among
+            # them. submitit's set_cuda_visible_devices would write the local rank as a physical index
+            # instead: another job's GPU, on a node shared without device cgroups.
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+            rank = f" as rank {job.global_rank} of {job.num_tasks} on {job.hostname}"
         code = Path(__file__).resolve().parent.parent
-        print(f"training {run_dir} with the code in {code}", file=sys.stderr, flush=True)
+        gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+        print(f"training {run_dir} with the code in {code}{rank}" + ("" if gpus is None else f", GPUs {gpus}"),
+              file=sys.stderr, flush=True)
         self._stop = threading.Event()
         outcome: dict = {}
 
@@ -101,7 +139,11 @@ class SlurmRunJob(submitit.helpers.Checkpointable):
         self._thread = threading.Thread(target=work, name="train")
         self._thread.start()
         while self._thread.is_alive():
-            self._thread.join(timeout=0.2)
+            self._thread.join(timeout=POLL_S)
+        if isinstance(outcome.get("error"), TrainingInterrupted) and job.global_rank != 0:
+            print(f"rank {job.global_rank}: stopped with rank 0 at a step boundary; waiting up to "
+                  f"{REQUEUE_WAIT_S} s for its requeue", file=sys.stderr, flush=True)
+            time.sleep(REQUEUE_WAIT_S)
         if "error" in outcome:
             raise outcome["error"]
         return outcome["state"]
@@ -112,6 +154,67 @@ class SlurmRunJob(submitit.helpers.Checkpointable):
             self._stop.set()
             self._thread.join()
         return submitit.helpers.DelayedSubmission(SlurmRunJob(self.data_dir, self.threads), run_dir)
+
+
+def worker_log(log_dir: Path, run_dir: str | Path) -> Path:
+    """The log of a packed run's worker process: in its job's folder, named by the run."""
+    return Path(log_dir) / f"{Path(run_dir).name}.log"
+
+
+class SlurmPackJob(submitit.helpers.Checkpointable):
+    """One array task that trains several runs of world_size 1 side by side on its one GPU, each in a
+    `python -m experiments.worker` process of its own with `threads` CPU threads: each run has its own
+    checkpoint, resume and log (`worker_log`), and one that fails leaves the others training.
+
+    On USR2 `checkpoint()` passes the signal on to every worker, which checkpoints at its next step
+    boundary and exits (SLURM may also have signalled the workers themselves: a second USR2 changes
+    nothing), waits for them, and requeues the task once, for its runs neither finished nor failed. A
+    run finished before a requeue that bypasses submitit (which reruns the original task) is not
+    trained again: its worker returns the stored result."""
+
+    def __init__(self, data_dir: str | None, threads: int):
+        self.data_dir = data_dir
+        self.threads = threads
+        self._workers: dict[str, subprocess.Popen] = {}
+
+    def __getstate__(self) -> dict:
+        return {"data_dir": self.data_dir, "threads": self.threads}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["data_dir"], state["threads"])
+
+    def __call__(self, run_dirs: list[str]) -> dict[str, int]:
+        code = Path(__file__).resolve().parent.parent
+        log_dir = submitit.JobEnvironment().paths.folder
+        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads),
+                   PYTHONUNBUFFERED="1")
+        data = [] if self.data_dir is None else ["--data-dir", self.data_dir]
+        gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+        for run_dir in run_dirs:
+            log = worker_log(log_dir, run_dir)
+            with open(log, "a") as out:
+                worker = subprocess.Popen([sys.executable, "-m", "experiments.worker", run_dir, *data], env=env,
+                                          stdout=out, stderr=subprocess.STDOUT, cwd=code)
+            self._workers[run_dir] = worker
+            print(f"training {run_dir} with the code in {code} in process {worker.pid} on {self.threads} "
+                  f"thread(s)" + ("" if gpus is None else f", GPUs {gpus}") + f"; log: {log}", file=sys.stderr,
+                  flush=True)
+        while any(w.poll() is None for w in self._workers.values()):
+            time.sleep(POLL_S)
+        for run_dir, worker in self._workers.items():
+            print(f"{Path(run_dir).name}: exit code {worker.returncode}, {store.read_run(Path(run_dir)).state}",
+                  file=sys.stderr, flush=True)
+        return {run_dir: worker.returncode for run_dir, worker in self._workers.items()}
+
+    def checkpoint(self, run_dirs: list[str]) -> submitit.helpers.DelayedSubmission:
+        for run_dir, worker in self._workers.items():
+            if worker.poll() is None:
+                print(f"checkpointing {Path(run_dir).name} at the next step boundary", file=sys.stderr, flush=True)
+                worker.send_signal(signal.SIGUSR2)
+        for worker in self._workers.values():
+            worker.wait()
+        unfinished = [d for d in run_dirs if store.read_run(Path(d)).state not in ("done", "diverged", "failed")]
+        return submitit.helpers.DelayedSubmission(SlurmPackJob(self.data_dir, self.threads), unfinished)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -175,31 +278,43 @@ def snapshot_code(dest: Path) -> Path:
 
 
 def _job_setup(cluster: ClusterProfile, code: Path) -> list[str]:
-    threads = str(cluster.cpus_per_run)
+    threads = str(cluster.cpus_per_task)
     lines = list(cluster.setup)
     lines.append(f"export PYTHONPATH={shlex.quote(str(code))}${{PYTHONPATH:+:$PYTHONPATH}}")
     lines.append(f"export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}")
+    lines.append(f"export WRN_COLLECTIVE_TIMEOUT_S={cluster.collective_timeout_s}")
     git = git_state()
     if git["git_commit"] is not None:  # the snapshot is no checkout: provenance reads these instead
         lines.append(f"export WRN_GIT_COMMIT={git['git_commit']} WRN_GIT_DIRTY={int(bool(git['git_dirty']))}")
     return lines
 
 
-def make_executor(cluster: ClusterProfile, folder: Path, code: Path, job_name: str,
-                  parallelism: int, dependency: str | None) -> submitit.SlurmExecutor:
+def make_executor(cluster: ClusterProfile, folder: Path, code: Path, job_name: str, parallelism: int,
+                  dependency: str | None, topology: Topology) -> submitit.SlurmExecutor:
+    """The executor of one job array, every task of it shaped as `topology`: its nodes, its processes
+    (SLURM tasks) per node with a GPU and `cpus_per_task` CPUs each, and --mem for every process the
+    node runs (a packed task's workers included: `mem_gb` is per process). The processes of a
+    distributed run end together: one that exits with an error (its collective timed out, say) makes
+    srun end the others (--kill-on-bad-exit), since a hung one would otherwise hold the job until its
+    time limit."""
     executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=cluster.max_num_timeout)
+    processes = topology.tasks_per_node * topology.runs
     params = dict(
         job_name=job_name,
         time=cluster.time_min,
-        cpus_per_task=cluster.cpus_per_run,
-        mem=f"{round(cluster.mem_gb * 1024)}MB",
+        nodes=topology.nodes,
+        ntasks_per_node=topology.tasks_per_node,
+        cpus_per_task=cluster.cpus_per_task,
+        mem=f"{round(cluster.mem_gb * processes * 1024)}MB",
         signal_delay_s=cluster.signal_delay_s,
         array_parallelism=parallelism,
         setup=_job_setup(cluster, code),
         additional_parameters={"chdir": str(code), **cluster.sbatch},
     )
-    if cluster.gpus_per_run:
-        params["gpus_per_node"] = cluster.gpus_per_run
+    if cluster.gpus_per_task:
+        params["gpus_per_node"] = cluster.gpus_per_task * topology.tasks_per_node
+    if topology.tasks > 1:  # a process that fails (a collective timed out) ends its run's others: none hangs on
+        params["srun_args"] = ["--kill-on-bad-exit=1"]
     for key in ("partition", "account", "qos", "constraint"):
         if getattr(cluster, key) is not None:
             params[key] = getattr(cluster, key)
@@ -214,16 +329,41 @@ def _sbatch_error(err: Exception) -> str:
     return "; ".join(dict.fromkeys(lines)) or str(err).strip().splitlines()[-1]
 
 
+def run_load(run_dir: Path) -> RunLoad:
+    """What placing a stored run needs (`experiments.clusters.place_runs`), from its config.json, with
+    the dry run's estimate of its GPU time."""
+    meta = read_json(run_dir / store.CONFIG)
+    planned = PlannedRun(meta["run_id"], meta["spec"], meta["label"], RunConfig.from_dict(meta["config"]),
+                         meta.get("timing"))
+    return estimate([planned], "cuda")[0].load()
+
+
+def arrays(tasks: list[ArrayTask], size: int) -> list[list[ArrayTask]]:
+    """The job arrays that submit `tasks`: one per run of consecutive tasks of one topology, in chunks
+    of at most `size` (MaxArraySize)."""
+    groups: list[list[ArrayTask]] = []
+    for task in tasks:
+        if groups and groups[-1][0].topology == task.topology:
+            groups[-1].append(task)
+        else:
+            groups.append([task])
+    return [chunk for group in groups for chunk in chunks(group, size)]
+
+
 def submit_runs(run_dirs: list[Path], spec: str, cluster: ClusterProfile, data_dir: Path | None,
                 max_parallel: int | None) -> list[str]:
     """Submit the runs in `run_dirs` (folders of one results folder, each with its config.json) of
-    spec `spec` as job arrays;
-    return the array job ids, one per chunk. Every run folder gets slurm.json {"job_id" (array task id,
-    e.g. "12_3"), "cluster", "submitted_at", "active": true, "log_dir", "snapshot"}.
+    spec `spec` as job arrays, laid out by `place_runs`; return the array job ids, one per array.
+    Every run folder gets slurm.json {"job_id" (its array task id, e.g. "12_3"), "cluster",
+    "submitted_at", "active": true, "log_dir", "snapshot", "tasks" and "nodes" (its job's processes and
+    nodes: world_size W on ceil(W / tasks_per_node) nodes, else 1 and 1); a packed run also
+    "packed" (the run ids of its task) and "worker_log" (its worker's log)}.
 
-    Runs that a live SLURM job already owns (queued or running) are left alone. Impossible resources
-    (more CPUs than a node has, an unknown partition, GPUs on GPU-less nodes) are refused by sbatch
-    at once: raised as `UserError` with sbatch's message; nothing is left behind for a refused chunk."""
+    Runs that a live SLURM job already owns (queued or running) are left alone. A run whose world_size
+    does not fit the profile's nodes is refused (`ClusterError`) before anything is submitted;
+    impossible resources (more CPUs than a node has, an unknown partition, GPUs on GPU-less nodes) are
+    refused by sbatch at once: raised as `UserError` with sbatch's message; nothing is left behind for
+    a refused array."""
     run_dirs = [Path(d).absolute() for d in run_dirs]
     if not run_dirs:
         return []
@@ -234,18 +374,27 @@ def submit_runs(run_dirs: list[Path], spec: str, cluster: ClusterProfile, data_d
     run_dirs = [d for d in run_dirs if d not in live]
     if not run_dirs:
         return []
+    tasks = place_runs([run_load(d) for d in run_dirs], cluster)
+    by_name = {d.name: d for d in run_dirs}
     submission = results / "slurm" / spec / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     code = snapshot_code(submission / "code")
     jobs_dir = submission / "jobs"
-    parallelism = min(max_parallel or cluster.array_parallelism, len(run_dirs))
+    parallelism = max_parallel or cluster.array_parallelism
     data = None if data_dir is None else str(Path(data_dir).absolute())
     job_ids: list[str] = []
     previous: str | None = None
-    for chunk in chunks(run_dirs, max_array_size(cluster)):
-        executor = make_executor(cluster, jobs_dir, code, f"wrn-{spec}", min(parallelism, len(chunk)),
-                                 None if previous is None else f"afterany:{previous}")
+    for array in arrays(tasks, max_array_size(cluster)):
+        topology = array[0].topology
+        executor = make_executor(cluster, jobs_dir, code, f"wrn-{spec}", min(parallelism, len(array)),
+                                 None if previous is None else f"afterany:{previous}", topology)
+        folders = [[by_name[name] for name in task.runs] for task in array]
+        if topology.runs > 1:
+            job, args = (SlurmPackJob(data, max(1, cluster.cpus_per_task // topology.runs)),
+                         [[str(d) for d in runs] for runs in folders])
+        else:
+            job, args = SlurmRunJob(data, cluster.cpus_per_task), [str(runs[0]) for runs in folders]
         try:
-            jobs = executor.map_array(SlurmRunJob(data, cluster.cpus_per_run), [str(d) for d in chunk])
+            jobs = executor.map_array(job, args)
         except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError) as err:
             if not job_ids:
                 shutil.rmtree(submission, ignore_errors=True)
@@ -256,11 +405,16 @@ def submit_runs(run_dirs: list[Path], spec: str, cluster: ClusterProfile, data_d
             raise UserError(f"cluster {cluster.name!r}: sbatch refused the job array: "
                             f"{_sbatch_error(err)}{done}") from None
         now = timestamp()
-        for run, job in zip(chunk, jobs):
-            atomic_write_json(run / store.SLURM, {
-                "job_id": job.job_id, "cluster": cluster.name, "submitted_at": now, "active": True,
-                "log_dir": str(jobs_dir / job.job_id), "snapshot": str(code)})
-            (run / store.FAILURE).unlink(missing_ok=True)  # a resubmitted failed run is queued again
+        for runs, task_job in zip(folders, jobs):
+            log_dir = jobs_dir / task_job.job_id
+            for run in runs:
+                info = {"job_id": task_job.job_id, "cluster": cluster.name, "submitted_at": now, "active": True,
+                        "log_dir": str(log_dir), "snapshot": str(code), "tasks": topology.tasks,
+                        "nodes": topology.nodes}
+                if topology.runs > 1:
+                    info |= {"packed": [d.name for d in runs], "worker_log": str(worker_log(log_dir, run))}
+                atomic_write_json(run / store.SLURM, info)
+                (run / store.FAILURE).unlink(missing_ok=True)  # a resubmitted failed run is queued again
         previous = jobs[0].job_id.split("_")[0]
         job_ids.append(previous)
     return job_ids
@@ -328,45 +482,72 @@ def job_states(job_ids: Iterable[str]) -> dict[str, str] | None:
     return {j: states[j] for j in job_ids if j in states}
 
 
-def _log_tail(slurm: dict, lines: int = 15) -> str:
-    job_id = slurm.get("job_id", "")
-    log_dir = Path(slurm.get("log_dir", ""))
-    for name in (f"{job_id}_0_log.err", f"{job_id}_0_log.out"):
-        path = log_dir / name
-        if path.is_file():
-            text = path.read_text(errors="replace").rstrip().splitlines()
-            return "\n".join(text[-lines:])
-    return f"(no log found in {log_dir})"
+def run_logs(slurm: dict) -> list[tuple[str, Path]]:
+    """The logs of the processes that train a run, named: its worker's when packed; each rank's of a
+    distributed run (submitit writes ``<job>_<task>_log.err`` per SLURM task; SLURM's own messages, such
+    as a task killed, go to task 0's); else its job's."""
+    if "worker_log" in slurm:
+        return [("log", Path(slurm["worker_log"]))]
+    job_id, log_dir, tasks = slurm.get("job_id", ""), Path(slurm.get("log_dir", "")), slurm.get("tasks", 1)
+    if tasks == 1:
+        return [("log", log_dir / f"{job_id}_0_log.err")]
+    return [(f"rank {rank}", log_dir / f"{job_id}_{rank}_log.err") for rank in range(tasks)]
+
+
+def _log_tails(slurm: dict) -> list[dict[str, str]]:
+    """The last lines of each of the run's process logs (`run_logs`): what failure.json keeps of them."""
+    tails = []
+    for name, path in run_logs(slurm):
+        try:
+            tail = "\n".join(path.read_text(errors="replace").rstrip().splitlines()[-LOG_TAIL_LINES:])
+        except OSError:
+            tail = "(no log: the process never started)"
+        tails.append({"name": name, "path": str(path), "tail": tail})
+    return tails
+
+
+def _unsettled(rec: store.RunRecord) -> bool:
+    """A run whose SLURM job may have ended without settling it: queued without a result, or a
+    distributed run whose failure rank 0 recorded without the other ranks' logs (why a collective
+    timed out is in another rank's log)."""
+    slurm = rec.slurm or {}
+    if not slurm.get("job_id") or not slurm.get("active"):
+        return False
+    return rec.state == "queued" or (rec.state == "failed" and slurm.get("tasks", 1) > 1)
 
 
 def reconcile(run_dirs: Iterable[Path]) -> list[store.RunRecord]:
-    """Read each run and settle the ones whose SLURM job ended without a result or an error: they are
-    recorded as failed (failure.json with the job's final state and the tail of its log), so status
-    shows them and a relaunch resubmits them. SLURM is asked before the store is read again, so a job
-    that just finished cleanly is seen with its result."""
+    """Read each run and settle the ones whose SLURM job ended (`_unsettled`): a run left without a
+    result or an error is recorded as failed (failure.json with the job's final state and the tail of
+    each of its processes' logs), so status shows it and a relaunch resubmits it; a distributed run's
+    recorded failure gets every rank's log tail. SLURM is asked before the store is read again, so a
+    job that just finished cleanly is seen with its result."""
     records = [store.read_run(Path(d)) for d in run_dirs]
-    pending = {r.slurm["job_id"]: r for r in records
-               if r.state == "queued" and r.slurm and r.slurm.get("job_id")}
-    if not pending:
+    unsettled = [r for r in records if _unsettled(r)]
+    if not unsettled:
         return records
-    states = job_states(pending)
+    states = job_states(r.slurm["job_id"] for r in unsettled)
     if states is None:
         return records
     now = timestamp()
-    for job_id, rec in pending.items():
+    for rec in unsettled:
+        job_id = rec.slurm["job_id"]
         state = states.get(job_id)
         if state is not None and state not in ENDED:
             continue
         rec_now = store.read_run(rec.path)
-        if rec_now.state != "queued":
+        if rec_now.state == "queued":
+            what = f"ended {state}" if state else "is no longer known to SLURM (squeue, sacct)"
+            atomic_write_json(rec.path / store.FAILURE, {
+                "error_type": "SlurmJobEnded",
+                "message": f"SLURM job {job_id} {what} without a result; logs: {rec.slurm.get('log_dir')}",
+                "logs": _log_tails(rec.slurm),
+                "at": now,
+            })
+        elif rec_now.state == "failed" and rec_now.failure is not None:
+            atomic_write_json(rec.path / store.FAILURE, {**rec_now.failure, "logs": _log_tails(rec.slurm)})
+        else:
             continue
-        what = f"ended {state}" if state else "is no longer known to SLURM (squeue, sacct)"
-        atomic_write_json(rec.path / store.FAILURE, {
-            "error_type": "SlurmJobEnded",
-            "message": f"SLURM job {job_id} {what} without a result; log: {rec.slurm.get('log_dir')}",
-            "traceback_tail": _log_tail(rec.slurm),
-            "at": now,
-        })
         atomic_write_json(rec.path / store.SLURM, {**rec.slurm, "active": False})
     return [store.read_run(r.path) for r in records]
 

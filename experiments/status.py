@@ -8,6 +8,10 @@ States: to do (no run folder yet), queued (submitted, not started or waiting to 
 tail of its error), corrupt. A SLURM job that ended without a result (cancelled, killed, out of
 requeues) is recorded as failed here, so a relaunch of the spec resubmits exactly the failed and
 missing runs.
+
+A run submitted to SLURM shows its array task ("12_3"), with "W ranks on N nodes" for a distributed run
+and "packed: K runs" for a run sharing its task (and GPU) with others; a running one lists its logs
+(each rank's for a distributed run), a failed one the tail of each.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from experiments import store
 from experiments.plan import PlannedRun, expand, parse_overrides
 from experiments.profiles import load_profile
-from experiments.slurm import reconcile
+from experiments.slurm import reconcile, run_logs
 from experiments.spec import load_spec
 from wrn.cli import ArgumentParser, run_main
 from wrn.errors import UsageError
@@ -53,23 +57,46 @@ def _note(rec: store.RunRecord) -> str:
     return rec.reason if rec.state in ("failed", "interrupted", "corrupt") else ""
 
 
+def _job(slurm: dict | None) -> str:
+    """A run's SLURM array task, and how it is shared or spread."""
+    if not slurm:
+        return ""
+    job = slurm.get("job_id", "")
+    if len(slurm.get("packed", ())) > 1:
+        return f"{job} (packed: {len(slurm['packed'])} runs)"
+    if slurm.get("tasks", 1) > 1:
+        nodes = slurm.get("nodes", 1)
+        return f"{job} ({slurm['tasks']} ranks on {nodes} node{'s' if nodes > 1 else ''})"
+    return job
+
+
+def _details(rec: store.RunRecord) -> list[str]:
+    """The lines under a run's row: a failed run's error and log tails, a running SLURM run's logs."""
+    if rec.state == "failed" and rec.failure:
+        lines = [f"    | {t}" for t in (rec.failure.get("traceback_tail") or "").rstrip().splitlines()[-TAIL_LINES:]]
+        for log in rec.failure.get("logs", []):
+            lines.append(f"    {log['name']}: {log['path']}")
+            lines += [f"    | {t}" for t in log["tail"].splitlines()[-TAIL_LINES:]]
+        return lines
+    if rec.state == "running" and rec.slurm:
+        return [f"    {name}: {path}" for name, path in run_logs(rec.slurm)]
+    return []
+
+
 def status_lines(spec_name: str, planned: list[PlannedRun], results: Path, relaunch: list[str]) -> list[str]:
     """The status table of `planned` under `results`, one string per line; `relaunch` is the command
     (its words) that launches the plan again."""
     paths = [store.run_dir(results, p.run_id) for p in planned]
     existing = [p for p in paths if p.is_dir()]
     records = {r.path: r for r in reconcile(existing)}
-    rows, tails = [], {}
+    rows, details = [], []
     for plan, path in zip(planned, paths):
         rec = records.get(path) or store.RunRecord(path=path, run_id=plan.run_id, state="todo")
         epochs = plan.config.epochs if plan.timing is None else None
-        job = (rec.slurm or {}).get("job_id", "")
         rows.append((SHOWN.get(rec.state, rec.state), plan.run_id, plan.label, plan.config.dataset,
                      str(plan.config.seed),
-                     f"{rec.epochs_done}/{epochs}" if epochs else "-", job, _note(rec)))
-        if rec.state == "failed" and rec.failure:
-            tail = (rec.failure.get("traceback_tail") or "").rstrip().splitlines()[-TAIL_LINES:]
-            tails[len(rows) - 1] = tail
+                     f"{rec.epochs_done}/{epochs}" if epochs else "-", _job(rec.slurm), _note(rec)))
+        details.append(_details(rec))
     counts = Counter(r[0] for r in rows)
     header = ("state", "run_id", "label", "dataset", "seed", "epochs", "job", "note")
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
@@ -77,9 +104,9 @@ def status_lines(spec_name: str, planned: list[PlannedRun], results: Path, relau
     order = ["running", "queued", "interrupted", "to do", "done", "diverged", "failed", "corrupt"]
     summary = ", ".join(f"{counts[s]} {s}" for s in order if counts[s])
     lines = [f"{spec_name}: {len(rows)} runs: {summary}", fmt(header)]
-    for i, row in enumerate(rows):
+    for row, detail in zip(rows, details):
         lines.append(fmt(row))
-        lines += [f"    | {t}" for t in tails.get(i, [])]
+        lines += detail
     lines += _other_runs(spec_name, planned, results)
     if counts["failed"] or counts["to do"] or counts["interrupted"]:
         clusters = sorted({r.slurm["cluster"] for r in records.values() if r.slurm and r.slurm.get("cluster")})

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.estimate import estimate, format_duration
-from experiments.plan import expand
+from experiments.estimate import estimate, format_duration, format_estimates
+from experiments.plan import expand, parse_overrides
 from experiments.spec import list_specs, load_spec
 from wrn.config import RunConfig
 from wrn.models import build_model, count_params, forward_flops
@@ -117,3 +117,25 @@ def test_a_timing_run_costs_its_measured_steps():
                                            (5400, "1.50 CPU-hours")])
 def test_a_launch_states_minutes_under_an_hour(seconds, text):
     assert format_duration(seconds, "cpu") == text
+
+
+def test_a_distributed_run_costs_the_same_device_hours_in_1_over_w_of_the_wall_time():
+    """Data parallelism shares each step's batch: the same work (FLOPs), spread over W devices."""
+    spec = load_spec("table_block_type")
+    single = estimate(expand(spec, "paper", seeds=1), "cuda")
+    spread = estimate(expand(spec, "paper", parse_overrides(["world_size=8", "batch_size=128"]), seeds=1), "cuda")
+    for one, eight in zip(single, spread):
+        assert eight.est_seconds == pytest.approx(one.est_seconds) and eight.wall_seconds == eight.est_seconds / 8
+        assert eight.load().world_size == 8 and eight.load().seconds == eight.est_seconds
+    text = format_estimates(spread, "GPU")
+    total = format_duration(sum(e.est_seconds for e in spread), "GPU")
+    assert text.splitlines()[-1].startswith(f"6 runs, estimated {total} in all, the time of every process counted; "
+                                            "a run of world_size N")
+    assert "takes about 1/N of its GPU-hours in wall time (wall-h)" in text
+    assert "world_size" not in format_estimates(single, "GPU")  # said only where a run is spread
+
+
+def test_a_timing_measurement_is_never_packed():
+    runs = expand(load_spec("figure_timing"), "smoke")
+    assert {row.kind for row in estimate(runs, "cpu")} == {"timing"}
+    assert not any(row.load().packable for row in estimate(runs, "cpu"))

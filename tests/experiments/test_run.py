@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import stat
@@ -201,19 +202,20 @@ def test_the_deviations_spec_runs_end_to_end_on_the_smoke_profile(capsys, tmp_pa
     """Every deviation trained on generated data (WRN-16-4's: WRN-28-10's take some twenty CPU-minutes
     and run with the spec's own launch), tabled against the exact recipe, paired by seed, and plotted."""
     results = tmp_path / "results"
-    assert run.main(["deviations", "--profile", "smoke", "--only", "label=WRN-16-4", "--executor", "debug",
+    assert run.main(["deviations", "--profile", "smoke", "--only", "label=WRN-16-4", "--executor", "local",
                      "--results", str(results)]) == 0
     capsys.readouterr()
     records = store.all_runs(results)
-    assert len(records) == 13 and {r.state for r in records} == {"done"} and {r.label for r in records} == {"WRN-16-4"}
+    assert len(records) == 16 and {r.state for r in records} == {"done"} and {r.label for r in records} == {"WRN-16-4"}
     assert {r.result.runtime.precision for r in records} == {"fp32", "bf16"}
+    assert {r.result.runtime.world_size for r in records} == {1, 2}  # the data-parallel rows ran as 2 processes
     comps = pd.read_csv(results / "tables" / "deviations.smoke.vs_baseline.csv")
-    assert len(comps) == 13 and set(comps["baseline"]) == {"WRN-16-4"}
+    assert len(comps) == 16 and set(comps["baseline"]) == {"WRN-16-4"}
     assert {"precision = bf16", "crop_draw = per_image", "recipe = official-current",
             "best test epoch reported, not the final one"} <= set(comps["deviation"])
     assert set(comps["verdict"]) <= {"higher", "lower", "unresolved"} and comps["detectable"].notna().all()
     markdown = (results / "tables" / "deviations.smoke.md").read_text()
-    assert "| none (the baseline) |" in markdown and "13 of 26 planned runs done" in markdown
+    assert "| none (the baseline) |" in markdown and "16 of 32 planned runs done" in markdown
     assert (results / "figures" / "deviations_differences.smoke.png").exists()
 
 
@@ -255,3 +257,43 @@ def test_ctrl_c_in_the_debug_executor_is_an_interruption_and_the_relaunch_resume
     assert f"resume WRN-10-1 cifar10 seed 0 [{first.run_id}] at epoch 1, step 0 (in-process)" in out
     assert "summary: 1 interrupted, 1 not started\n" in out
     assert store.read_run(first.path).state == "interrupted"
+
+
+def test_a_slurm_dry_run_shows_each_runs_nodes_and_task_and_the_gpu_hours_with_and_without_packing(capsys):
+    """--runs-per-task 4: the tasks hold 4 runs each, runs of similar length together; the GPU-hours
+    packed are the sum of each task's longest run, unpacked the sum of every run."""
+    argv = ["table_block_type", "--executor", "slurm", "--cluster", "example_gpu", "--runs-per-task", "4"]
+    rows = dry_run_json(capsys, *argv)
+    tasks: dict[int, list[dict]] = {}
+    for row in rows:
+        assert row["world_size"] == 1 and row["slurm"]["nodes"] == 1
+        tasks.setdefault(row["slurm"]["array_task"], []).append(row)
+    assert sorted(tasks) == list(range(8)) and sorted(len(t) for t in tasks.values()) == [2] + [4] * 7
+    assert all(row["slurm"]["runs_in_task"] == len(tasks[row["slurm"]["array_task"]]) for row in rows)
+    packed = sum(max(r["est_hours"] for r in task) for task in tasks.values())
+    unpacked = sum(r["est_hours"] for r in rows)
+    assert packed < unpacked / 3
+    assert run.main([*argv, "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[-7:] == ["GPUs", "nodes", "task", "est", "GPU-h", "wall-h", "state"]
+    assert "on cluster 'example_gpu': 30 runs to train as 8 array tasks" in lines[-2]
+    assert lines[-1].startswith(f"{packed:.2f} GPU-hours packed, {unpacked:.2f} GPU-hours one run per task")
+
+
+def test_a_distributed_run_on_a_cluster_takes_whole_nodes(capsys):
+    rows = dry_run_json(capsys, "table_block_type", "--seeds", "1", "--set", "world_size=16", "--set",
+                        "batch_size=128", "--executor", "slurm", "--cluster", "example_8gpu")
+    assert {(r["world_size"], r["slurm"]["nodes"], r["slurm"]["runs_in_task"]) for r in rows} == {(16, 2, 1)}
+    assert all(r["est_wall_hours"] == pytest.approx(r["est_hours"] / 16) for r in rows)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--runs-per-task", "2"], "--runs-per-task: only meaningful with --executor slurm"),
+    (["--executor", "slurm", "--runs-per-task", "0"], "--runs-per-task: 0: expected an integer >= 1"),
+    (["--executor", "slurm", "--cluster", "example_8gpu", "--set", "world_size=12", "--set", "batch_size=96"],
+     r"run [0-9a-f]{12}: world_size = 12 does not fit cluster 'example_8gpu' .*tasks_per_node = 8"),
+])
+def test_bad_cluster_layouts_are_one_line_errors(argv, message, capsys):
+    assert run.main(["table_block_type", "--dry-run", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err

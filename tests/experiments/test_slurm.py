@@ -147,9 +147,9 @@ def test_unreachable_controller_is_one_line(cluster, monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"cpus_per_run": 512}, "More processors requested than permitted"),
+    ({"cpus_per_task": 512}, "More processors requested than permitted"),
     ({"partition": "nonexistent"}, "invalid partition specified: nonexistent"),
-    ({"gpus_per_run": 1}, "Invalid generic resource"),
+    ({"gpus_per_task": 1}, "Invalid generic resource"),
 ])
 def test_impossible_resources_are_refused_at_submission(cluster, data_dir, tmp_path, change, message):
     results = tmp_path / "results"

@@ -133,3 +133,63 @@ def test_the_relaunch_hint_plans_exactly_the_runs_shown(tmp_path, capsys):
     assert command[:3] == ["python", "-m", "experiments.run"] and "--executor" not in command
     assert run.main([*command[3:], "--dry-run", "--json"]) == 0
     assert {r["run_id"] for r in json.loads(capsys.readouterr().out)} == shown
+
+
+def test_distributed_and_packed_runs_show_their_task_and_each_processs_log(tmp_path, monkeypatch, capsys):
+    """A distributed run shows its ranks and nodes and, running, each rank's log; a failed one whose job
+    has ended gets the tail of every rank's log (a killed rank's last words included) next to the error
+    rank 0 recorded; a packed run shows its task's runs and its own worker's log."""
+    planned = expand(load_spec(SPEC), "smoke")[:4]
+    root = tmp_path / "results"
+    jobs = root / "slurm" / SPEC / "sub" / "jobs"
+    dirs = []
+    for plan in planned:
+        path = store.run_dir(root, plan.run_id)
+        path.mkdir(parents=True)
+        atomic_write_json(path / store.CONFIG, {"run_id": plan.run_id, "spec": SPEC, "label": plan.label,
+                                                "config": plan.config.to_dict(), "created_at": "now"})
+        dirs.append(path)
+    running, failed, packed_a, packed_b = dirs
+    for path, job in ((running, "50_0"), (failed, "50_1")):
+        atomic_write_json(path / store.SLURM, {"job_id": job, "cluster": "local", "active": True, "tasks": 4,
+                                               "nodes": 2, "log_dir": str(jobs / job)})
+    for path in (packed_a, packed_b):
+        atomic_write_json(path / store.SLURM, {"job_id": "51", "cluster": "local", "active": True, "tasks": 1,
+                                               "nodes": 1, "log_dir": str(jobs / "51"),
+                                               "packed": [packed_a.name, packed_b.name],
+                                               "worker_log": str(jobs / "51" / f"{path.name}.log")})
+    for path in (running, packed_a):
+        (path / store.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                                   "started_at": time.time()}))
+    atomic_write_json(failed / store.FAILURE, {"error_type": "DistBackendError", "message": "timed out", "at": "now",
+                                               "traceback_tail": "DistBackendError: wait timeout after 20000ms"})
+    (jobs / "50_1").mkdir(parents=True)
+    for rank in (0, 1, 3):  # rank 2 never wrote a line
+        (jobs / "50_1" / f"50_1_{rank}_log.err").write_text(f"training as rank {rank}\nlast words of rank {rank}\n")
+    asked = []
+
+    def job_states(ids):
+        asked.append(sorted(ids))
+        return {"50_1": "FAILED", "51": "RUNNING"}
+
+    monkeypatch.setattr(slurm, "job_states", job_states)
+    assert status.main([SPEC, "--profile", "smoke", "--results", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert asked == [["50_1", "51"]]  # the failed distributed run (its job may hold more logs) and the queued one
+    assert re.search(rf"running\s+{running.name}.*50_0 \(4 ranks on 2 nodes\)", out)
+    for rank in range(4):
+        assert f"    rank {rank}: {jobs / '50_0' / f'50_0_{rank}_log.err'}" in out
+    assert re.search(rf"failed\s+{failed.name}.*50_1 \(4 ranks on 2 nodes\)\s+DistBackendError: timed out", out)
+    assert "    | DistBackendError: wait timeout after 20000ms" in out
+    for rank in (0, 1, 3):
+        assert f"    | last words of rank {rank}" in out
+    assert f"    rank 2: {jobs / '50_1' / '50_1_2_log.err'}\n    | (no log: the process never started)" in out
+    assert re.search(rf"running\s+{packed_a.name}.*51 \(packed: 2 runs\)", out)
+    assert f"    log: {jobs / '51' / f'{packed_a.name}.log'}" in out
+    assert re.search(rf"queued\s+{packed_b.name}.*51 \(packed: 2 runs\)", out)
+    failure = read_json(failed / store.FAILURE)
+    assert failure["error_type"] == "DistBackendError" and [log["name"] for log in failure["logs"]] == [
+        "rank 0", "rank 1", "rank 2", "rank 3"]
+    assert not read_json(failed / store.SLURM)["active"]
+    assert status.main([SPEC, "--profile", "smoke", "--results", str(root)]) == 0
+    assert asked[-1] == ["51"]  # settled once
