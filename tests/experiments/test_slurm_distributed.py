@@ -190,3 +190,19 @@ def test_a_dead_or_hung_rank_fails_the_run_without_hanging_and_a_relaunch_resume
     rank0 = rank_logs(run)[0]
     assert re.search(rf"resuming {run.name} at epoch {epochs_before + 1}, step 0", rank0), rank0
     assert len(store.read_metrics(run / store.METRICS)) == 12
+
+
+def test_table_8_smoke_trains_as_two_processes_through_the_cluster(cluster, tmp_path):
+    """The smoke-sized WRN-50-2 of Table 8 is a run of world_size 2: one array task of two SLURM
+    tasks over gloo, its table written and captioned with the processes that trained it."""
+    results = tmp_path / "results"
+    done = run_cli("imagenet_bottleneck", "--profile", "smoke", "--executor", "slurm", "--cluster", "local",
+                   "--wait", "--results", str(results))
+    assert done.returncode == 0, done.stderr
+    [run] = store.all_runs(results)
+    assert run.state == "done" and run.slurm["tasks"] == 2 and run.slurm["nodes"] == 1
+    runtime = run.result.runtime
+    assert (runtime.world_size, runtime.per_rank_batch, runtime.backend) == (2, 2, "gloo")
+    assert [f"as rank {r} of 2" in log for r, log in enumerate(rank_logs(run.path))] == [True, True]
+    table = (results / "tables" / "imagenet_bottleneck.smoke.md").read_text()
+    assert "data-parallel: 2 processes x 2 images (gloo)" in table
