@@ -62,7 +62,8 @@ def test_the_deviations_table_names_each_row_by_what_it_changes(table):
     assert names[1:-1] == ["precision = bf16", "tf32 = true", "crop_draw = per_image", "flip_draw = per_image",
                            "conv_init = fan_in", "bn_init = ones", "pad_mode = zeros",
                            "reset_momentum_on_decay = false", "drop_last = false", "nesterov = false",
-                           "preprocessing = meanstd", "recipe = official-current"]
+                           "preprocessing = meanstd", "recipe = official-current", "world_size = 2",
+                           "world_size = 2, sync_bn = true", "batch_size = 512, lr_scaling = linear, warmup_epochs = 5"]
     markdown = to_markdown(table)
     assert "| deviation | WRN-16-4 ours |" in markdown  # WRN-28-10 not run, and no paper row to show
     assert "### Against the baseline" in markdown and "paper" not in markdown.split("### Against")[1].lower()

@@ -190,7 +190,7 @@ def test_differences_draw_each_comparison_with_its_interval_by_verdict(tmp_path)
     (ax,) = fig.axes
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels[0] == "precision = bf16" and labels[-1] == "best test epoch reported, not the final one"
-    assert len(labels) == 13 and ax.get_title() == "WRN-16-4"
+    assert len(labels) == 16 and ax.get_title() == "WRN-16-4"
     points = {line.get_color(): line for line in ax.get_lines() if line.get_marker() in ("o", "^", "v")}
     assert points["#d62728"].get_marker() == "^"  # a resolved rise: red and pointing up
     assert points["#d62728"].get_xdata()[0] == pytest.approx(table.comparisons.set_index("deviation").at[
