@@ -24,7 +24,7 @@ def test_shipped_profiles():
     smoke = load_profile("smoke")
     assert smoke.seeds == 1
     assert smoke.config == {"epochs": 2, "lr_milestones": [2], "batch_size": 16, "eval_batch_size": 64}
-    assert smoke.config_by_dataset == {"imagenet": {"image_size": 64, "batch_size": 4}}
+    assert smoke.config_by_dataset == {"imagenet": {"image_size": 64, "batch_size": 4, "world_size": 2}}
     assert smoke.data == {"synthetic": True, "train_images": 64, "test_images": 32}
     assert smoke.timing == {"warmup": 1, "repeats": 2}
     assert "\n" not in smoke.description
