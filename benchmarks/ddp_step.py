@@ -36,7 +36,7 @@ from wrn.cli import ArgumentParser, run_main
 from wrn.config import RunConfig, resolve
 from wrn.errors import UsageError
 from wrn.names import parse_label
-from wrn.runtime import pick_device, runtime_settings, synchronize
+from wrn.runtime import bind_device, pick_device, runtime_settings, synchronize
 from wrn.train import build_trainable, training_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,13 +93,14 @@ def time_steps(cfg: RunConfig, device: torch.device, processes: distributed.Proc
 def _rank_main(args) -> int:
     """One process of a side (started by `run` with torch's env:// variables): "single", the engine's
     one-process step; "ddp", the step under DistributedDataParallel, of one process or of several."""
-    device = pick_device(args.device)
+    device = bind_device(args.device)
     world = int(os.environ["WORLD_SIZE"])
     cfg = bench_config(args.model, world, args.batch_size, args.precision)
     if args.side == "single":
         seconds, processes = time_steps(cfg, device, distributed.SINGLE, args.steps), distributed.SINGLE
     elif world == 1:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                device_id=device if device.type == "cuda" else None)
         seconds, processes = time_steps(cfg, device, distributed.SINGLE, args.steps, force_ddp=True), distributed.SINGLE
     else:
         processes = distributed.join(world, device)

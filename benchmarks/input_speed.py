@@ -56,7 +56,7 @@ from wrn.imagenet import ImageNetPipeline
 from wrn.imagenet_augment import FB_RESNET
 from wrn.manifest import write_manifest
 from wrn.preprocess import IMAGENET_STD
-from wrn.runtime import synchronize
+from wrn.runtime import bind_device, synchronize
 from wrn.sizes import network_size
 from wrn.throughput import device_rate
 
@@ -202,7 +202,7 @@ def bench_modes(workers: int, cuda: torch.device | None) -> tuple[list[Mode], li
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every measurement of one invocation, as the JSON object `--json` prints."""
-    cuda = torch.device("cuda") if torch.cuda.is_available() else None
+    cuda = bind_device("cuda") if torch.cuda.is_available() else None
     sizes = DEFAULTS["quick" if args.quick else ("cuda" if cuda else "cpu")]
     images = args.images or sizes["images"]
     unique = min(images, args.unique or sizes["unique"])

@@ -66,7 +66,7 @@ from wrn.models import build_model, count_params, forward_flops
 from wrn.names import parse_label
 from wrn.preprocess import OFFICIAL_MEAN, OFFICIAL_STD
 from wrn.cpuinfo import cpu_has_native_bf16
-from wrn.runtime import cpu_capability, pick_device, runtime_settings, synchronize
+from wrn.runtime import bind_device, cpu_capability, pick_device, runtime_settings, synchronize
 from wrn.train import TrainingInterrupted, seed_everything, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -357,6 +357,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def pick_bench_device(name: str) -> torch.device:
+    """The device `--device` names, bound to this process (`wrn.runtime.bind_device`)."""
     try:
         device = pick_device(name)
     except RuntimeError:
@@ -365,7 +366,7 @@ def pick_bench_device(name: str) -> torch.device:
         raise UsageError(f"--device: {name!r}: allowed: cpu, cuda, cuda:N, auto")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device: {name!r}: no CUDA device here; allowed: cpu, auto")
-    return device
+    return bind_device(device)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -248,10 +248,10 @@ def take_slots(free: list[Slot], all_slots: list[Slot], world_size: int) -> tupl
     waits for `world_size` free slots on distinct GPUs. On the CPU it takes `world_size` free slots,
     or, when the launch has fewer slots in all, every slot, its processes sharing their threads."""
     if all_slots[0].gpu is not None:
-        by_gpu = {s.gpu: s for s in reversed(free)}
+        by_gpu = {s.gpu: s for s in reversed(free)}  # the first free slot of each GPU
         if len(by_gpu) < world_size:
             return None
-        taken = list(by_gpu.values())[:world_size]
+        taken = [by_gpu[gpu] for gpu in sorted(by_gpu)[:world_size]]  # rank r on the r-th free GPU
         return taken, taken
     if len(all_slots) >= world_size:
         return (free[:world_size], free[:world_size]) if len(free) >= world_size else None

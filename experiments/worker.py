@@ -26,7 +26,7 @@ from wrn.config import RunConfig
 from wrn.distributed import SINGLE, Processes
 from wrn.files import atomic_write_json, read_json, remove_temp_files
 from wrn.records import timestamp
-from wrn.runtime import pick_device, runtime_settings
+from wrn.runtime import bind_device, runtime_settings
 from wrn.timing import measure_step_time
 from wrn.train import TrainingInterrupted, train
 
@@ -50,7 +50,7 @@ def execute_run(
     run_dir = Path(run_dir)
     meta = read_json(run_dir / store.CONFIG)
     cfg = RunConfig.from_dict(meta["config"])
-    dev = pick_device(device)
+    dev = bind_device(device)
     if cfg.world_size > 1:
         return _execute_distributed(run_dir, meta, cfg, data_dir, stop, dev, progress)
     with RunLock(run_dir / store.LOCK):

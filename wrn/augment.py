@@ -26,6 +26,7 @@ from collections.abc import Callable
 import torch
 
 from wrn.config import CROP_DRAWS, FLIP_DRAWS, PAD_MODES
+from wrn.runtime import host_to_device
 
 
 def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
@@ -49,7 +50,7 @@ class CropFlip:
         if padding < 0 or (pad_mode == "reflect" and padding >= min(height, width)):
             raise ValueError(f"crop_padding={padding}: reflection needs 0 <= padding < image size")
         self.height, self.width, self.padding = height, width, padding
-        self.pad_mode, self.hflip = pad_mode, hflip
+        self.pad_mode, self.hflip, self.device = pad_mode, hflip, torch.device(device)
         self.crop_draw, self.flip_draw = crop_draw, flip_draw
         span, flips = 2 * padding + 1, 2 if hflip else 1
         # Outcome k = (dy * span + dx) * flips + flip; row k of `maps` sends output pixels to sources.
@@ -66,7 +67,7 @@ class CropFlip:
             inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
             self.maps = (rows.clamp(0, height - 1) * width + cols.clamp(0, width - 1)).reshape(len(dy), -1)
             self.masks = inside.reshape(len(dy), 1, height, width).to(device=device, dtype=torch.float32)
-        self.maps = self.maps.to(device)
+        self.maps = self.maps.to(self.device)
 
     @property
     def is_identity(self) -> bool:
@@ -99,7 +100,7 @@ class CropFlip:
             raise ValueError(f"images are {h}x{w}, this augmentation was built for "
                              f"{self.height}x{self.width}")
         outcome = (dy * (2 * self.padding + 1) + dx) * (2 if self.hflip else 1) + flips.long()
-        outcome = outcome.to(self.maps.device, non_blocking=True)
+        outcome = host_to_device(outcome, self.device)
         src = self.maps.index_select(0, outcome).unsqueeze(1).expand(n, c, h * w)
         out = images.reshape(n, c, h * w).gather(2, src).view(n, c, h, w)  # a fresh tensor
         out = out.to(torch.float32) if normalize is None else normalize(out)

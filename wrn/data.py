@@ -33,6 +33,7 @@ from wrn.config import RunConfig
 from wrn.datasets import data_cache_dir, load_arrays
 from wrn.pipeline import Batch, DataPipeline, epoch_permutation, seeded_generator
 from wrn.preprocess import make_normalizer, zca_transform, zca_whiten
+from wrn.runtime import host_to_device
 
 class TensorPipeline(DataPipeline):
     """A dataset held whole on `device` (CIFAR, SVHN)."""
@@ -60,7 +61,7 @@ class TensorPipeline(DataPipeline):
         """Batches start_step.. of `epoch`, this process's share of each: (x float32 NCHW, y int64) on
         the device."""
         self._check_start(start_step)
-        perm = epoch_permutation(self.train_size, self.seed, epoch).to(self.device)
+        perm = host_to_device(epoch_permutation(self.train_size, self.seed, epoch), self.device)
         for step in range(start_step, self.steps_per_epoch):
             batch = perm[step * self.batch_size:(step + 1) * self.batch_size]
             share = slice(*self.share_bounds(len(batch)))

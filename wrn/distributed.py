@@ -96,7 +96,9 @@ def join(world_size: int, device: torch.device) -> Processes:
     backend = "nccl" if device.type == "cuda" else "gloo"
     timeout = datetime.timedelta(seconds=collective_timeout_s())
     if not dist.is_initialized():
-        dist.init_process_group(backend, timeout=timeout)
+        # device_id binds the default group to this process's GPU (`wrn.runtime.bind_device`): NCCL's
+        # communicator and every barrier of the group use it, never the node's GPU 0.
+        dist.init_process_group(backend, timeout=timeout, device_id=device if device.type == "cuda" else None)
         _control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else dist.group.WORLD
     return Processes(dist.get_rank(), dist.get_world_size(), int(os.environ["LOCAL_RANK"]), backend)
 

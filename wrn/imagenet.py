@@ -46,6 +46,7 @@ from wrn.config import RunConfig
 from wrn.datasets import load_image_folders
 from wrn.imagenet_augment import BatchDraws, Draws, Plan, Recipe, finish_batch, recipe_for
 from wrn.pipeline import Batch, DataPipeline, derived_seed, epoch_permutation
+from wrn.runtime import host_to_device, on_device
 
 NVJPEG_MODES = ("RGB", "L")  # JPEG colour modes decode_jpeg turns into RGB as PIL's convert("RGB") does
 
@@ -200,16 +201,23 @@ def _apply_tensor(image: torch.Tensor, plan: Plan, interpolation) -> torch.Tenso
 def crop_batch(payloads: list[torch.Tensor], plans: list[Plan], interpolation, device: torch.device,
                size: int) -> torch.Tensor:
     """uint8 crops (n, 3, size, size) on `device` from JPEG bytes (1-D; decoded together by
-    decode_jpeg on `device`: nvJPEG on CUDA) and already decoded images (3, H, W)."""
-    images = [p if p.dim() == 1 else p.to(device, non_blocking=True) for p in payloads]
+    `decode_jpegs` on `device`) and already decoded images (3, H, W)."""
+    images = [p if p.dim() == 1 else host_to_device(p, device) for p in payloads]
     encoded = [i for i, p in enumerate(payloads) if p.dim() == 1]
     if encoded:
-        with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders for TorchCodec's
-            warnings.simplefilter("ignore", DeprecationWarning)
-            decoded = decode_jpeg([payloads[i] for i in encoded], mode=ImageReadMode.RGB, device=device)
-        for i, image in zip(encoded, decoded):
+        for i, image in zip(encoded, decode_jpegs([payloads[i] for i in encoded], device)):
             images[i] = image
     return _stack([_apply_tensor(im, plan, interpolation) for im, plan in zip(images, plans)], size)
+
+
+def decode_jpegs(payloads: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """JPEG bytes to uint8 RGB images (3, H, W) on `device`, in one call of torchvision.io's
+    decode_jpeg: nvJPEG on CUDA, libjpeg-turbo on a CPU. nvJPEG orders its work on the current
+    device's stream, so the call runs with `device` current: the stream the training step then reads
+    the images on (`wrn.runtime.on_device`)."""
+    with warnings.catch_warnings(), on_device(device):  # torchvision 0.29 deprecates its decoders for TorchCodec's
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return decode_jpeg(payloads, mode=ImageReadMode.RGB, device=device)
 
 
 @dataclass(frozen=True)
@@ -301,7 +309,9 @@ class ImageNetPipeline(DataPipeline):
         loader = torch.utils.data.DataLoader(_Loading(jobs, self.load), batch_size=None, collate_fn=_as_is,
                                              num_workers=self.workers, pin_memory=self.device.type == "cuda",
                                              generator=torch.Generator())
-        for loaded in loader:
+        with on_device(self.device):  # the pinning thread pins for the device current at this point
+            batches = iter(loader)
+        for loaded in batches:
             crops = loaded.crops
             if crops is None:
                 crops = crop_batch(loaded.payloads.unpack(), loaded.plans, self.recipe.interpolation, self.device,

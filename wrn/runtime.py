@@ -22,14 +22,62 @@ from wrn.records import RuntimeSettings
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """`device`, or CUDA when it is available and CPU otherwise ("auto" or None). A process of a
-    distributed run that sees several GPUs takes its LOCAL_RANK-th (torchrun's convention); under
-    SLURM's per-task binding it sees one."""
+    """The device `device` names, with a CUDA device always given its index: "auto" or None is CUDA
+    when it is available and the CPU otherwise; "cuda" (or "auto") is this process's own GPU,
+    `local_gpu_index()`; "cuda:N" is GPU N. Nothing is initialised: a launcher that only needs the
+    device type calls this, a process that computes calls `bind_device`."""
     if device is None or str(device) == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-    return torch.device(device)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", local_gpu_index())
+    return device
+
+
+def local_gpu_index() -> int:
+    """This process's GPU among the visible ones: the LOCAL_RANK-th (torchrun's and submitit's
+    convention for a run's processes on a node), modulo the number visible, which is one where the
+    launcher already gave each process its own GPU (the local executor's CUDA_VISIBLE_DEVICES, SLURM's
+    per-task binding) and every GPU of the node under torchrun or `--gpus-per-node`."""
+    return int(os.environ.get("LOCAL_RANK", "0")) % max(1, torch.cuda.device_count())
+
+
+def bind_device(device: str | torch.device | None = None) -> torch.device:
+    """`pick_device(device)`, made this process's current CUDA device. Whatever a process allocates
+    without naming a device, NCCL's communicators, cuDNN's handles and the streams that nvJPEG
+    decodes against belong to the current device; left at GPU 0, every process of a multi-GPU node
+    would crowd onto it. Every process that trains, times or benchmarks calls this once."""
+    device = pick_device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def on_device(device: torch.device):
+    """A context in which `device` is the current CUDA device (a no-op elsewhere): for the library calls
+    that take their device, stream or pinning target from the current device rather than from their
+    arguments (nvJPEG's decoder, the DataLoader's pinning thread)."""
+    return torch.cuda.device(device) if device.type == "cuda" else nullcontext()
+
+
+def set_cuda_switches(tf32: bool) -> None:
+    """The process-wide CUDA backend switches of a run: TF32 in matrix multiplies and convolutions as
+    the config says (off in the paper profile: the paper's runs computed in full fp32), and cuDNN's
+    autotuner on (it picks the fastest convolution algorithm for each shape once)."""
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True
+
+
+def host_to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """CPU `tensor` on `device` without making the host wait for the device: on CUDA a pinned copy
+    whose transfer is queued on the current stream. The pinned block comes from torch's caching host
+    allocator, which does not hand it out again before the copy that reads it has completed, so the
+    caller may drop or reuse `tensor` at once (and a copy from pageable memory would be a host
+    synchronisation)."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def runtime_settings(cfg: RunConfig, device: torch.device, processes: Processes = SINGLE) -> RuntimeSettings:

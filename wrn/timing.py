@@ -16,7 +16,7 @@ from wrn.config import RunConfig, resolve
 from wrn.models import count_params, forward_flops
 from wrn.progress import progress_meter
 from wrn.records import RunResult, RuntimeSettings, StepTiming
-from wrn.runtime import pick_device, runtime_settings
+from wrn.runtime import bind_device, runtime_settings
 from wrn.train import TrainingInterrupted, build_trainable, seed_everything, training_step
 
 
@@ -40,7 +40,7 @@ def measure_step_time(cfg: RunConfig, batch_size: int = 32, warmup: int = 5, rep
     (`MeasurementInterrupted` when it says so); `progress` shows the steps as `wrn.train.train` does
     its epochs' (a step of preact-ResNet-1001 takes minutes on a CPU)."""
     cfg = resolve(cfg)
-    device = pick_device(device)
+    device = bind_device(device)
     settings = runtime_settings(cfg, device)
     seed_everything(cfg.seed)
     model, step_model, optimizer = build_trainable(cfg, device, settings)

@@ -41,7 +41,7 @@ from wrn.files import atomic_write_text
 from wrn.models import build_model, count_params, forward_flops
 from wrn.progress import progress_meter
 from wrn.records import FINAL_METRICS, METRICS_FILE, Divergence, EpochMetrics, RunResult, RuntimeSettings
-from wrn.runtime import autocast, pick_device, runtime_settings, synchronize
+from wrn.runtime import autocast, bind_device, runtime_settings, set_cuda_switches, synchronize
 from wrn.sync_batchnorm import synchronise_batch_norm
 from wrn.tensorboard import write_curves
 
@@ -74,9 +74,7 @@ def build_trainable(cfg: RunConfig, device: torch.device, settings: RuntimeSetti
     `cfg.compile`): what the engine, the Figure 4 timing and the benchmarks train, built one way, with
     the CUDA backend switches (TF32 as `cfg.tf32`, cuDNN autotuning) set."""
     if device.type == "cuda":  # process-wide switches, set by whoever builds something to train
-        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
-        torch.backends.cudnn.allow_tf32 = cfg.tf32
-        torch.backends.cudnn.benchmark = True
+        set_cuda_switches(cfg.tf32)
     model = build_model(cfg)
     if cfg.sync_bn:
         model = synchronise_batch_norm(model, device)
@@ -137,19 +135,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Every generator a run draws from: Python's, NumPy's, torch's CPU one, and on CUDA the generator
+    of the run's own device (dropout's masks), stored with the device it came from. Only that one: the
+    other GPUs of the node are other processes' and a resume may see fewer of them."""
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+        state["cuda_device"] = str(device)
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore `rng_state`'s generators, the CUDA one onto this run's device whichever GPU it was
+    saved from (the state is the generator's seed and offset, not tied to a GPU). A state saved on the
+    CPU leaves the CUDA generator as seeded."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def evaluate(model, pipeline: DataPipeline, settings: RuntimeSettings, device: torch.device,
@@ -222,7 +227,7 @@ class _Trainer:
     def save(self, position: _Position) -> None:
         """Checkpoint `position`, with every process's RNG states, so that a resume continues exactly
         there. Collective under data parallelism: every rank calls it, rank 0 writes."""
-        rng = _rng_state()
+        rng = rng_state(self.device)
         by_rank = distributed.gather_to_writer(rng, self.processes) if self.processes.distributed else None
         if not self.processes.is_writer:
             return
@@ -248,7 +253,8 @@ class _Trainer:
         if state is not None:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-            _set_rng_state(state["rng_by_rank"][self.processes.rank] if "rng_by_rank" in state else state["rng"])
+            set_rng_state(state["rng_by_rank"][self.processes.rank] if "rng_by_rank" in state else state["rng"],
+                          self.device)
             partial = state.get("partial") if self.processes.is_writer else _zero_partial(state.get("partial"))
             position = _Position(epoch=state["epoch"], step=state["step"], partial=partial,
                                  history=state["history"], diverged=state.get("diverged"))
@@ -425,7 +431,7 @@ def train(
     variables (`wrn.distributed`); every rank returns the result, rank 0 alone writes the run's files."""
     cfg = resolve(cfg)
     run_dir = Path(run_dir)
-    device = pick_device(device)
+    device = bind_device(device)
     processes = distributed.join(cfg.world_size, device)
     if processes.is_writer:
         run_dir.mkdir(parents=True, exist_ok=True)

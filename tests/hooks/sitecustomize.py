@@ -5,7 +5,9 @@ folder on PYTHONPATH and sets their variable:
   name> <pid>" to the file, so a test can count how many times each run was really trained across
   concurrent launchers and their workers;
 - WRN_TEST_FAKE_TRAINING=1: `wrn.train.train` is `fake_training.train` (this folder), so which
-  orderings a sequential launch's rounds decide is known in advance.
+  orderings a sequential launch's rounds decide is known in advance;
+- WRN_TEST_FAKE_CUDA=<n>: the process sees a node of n stand-in GPUs (`cuda_standin.py`, this folder)
+  through its CUDA_VISIBLE_DEVICES, and records what it asks of each in WRN_TEST_CUDA_LOG.
 """
 
 import importlib.abc
@@ -56,3 +58,8 @@ class _PatchTraining(importlib.abc.MetaPathFinder):
 
 if _LOG or _FAKE:
     sys.meta_path.insert(0, _PatchTraining())
+
+if os.environ.get("WRN_TEST_FAKE_CUDA"):
+    import cuda_standin
+
+    cuda_standin.CudaStandIn(int(os.environ["WRN_TEST_FAKE_CUDA"]), os.environ.get("WRN_TEST_CUDA_LOG")).install()
