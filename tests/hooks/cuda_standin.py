@@ -3,8 +3,8 @@
 `CudaStandIn(n).install()` makes this process see the GPUs of CUDA_VISIBLE_DEVICES (all n when it is
 unset), as a process of a real node would:
 
-- torch.cuda answers as CUDA would (is_available, device_count, the current device and
-  `torch.cuda.device`, device names, synchronize, one generator state per GPU);
+- torch.cuda and torch.accelerator answer as CUDA would (is_available, device_count, the current
+  device and `torch.cuda.device`, device names, synchronize, one generator state per GPU);
 - every tensor asked for on cuda:i (a `device=` argument, `.to`, `.cuda`, a module's `.to`) is made
   on the CPU instead, through a TorchFunctionMode entered in this thread and in every thread started
   later (the SLURM job trains in one), and `pin_memory()` returns the tensor itself;
@@ -188,6 +188,13 @@ class CudaStandIn:
         }
         for name, value in replacements.items():
             setattr(cuda, name, value)
+        accelerator = torch.accelerator  # what the DataLoader's pinning thread asks
+        self._saved += [(accelerator, name, getattr(accelerator, name)) for name in _ACCELERATOR_NAMES]
+        accelerator.is_available = lambda: True
+        accelerator.device_count = lambda: len(self.visible)
+        accelerator.current_accelerator = lambda *a, **k: torch.device("cuda")
+        accelerator.current_device_index = lambda: self.current
+        accelerator.set_device_index = self.set_device
         dist.init_process_group = self.init_process_group
         torch.nn.parallel.DistributedDataParallel = self.distributed_data_parallel
         self._saved.append((threading.Thread, "run", threading.Thread.run))
@@ -215,6 +222,8 @@ class CudaStandIn:
 _CUDA_NAMES = ("is_available", "device_count", "current_device", "set_device", "device", "get_rng_state",
                "set_rng_state", "get_rng_state_all", "set_rng_state_all", "manual_seed_all", "synchronize",
                "get_device_name", "is_initialized", "is_bf16_supported")
+_ACCELERATOR_NAMES = ("is_available", "device_count", "current_accelerator", "current_device_index",
+                      "set_device_index")
 _REAL = {"init_process_group": dist.init_process_group,
          "DistributedDataParallel": torch.nn.parallel.DistributedDataParallel}
 

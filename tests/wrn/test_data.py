@@ -5,6 +5,8 @@ import dataclasses
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
 
 from wrn import fake_data, preprocess
 from wrn.config import RunConfig, resolve
@@ -178,3 +180,36 @@ def test_generated_data_is_learnable_within_two_epochs(root):
             losses.append(loss.item())
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last < 0.75 * first, (first, last)
+
+
+class RefuseMixedDevices(TorchFunctionMode):
+    """Fails every torch call whose tensors sit on different devices, but for explicit copies and a 0-dim
+    CPU tensor (which CUDA takes as a number). On CUDA such a call is an error or a hidden copy that
+    waits for the device; on the meta device it would often pass unnoticed."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") not in ("to", "copy_"):
+            tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+            devices = {t.device.type for t in tensors if not (t.device.type == "cpu" and t.dim() == 0)}
+            assert len(devices) <= 1, f"{getattr(func, '__name__', func)} mixes devices {sorted(devices)}"
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("dataset, overrides", [
+    ("cifar10", {}), ("cifar10", {"pad_mode": "zeros", "recipe": "he-2016"}),
+    ("cifar10", {"recipe": "v1-2016-05", "preprocessing": "zca"}), ("svhn", {}),
+    ("cifar10", {"world_size": 2, "batch_size": 64}),
+])
+def test_the_tensor_pipeline_keeps_every_batch_on_its_device(root, dataset, overrides):
+    """The pipeline built for the meta device (shapes, no values) yields every training and test batch
+    there, without a call that mixes a device tensor with a CPU one on the way."""
+    cfg = resolve(RunConfig(**{"dataset": dataset, "depth": 16, "k": 1, "batch_size": 64, "eval_batch_size": 16,
+                               **overrides}))
+    make_pipeline(cfg, root, "cpu", download=False)  # a ZCA fit is cached here; meta tensors hold no values
+    with RefuseMixedDevices():
+        meta = make_pipeline(cfg, root, "meta", download=False, rank=cfg.world_size - 1)
+        batches = list(meta.train_batches(1)) + list(meta.test_batches())
+    assert len(batches) == meta.steps_per_epoch + -(-(N_TEST // cfg.world_size) // 16)
+    for x, y in batches:
+        assert x.device.type == y.device.type == "meta" and x.dtype == torch.float32 and y.dtype == torch.int64

@@ -19,11 +19,12 @@ import torch
 from cuda_standin import CudaStandIn, read_log
 from experiments import store
 from experiments.executors import plan_slots, run_local
-from wrn import checkpoint
+from wrn import checkpoint, imagenet
 from wrn.config import RunConfig, resolve
 from wrn.fake_data import write_fake_dataset
 from wrn.files import atomic_write_json
-from wrn.runtime import bind_device, pick_device
+from wrn.imagenet import ImageNetPipeline
+from wrn.runtime import bind_device, host_to_device, pick_device, set_cuda_switches
 from wrn.train import TrainingInterrupted, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,3 +234,58 @@ def test_each_rank_of_a_four_gpu_run_uses_its_own_gpu(launch, standin_env, tmp_p
     for rank, used in by_rank.items():
         assert set(used) >= DISTRIBUTED_EVENTS, (rank, used)
         assert all(gpus == {rank} for gpus in used.values()), (rank, used)
+
+
+# ------------------------------------------------------------------------------------------------
+# The CUDA-only choices, each small and named
+
+
+def test_the_cuda_switches_follow_the_config():
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    try:
+        for tf32 in (True, False):
+            set_cuda_switches(tf32)
+            assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (tf32, tf32)
+            assert torch.backends.cudnn.benchmark
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark) = saved
+
+
+def test_a_host_copy_to_a_gpu_is_pinned_and_keeps_its_values(node):
+    source = torch.arange(10)
+    assert torch.equal(host_to_device(source, torch.device("cpu")), source)
+    standin = node(None, local_rank=1)
+    device = bind_device("cuda")
+    assert torch.equal(host_to_device(source, device), source)
+    assert standin.gpus("pin") == {1} and standin.gpus("tensor") == {1}
+
+
+@pytest.fixture(scope="module")
+def imagenet_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imagenet")
+    write_fake_dataset("imagenet", root, 20, 10, seed=0)
+    return root
+
+
+def test_nvjpeg_decodes_on_the_rank_gpu_the_batches_the_cpu_path_makes(node, monkeypatch, imagenet_dir):
+    """The tensor path on a GPU decodes in the training process (nvJPEG, here the CPU decoder) with the
+    process's own GPU current, since nvJPEG works on the current device's stream, and makes the
+    batches the CPU path makes in its workers."""
+    cfg = resolve(RunConfig(dataset="imagenet", arch="wrn50_2_bottleneck", depth=50, k=2, batch_size=8,
+                            eval_batch_size=4, image_size=24, input_pipeline="tensor", world_size=2))
+    on_cpu = [b for b in ImageNetPipeline(cfg, imagenet_dir, torch.device("cpu"), workers=1, rank=1).train_batches(1)]
+    standin = node(None, local_rank=1)
+    device = bind_device("cuda")
+    torch.cuda.set_device(0)  # whatever else made GPU 0 current: the decoder still runs on the rank's
+    decoded_on = []
+    real_decode = imagenet.decode_jpeg
+
+    def decode(payloads, mode, device):
+        decoded_on.append((standin.visible[torch.cuda.current_device()], standin.physical(device)))
+        return real_decode(payloads, mode=mode, device="cpu")
+
+    monkeypatch.setattr(imagenet, "decode_jpeg", decode)
+    on_gpu = list(ImageNetPipeline(cfg, imagenet_dir, device, workers=1, rank=1).train_batches(1))
+    assert decoded_on and set(decoded_on) == {(1, 1)}
+    assert len(on_gpu) == len(on_cpu) and all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+                                              for a, b in zip(on_gpu, on_cpu))
