@@ -170,7 +170,7 @@ def measure(pipeline: ImageNetPipeline, device: torch.device, max_seconds: float
 
 
 @contextlib.contextmanager
-def _threads(n: int):
+def torch_threads(n: int):
     """torch's CPU threads set to `n` for a while: a 0-worker path is one core's rate, as a DataLoader
     worker has one thread (torch's intra-op threads only fight over a small image's resize)."""
     previous = torch.get_num_threads()
@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _log(f"{mode.name}: up to {max_seconds:g} s")
             pipeline = ImageNetPipeline(bench_config(mode.input_pipeline, batch_size, counts), Path(tmp),
                                         mode.device, mode.workers)
-            with _threads(1 if mode.workers == 0 else torch.get_num_threads()):
+            with torch_threads(1 if mode.workers == 0 else torch.get_num_threads()):
                 measured.append((mode, measure(pipeline, mode.device, max_seconds)))
     baseline = next(r["img_s"] for m, r in measured if m.name == out["baseline"])
     reference = measured[0][1]["first_batch"]  # pil's

@@ -66,7 +66,7 @@ from wrn.models import build_model, count_params, forward_flops
 from wrn.names import parse_label
 from wrn.preprocess import OFFICIAL_MEAN, OFFICIAL_STD
 from wrn.cpuinfo import cpu_has_native_bf16
-from wrn.runtime import bind_device, cpu_capability, pick_device, runtime_settings, synchronize
+from wrn.runtime import bind_device, cpu_capability, peak_memory_bytes, pick_device, runtime_settings, synchronize
 from wrn.train import TrainingInterrupted, seed_everything, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -255,9 +255,8 @@ def matmul_peak(device: torch.device, precision: str, tf32: bool = False) -> flo
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     n = PEAK_MATMUL_SIZE[device.type]
     pairs, warmup, repeats = (3, 5, 30) if device.type == "cuda" else (1, 2, 10)
-    gen = torch.Generator(device=device).manual_seed(0)
-    operands = [(torch.randn(n, n, device=device, dtype=dtype, generator=gen),
-                 torch.randn(n, n, device=device, dtype=dtype, generator=gen)) for _ in range(pairs)]
+    operands = [(torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype))
+                for _ in range(pairs)]
     previous = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32
     try:
@@ -296,15 +295,16 @@ def measure_concurrent(bench: Bench, mode: Mode, processes: int, data_dir: Path)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     workers = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(processes)]
-    rates = []
+    reports = []
     for worker in workers:
         out, err = worker.communicate()
         if worker.returncode != 0:
             tail = " | ".join(err.strip().splitlines()[-3:])
             raise BenchmarkError(f"a concurrent worker exited {worker.returncode}: {tail}")
-        rates.append(json.loads(out.strip().splitlines()[-1])["suite_img_s"])
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    rates = [r["suite_img_s"] for r in reports]
     return {"processes": processes, "threads_each": threads, "per_process_img_s": rates,
-            "total_img_s": sum(rates)}
+            "total_img_s": sum(rates), "peak_memory_bytes": [r["peak_memory_bytes"] for r in reports]}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -434,7 +434,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                  time.monotonic() + bench.max_seconds)
         if img_s is None:
             raise BenchmarkError(f"no timed epoch within --max-seconds {bench.max_seconds:g}")
-        return {"suite_img_s": img_s}
+        return {"suite_img_s": img_s, "peak_memory_bytes": peak_memory_bytes(bench.device)}
     with tempfile.TemporaryDirectory(prefix="wrn-bench-data-") as tmp:
         data_dir = Path(tmp)
         write_fake_dataset(bench.dataset, data_dir, *bench.images)

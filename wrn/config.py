@@ -262,6 +262,14 @@ def resolved_precision(cfg: RunConfig, device_type: str) -> str:
     return cfg.precision
 
 
+def resolved_input_pipeline(cfg: RunConfig, device_type: str) -> str:
+    """The path a run of `cfg` takes on a `device_type` device: "auto" is tensor on CUDA (nvJPEG), pil
+    elsewhere (where decoding competes with training for the same cores anyway)."""
+    if cfg.input_pipeline == "auto":
+        return "tensor" if device_type == "cuda" else "pil"
+    return cfg.input_pipeline
+
+
 # ------------------------------------------------------------------------------------------------
 # The rules of `resolve`
 

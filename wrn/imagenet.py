@@ -20,8 +20,8 @@ CPU over 256 generated 500x375 JPEGs at 224 (benchmarks/input_speed.py's): fb.re
 (bicubic, colour) at most 4.5 grey levels apart, 0.04 on average (0.079 and 0.0007 after mean/std),
 its test crops at most 1 level, 0.004 on average; the torchvision recipe (bilinear) at most 1 level,
 0.04 on average; the same on wrn.fake_data's 48x40 JPEGs at 24 and 64. libjpeg-turbo through PIL
-and through torchvision on the CPU decode identically; nvJPEG's IDCT may add a level or so (not
-measured here: `python -m benchmarks.input_speed` on a CUDA machine prints it).
+and through torchvision on the CPU decode identically; nvJPEG's IDCT may add a level or so, which
+the GPU check bounds (`python -m benchmarks.gpu_check`, `jpeg_decoders_agree`).
 
 Under data parallelism every process works through the same global batches and loads only its share
 of each (`DataPipeline.share_bounds`): the union of the shares is, image for image, the batch one
@@ -42,21 +42,13 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from wrn.config import RunConfig
+from wrn.config import RunConfig, resolved_input_pipeline
 from wrn.datasets import load_image_folders
 from wrn.imagenet_augment import BatchDraws, Draws, Plan, Recipe, finish_batch, recipe_for
 from wrn.pipeline import Batch, DataPipeline, derived_seed, epoch_permutation
 from wrn.runtime import host_to_device, on_device
 
 NVJPEG_MODES = ("RGB", "L")  # JPEG colour modes decode_jpeg turns into RGB as PIL's convert("RGB") does
-
-
-def resolved_input_pipeline(cfg: RunConfig, device_type: str) -> str:
-    """The path a run of `cfg` takes on a `device_type` device: "auto" is tensor on CUDA (nvJPEG), pil
-    elsewhere (where decoding competes with training for the same cores anyway)."""
-    if cfg.input_pipeline == "auto":
-        return "tensor" if device_type == "cuda" else "pil"
-    return cfg.input_pipeline
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from functools import cache
 
 import torch
 
-from wrn.config import RunConfig, resolved_precision
+from wrn.config import RunConfig, resolved_input_pipeline, resolved_precision
 from wrn.cpuinfo import cpu_has_native_bf16, cpu_name
 from wrn.distributed import SINGLE, Processes
 from wrn.records import RuntimeSettings
@@ -103,8 +103,6 @@ def input_pipeline(cfg: RunConfig, device: torch.device) -> str | None:
     """The ImageNet input path a run of `cfg` takes on `device` (None for the datasets without one)."""
     if cfg.dataset != "imagenet":
         return None
-    from wrn.imagenet import resolved_input_pipeline  # deferred: ImageNet's pipeline needs torchvision
-
     return resolved_input_pipeline(cfg, device.type)
 
 
@@ -124,6 +122,12 @@ def autocast(settings: RuntimeSettings, device: torch.device):
     if settings.precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def peak_memory_bytes(device: torch.device) -> int | None:
+    """The most device memory this process's tensors have held on `device` (None on a CPU, whose
+    allocations torch does not track)."""
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
 
 
 def synchronize(device: torch.device) -> None:

@@ -193,7 +193,7 @@ def evaluate(model, pipeline: DataPipeline, settings: RuntimeSettings, device: t
 
 
 @dataclass
-class _Position:
+class Position:
     """Where training stands: about to run `step` of `epoch` (step 0: the epoch's start), with the
     accumulators of a partly run epoch, every finished epoch's metrics, and the divergence if any."""
 
@@ -205,8 +205,8 @@ class _Position:
 
 
 @dataclass
-class _Trainer:
-    """Everything one epoch needs; built once per `train` call.
+class Trainer:
+    """Everything one epoch needs; built once per `train` call, by `prepare_training`.
 
     Under data parallelism every process runs this same loop on its share of each batch; they meet at
     every step (gradients, the stop decision) and at every epoch's end (sums, evaluation, the
@@ -224,7 +224,7 @@ class _Trainer:
     bar: Any
     processes: Processes = SINGLE
 
-    def save(self, position: _Position) -> None:
+    def save(self, position: Position) -> None:
         """Checkpoint `position`, with every process's RNG states, so that a resume continues exactly
         there. Collective under data parallelism: every rank calls it, rank 0 writes."""
         rng = rng_state(self.device)
@@ -243,21 +243,21 @@ class _Trainer:
             **({"rng_by_rank": by_rank} if by_rank is not None else {}),
         }, self.run_dir)
 
-    def restore(self) -> _Position:
+    def restore(self) -> Position:
         """The position of the run's last good checkpoint (the start when there is none), with the
         model, the optimizer and the RNGs set to it and metrics.jsonl rewritten to agree with it.
         Every rank reads the checkpoint; a partly run epoch's sums go to rank 0 alone, since the
         epoch's end adds up every rank's."""
         state = checkpoint.load_latest(self.run_dir)
-        position = _Position()
+        position = Position()
         if state is not None:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             set_rng_state(state["rng_by_rank"][self.processes.rank] if "rng_by_rank" in state else state["rng"],
                           self.device)
             partial = state.get("partial") if self.processes.is_writer else _zero_partial(state.get("partial"))
-            position = _Position(epoch=state["epoch"], step=state["step"], partial=partial,
-                                 history=state["history"], diverged=state.get("diverged"))
+            position = Position(epoch=state["epoch"], step=state["step"], partial=partial,
+                                history=state["history"], diverged=state.get("diverged"))
         if self.processes.distributed:
             self.check_same_position(position)
         if self.processes.is_writer:
@@ -268,7 +268,7 @@ class _Trainer:
                               "".join(json.dumps(row) + "\n" for row in position.history))
         return position
 
-    def check_same_position(self, position: _Position) -> None:
+    def check_same_position(self, position: Position) -> None:
         """Fail on every rank unless all of them read the same checkpoint position."""
         mine = torch.tensor([position.epoch, position.step], dtype=torch.int64)
         total = distributed.sum_over_ranks(mine)
@@ -276,7 +276,7 @@ class _Trainer:
             raise RuntimeError(f"{self.run_dir.name}: the processes of this run read different checkpoints "
                                f"(rank {self.processes.rank} at epoch {position.epoch}, step {position.step})")
 
-    def run_epoch(self, position: _Position) -> None:
+    def run_epoch(self, position: Position) -> None:
         """Train the rest of `position`'s epoch, evaluate, record the metrics and checkpoint the start
         of the next epoch; or record the divergence. Raises `TrainingInterrupted` (after a
         checkpoint of that exact step) when `should_stop` says so at a step boundary."""
@@ -320,49 +320,62 @@ class _Trainer:
         asked = self.should_stop is not None and self.should_stop()
         return distributed.any_rank(asked) if self.processes.distributed else asked
 
-    def train_steps(self, position: _Position) -> tuple[torch.Tensor, int, float]:
+    def train_steps(self, position: Position) -> tuple[torch.Tensor, int, float]:
         """The remaining steps of `position`'s epoch: every step's loss (on the CPU; the mean over the
         processes' shares), the correct training predictions and the seconds spent, a partly run epoch's
         accumulators included. The losses and counts stay on the device until the epoch ends: no
         per-step synchronisation with the device."""
-        device, steps = self.device, self.pipeline.steps_per_epoch
         self.model.train()
-        losses = torch.zeros(steps, device=device, dtype=torch.float32)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        elapsed = 0.0
-        if position.partial is not None:
-            losses.copy_(position.partial["losses"].to(device))
-            correct.fill_(int(position.partial["correct"]))
-            elapsed = position.partial["elapsed"]
+        losses, correct, elapsed = self.accumulators(position)
         if self.bar is not None:  # this epoch's meter, from the step it resumes at
             self.bar.reset()
             self.bar.set_description_str(f"epoch {position.epoch}", refresh=False)
             self.bar.update(position.step)
-        warming = position.epoch <= self.cfg.warmup_epochs
-        synchronize(device)
+        synchronize(self.device)
         started = time.perf_counter()
+        self.step_through(position, losses, correct, lambda: elapsed + time.perf_counter() - started)
+        synchronize(self.device)
+        train_time = elapsed + time.perf_counter() - started
+        step_losses, step_correct = self.summed(losses, correct)
+        return step_losses / self.processes.world_size, step_correct, train_time
+
+    def accumulators(self, position: Position) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """An epoch's per-step losses and correct count on the device, and its seconds so far: zero, or
+        those of the partly run epoch `position` resumes."""
+        losses = torch.zeros(self.pipeline.steps_per_epoch, device=self.device, dtype=torch.float32)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        if position.partial is None:
+            return losses, correct, 0.0
+        losses.copy_(position.partial["losses"].to(self.device))
+        correct.fill_(int(position.partial["correct"]))
+        return losses, correct, position.partial["elapsed"]
+
+    def step_through(self, position: Position, losses: torch.Tensor, correct: torch.Tensor,
+                     elapsed: Callable[[], float]) -> None:
+        """Steps `position.step`.. of the epoch, each step's loss written into `losses` and its correct
+        predictions added to `correct`, on the device. Nothing here waits for the device (`python -m
+        benchmarks.gpu_check` runs an epoch of it under torch.cuda.set_sync_debug_mode("error")), but a
+        stop: asked for at a step boundary, it checkpoints there, with `elapsed()` seconds spent, and
+        raises `TrainingInterrupted`."""
+        steps = self.pipeline.steps_per_epoch
+        warming = position.epoch <= self.cfg.warmup_epochs
         step = position.step
         for x, y in self.pipeline.train_batches(position.epoch, position.step):
             if self.stop_requested():
-                synchronize(device)
+                synchronize(self.device)
                 position.step = step
                 step_losses, step_correct = self.summed(losses, correct)
-                position.partial = {"losses": step_losses, "correct": step_correct,
-                                    "elapsed": elapsed + time.perf_counter() - started}
+                position.partial = {"losses": step_losses, "correct": step_correct, "elapsed": elapsed()}
                 self.save(position)
                 raise TrainingInterrupted(position.epoch, step)
             if warming:
                 _set_learning_rate(self.optimizer, self.cfg.lr_at(position.epoch, step / steps))
-            loss, out = training_step(self.step_model, self.optimizer, x, y, self.settings, device)
+            loss, out = training_step(self.step_model, self.optimizer, x, y, self.settings, self.device)
             losses[step] = loss
             correct += (out.argmax(1) == y).sum()
             step += 1
             if self.bar is not None:
                 self.bar.update(1)
-        synchronize(device)
-        train_time = elapsed + time.perf_counter() - started
-        step_losses, step_correct = self.summed(losses, correct)
-        return step_losses / self.processes.world_size, step_correct, train_time
 
     def summed(self, losses: torch.Tensor, correct: torch.Tensor) -> tuple[torch.Tensor, int]:
         """The per-step losses (on the CPU) and the correct count, added up over the processes."""
@@ -371,7 +384,7 @@ class _Trainer:
             losses, correct = distributed.sum_over_ranks(losses), distributed.sum_over_ranks(correct)
         return losses, int(correct)
 
-    def result(self, position: _Position, params: int) -> RunResult:
+    def result(self, position: Position, params: int) -> RunResult:
         history, diverged = position.history, position.diverged
         times = [r["train_time_s"] for r in history]
         images = len(times) * self.pipeline.steps_per_epoch * self.cfg.batch_size
@@ -429,6 +442,22 @@ def train(
 
     A run of `cfg.world_size` > 1 is this call in each of its processes, started with torch's env://
     variables (`wrn.distributed`); every rank returns the result, rank 0 alone writes the run's files."""
+    trainer = prepare_training(cfg, run_dir, data_dir, device, should_stop, progress, download)
+    try:
+        position = trainer.restore()
+        while position.diverged is None and position.epoch <= trainer.cfg.epochs:
+            trainer.run_epoch(position)
+    finally:
+        if trainer.bar is not None:
+            trainer.bar.close()
+    return trainer.result(position, count_params(trainer.model))
+
+
+def prepare_training(cfg: RunConfig, run_dir: Path, data_dir: Path | None, device: str | torch.device | None = None,
+                     should_stop: Callable[[], bool] | None = None, progress: bool | None = None,
+                     download: bool = True) -> Trainer:
+    """Everything `train` needs before its first epoch, with this process bound to its device and
+    joined to the run's other processes: what `train` runs, and what the GPU check drives step by step."""
     cfg = resolve(cfg)
     run_dir = Path(run_dir)
     device = bind_device(device)
@@ -441,13 +470,4 @@ def train(
     check_data_source(cfg, pipeline.train_size, pipeline.test_size, data_dir)
     model, step_model, optimizer = build_trainable(cfg, device, settings, processes)
     bar = progress_meter(progress if processes.is_writer else False, pipeline.steps_per_epoch, "epoch")
-    trainer = _Trainer(cfg, run_dir, device, settings, pipeline, model, step_model, optimizer, should_stop, bar,
-                       processes)
-    try:
-        position = trainer.restore()
-        while position.diverged is None and position.epoch <= cfg.epochs:
-            trainer.run_epoch(position)
-    finally:
-        if trainer.bar is not None:
-            trainer.bar.close()
-    return trainer.result(position, count_params(model))
+    return Trainer(cfg, run_dir, device, settings, pipeline, model, step_model, optimizer, should_stop, bar, processes)

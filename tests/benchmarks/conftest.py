@@ -1,5 +1,5 @@
 """Fixtures of the benchmark tests: a tiny benchmark invocation and one measured result of it, shared
-by the tests of train_speed and of gpu_check.sh's summary."""
+by the tests of train_speed."""
 
 from __future__ import annotations
 

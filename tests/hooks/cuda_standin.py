@@ -9,7 +9,9 @@ unset), as a process of a real node would:
   on the CPU instead, through a TorchFunctionMode entered in this thread and in every thread started
   later (the SLURM job trains in one), and `pin_memory()` returns the tensor itself;
 - NCCL process groups become gloo and DistributedDataParallel's device ids are dropped, so ranks
-  really train together over gloo.
+  really train together over gloo;
+- `torch.cuda.set_sync_debug_mode("error")` makes `torch.cuda.synchronize` raise, as CUDA's does; the
+  memory statistics read zero; `torch.cuda.Event` times with the host's clock.
 
 What each process asked of which *physical* GPU (the index on the node, before CUDA_VISIBLE_DEVICES
 renumbers) is recorded: `events` in the process, and one JSON line per new (event, GPU) pair in the
@@ -27,6 +29,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from typing import Any
 
 import torch
@@ -62,6 +65,22 @@ class _PlaceOnCpu(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+class _Event:
+    """torch.cuda.Event on the host's clock (the stand-in's work is done when it is queued)."""
+
+    def __init__(self, enable_timing: bool = False, **_: Any):
+        self.at: float | None = None
+
+    def record(self, stream: Any = None) -> None:
+        self.at = time.perf_counter()
+
+    def synchronize(self) -> None:
+        pass
+
+    def elapsed_time(self, end: _Event) -> float:
+        return 1000 * (end.at - self.at)
+
+
 def _names_device(value: Any) -> bool:
     return isinstance(value, torch.device) or (isinstance(value, str) and value.split(":")[0] in ("cuda", "cpu"))
 
@@ -76,6 +95,7 @@ class CudaStandIn:
         if any(not 0 <= g < n for g in self.visible):
             raise ValueError(f"CUDA_VISIBLE_DEVICES={visible}: this stand-in node has GPUs 0..{n - 1}")
         self.current = 0
+        self.sync_debug = 0
         self.log_path = log_path
         self.events: list[dict[str, Any]] = []
         self.rng = {g: torch.tensor([g, 0], dtype=torch.uint8) for g in range(n)}  # per physical GPU
@@ -153,11 +173,17 @@ class CudaStandIn:
         for gpu in self.visible:
             self.rng[gpu] = torch.tensor([gpu, seed % 256], dtype=torch.uint8)
 
-    def synchronize(self, device: Any = None) -> None:
-        self.record("synchronize", self.physical(device))
-
     def get_device_name(self, device: Any = None) -> str:
         return f"{NAME} {self.physical(device)}"
+
+    def set_sync_debug_mode(self, mode: int | str) -> None:
+        self.sync_debug = {"default": 0, "warn": 1, "error": 2}.get(mode, mode)
+        self.record("sync_debug_mode", self.visible[self.current], mode=self.sync_debug)
+
+    def synchronize(self, device: Any = None) -> None:
+        if self.sync_debug == 2:
+            raise RuntimeError("called a synchronizing CUDA operation")
+        self.record("synchronize", self.physical(device))
 
     # -- torch.distributed ------------------------------------------------------------------------
     def init_process_group(self, backend: str | None = None, *args, device_id: Any = None, **kwargs):
@@ -184,7 +210,10 @@ class CudaStandIn:
             "get_rng_state_all": self.get_rng_state_all, "set_rng_state_all": self.set_rng_state_all,
             "manual_seed_all": self.manual_seed_all, "synchronize": self.synchronize,
             "get_device_name": self.get_device_name, "is_initialized": lambda: True,
-            "is_bf16_supported": lambda *a, **k: True,
+            "is_bf16_supported": lambda *a, **k: True, "set_sync_debug_mode": self.set_sync_debug_mode,
+            "get_sync_debug_mode": lambda: self.sync_debug, "reset_peak_memory_stats": lambda *a, **k: None,
+            "max_memory_allocated": lambda *a, **k: 0, "Event": _Event,
+            "get_device_capability": lambda *a, **k: (9, 0),
         }
         for name, value in replacements.items():
             setattr(cuda, name, value)
@@ -221,7 +250,8 @@ class CudaStandIn:
 
 _CUDA_NAMES = ("is_available", "device_count", "current_device", "set_device", "device", "get_rng_state",
                "set_rng_state", "get_rng_state_all", "set_rng_state_all", "manual_seed_all", "synchronize",
-               "get_device_name", "is_initialized", "is_bf16_supported")
+               "get_device_name", "is_initialized", "is_bf16_supported", "set_sync_debug_mode", "get_sync_debug_mode",
+               "reset_peak_memory_stats", "max_memory_allocated", "Event", "get_device_capability")
 _ACCELERATOR_NAMES = ("is_available", "device_count", "current_accelerator", "current_device_index",
                       "set_device_index")
 _REAL = {"init_process_group": dist.init_process_group,

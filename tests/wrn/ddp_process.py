@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from wrn import distributed
 from wrn.config import RunConfig
 from wrn.train import TrainingInterrupted, train
 
@@ -28,6 +29,8 @@ def main() -> int:
     except TrainingInterrupted as e:
         print(json.dumps({"interrupted": [e.epoch, e.step]}))
         return 3
+    finally:  # a process group left to the interpreter's exit can abort it ("terminate called ...")
+        distributed.leave()
     print(json.dumps(result.to_dict()))
     return 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cuda_standin import CudaStandIn, read_log
+from cuda_standin import read_log
 from experiments import store
 from experiments.executors import plan_slots, run_local
 from wrn import checkpoint, imagenet
@@ -24,12 +24,15 @@ from wrn.config import RunConfig, resolve
 from wrn.fake_data import write_fake_dataset
 from wrn.files import atomic_write_json
 from wrn.imagenet import ImageNetPipeline
-from wrn.runtime import bind_device, host_to_device, pick_device, set_cuda_switches
+from wrn.models import build_model
+from wrn.runtime import bind_device, host_to_device, pick_device, runtime_settings, set_cuda_switches
+from wrn.sync_batchnorm import synchronise_batch_norm
+from wrn.timing import measure_step_time
 from wrn.train import TrainingInterrupted, train
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS = ROOT / "tests" / "hooks"
-GPUS = 4
+GPUS = 4  # the stand-in node of tests/conftest.py
 # What a training process asks of its GPU: binding it, putting tensors on it, reading its generator
 # and waiting for it; a distributed one also joins NCCL with it and gives it to DistributedDataParallel.
 TRAINING_EVENTS = {"set_device", "tensor", "rng_get", "synchronize"}
@@ -50,30 +53,6 @@ def tiny(**overrides) -> RunConfig:
     return resolve(RunConfig(**base))
 
 
-@pytest.fixture
-def node(monkeypatch):
-    """Install a stand-in node of GPUS GPUs in this process, seen through `visible` (None: all)."""
-    installed = []
-
-    def install(visible: str | None = None, local_rank: int | None = None) -> CudaStandIn:
-        while installed:  # a new process's view: the previous one goes
-            installed.pop().uninstall()
-        if visible is None:
-            monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-        else:
-            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-        if local_rank is None:
-            monkeypatch.delenv("LOCAL_RANK", raising=False)
-        else:
-            monkeypatch.setenv("LOCAL_RANK", str(local_rank))
-        installed.append(CudaStandIn(GPUS).install())
-        return installed[-1]
-
-    yield install
-    while installed:
-        installed.pop().uninstall()
-
-
 # ------------------------------------------------------------------------------------------------
 # One process
 
@@ -84,39 +63,39 @@ def node(monkeypatch):
     ("1,3", 1, "cuda", 3),  # two GPUs per node, the second process
     (None, 0, "cuda:2", 2), ("0,2", 0, "cuda:1", 2),  # an explicit index is kept
 ])
-def test_a_process_binds_its_own_gpu_whatever_the_device_string(node, visible, local_rank, name, gpu):
-    standin = node(visible, local_rank)
+def test_a_process_binds_its_own_gpu_whatever_the_device_string(cuda_node, visible, local_rank, name, gpu):
+    standin = cuda_node(visible, local_rank)
     device = bind_device(name)
     assert device.type == "cuda" and device.index is not None
     assert standin.visible[device.index] == gpu
     assert standin.gpus("set_device") == {gpu} and standin.visible[torch.cuda.current_device()] == gpu
 
 
-def test_picking_a_device_binds_nothing_and_the_cpu_binds_nothing(node):
-    standin = node(None, 3)
+def test_picking_a_device_binds_nothing_and_the_cpu_binds_nothing(cuda_node):
+    standin = cuda_node(None, 3)
     assert pick_device("cuda") == torch.device("cuda", 3)
     assert bind_device("cpu") == torch.device("cpu")
     assert standin.events == []
 
 
-def test_the_engine_puts_everything_on_its_process_gpu(node, tmp_path, data_dir):
-    standin = node(None, local_rank=3)
+def test_the_engine_puts_everything_on_its_process_gpu(cuda_node, tmp_path, data_dir):
+    standin = cuda_node(None, local_rank=3)
     result = train(tiny(epochs=1), tmp_path / "run", data_dir, device="cuda", progress=False)
     assert result.status == "done" and result.runtime.device_name.endswith(" 3")
     assert {e["event"] for e in standin.events} >= TRAINING_EVENTS | {"pin"}
     assert {e["gpu"] for e in standin.events} == {3}
 
 
-def test_a_checkpoint_written_with_four_gpus_visible_resumes_with_one(node, tmp_path, data_dir):
+def test_a_checkpoint_written_with_four_gpus_visible_resumes_with_one(cuda_node, tmp_path, data_dir):
     """A run stopped under torchrun (4 GPUs visible, the third process's) resumes under the local
     executor, which shows it that one GPU: the checkpoint holds the generator of the run's own GPU,
     says which, and is restored onto the GPU the resume binds; the result equals an uninterrupted run's
     (dropout draws from that generator on a real GPU)."""
     cfg = tiny()
-    node(None, local_rank=2)
+    cuda_node(None, local_rank=2)
     straight = train(cfg, tmp_path / "straight", data_dir, device="cuda", progress=False)
 
-    standin = node(None, local_rank=2)
+    standin = cuda_node(None, local_rank=2)
     calls = {"n": 0}
 
     def stop() -> bool:
@@ -128,18 +107,18 @@ def test_a_checkpoint_written_with_four_gpus_visible_resumes_with_one(node, tmp_
     saved = checkpoint.load_latest(tmp_path / "resumed")["rng"]
     assert saved["cuda_device"] == "cuda:2" and torch.equal(saved["cuda"], standin.rng[2])
 
-    standin = node("2", local_rank=0)
+    standin = cuda_node("2", local_rank=0)
     resumed = train(cfg, tmp_path / "resumed", data_dir, device="cuda", progress=False)
     restored = [e for e in standin.events if e["event"] == "rng_set"]
     assert [(e["gpu"], e["state"]) for e in restored] == [(2, saved["cuda"].tolist())]
     assert resumed.final == straight.final
 
 
-def test_a_cpu_checkpoint_resumes_on_a_gpu_with_its_generator_as_seeded(node, tmp_path, data_dir):
+def test_a_cpu_checkpoint_resumes_on_a_gpu_with_its_generator_as_seeded(cuda_node, tmp_path, data_dir):
     cfg = tiny()
     with pytest.raises(TrainingInterrupted):
         train(cfg, tmp_path / "run", data_dir, device="cpu", should_stop=lambda: True, progress=False)
-    standin = node(None, local_rank=1)
+    standin = cuda_node(None, local_rank=1)
     assert train(cfg, tmp_path / "run", data_dir, device="cuda", progress=False).status == "done"
     assert standin.gpus("rng_set") == set()
 
@@ -251,10 +230,10 @@ def test_the_cuda_switches_follow_the_config():
         (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark) = saved
 
 
-def test_a_host_copy_to_a_gpu_is_pinned_and_keeps_its_values(node):
+def test_a_host_copy_to_a_gpu_is_pinned_and_keeps_its_values(cuda_node):
     source = torch.arange(10)
     assert torch.equal(host_to_device(source, torch.device("cpu")), source)
-    standin = node(None, local_rank=1)
+    standin = cuda_node(None, local_rank=1)
     device = bind_device("cuda")
     assert torch.equal(host_to_device(source, device), source)
     assert standin.gpus("pin") == {1} and standin.gpus("tensor") == {1}
@@ -267,14 +246,14 @@ def imagenet_dir(tmp_path_factory):
     return root
 
 
-def test_nvjpeg_decodes_on_the_rank_gpu_the_batches_the_cpu_path_makes(node, monkeypatch, imagenet_dir):
+def test_nvjpeg_decodes_on_the_rank_gpu_the_batches_the_cpu_path_makes(cuda_node, monkeypatch, imagenet_dir):
     """The tensor path on a GPU decodes in the training process (nvJPEG, here the CPU decoder) with the
     process's own GPU current, since nvJPEG works on the current device's stream, and makes the
     batches the CPU path makes in its workers."""
     cfg = resolve(RunConfig(dataset="imagenet", arch="wrn50_2_bottleneck", depth=50, k=2, batch_size=8,
                             eval_batch_size=4, image_size=24, input_pipeline="tensor", world_size=2))
     on_cpu = [b for b in ImageNetPipeline(cfg, imagenet_dir, torch.device("cpu"), workers=1, rank=1).train_batches(1)]
-    standin = node(None, local_rank=1)
+    standin = cuda_node(None, local_rank=1)
     device = bind_device("cuda")
     torch.cuda.set_device(0)  # whatever else made GPU 0 current: the decoder still runs on the rank's
     decoded_on = []
@@ -289,3 +268,26 @@ def test_nvjpeg_decodes_on_the_rank_gpu_the_batches_the_cpu_path_makes(node, mon
     assert decoded_on and set(decoded_on) == {(1, 1)}
     assert len(on_gpu) == len(on_cpu) and all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
                                               for a, b in zip(on_gpu, on_cpu))
+
+
+def test_the_settings_of_a_gpu_run(cuda_node):
+    """On CUDA "auto" is bf16 in channels_last (the fast profile); fp32 keeps NCHW; the name is the GPU's."""
+    cuda_node(None, local_rank=1)
+    device = bind_device("cuda")
+    fp32 = runtime_settings(tiny(), device)
+    auto = runtime_settings(tiny(precision="auto"), device)
+    assert (fp32.device, fp32.device_name, fp32.precision, fp32.channels_last) == ("cuda", "Stand-in GPU 1", "fp32", False)
+    assert (auto.precision, auto.channels_last) == ("bf16", True)
+
+
+def test_sync_bn_on_a_gpu_is_torchs_sync_batchnorm(cuda_node):
+    model = synchronise_batch_norm(build_model(tiny(world_size=2)), torch.device("cuda", 0))
+    kinds = {type(m) for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+    assert kinds == {torch.nn.SyncBatchNorm}
+
+
+def test_figure_4s_timing_on_a_gpu_times_with_cuda_events(cuda_node):
+    standin = cuda_node(None, local_rank=3)
+    result = measure_step_time(tiny(), batch_size=4, warmup=1, repeats=3, device="cuda", progress=False)
+    assert result.timing.repeats == 3 and result.timing.ms_median > 0 and result.runtime.device == "cuda"
+    assert standin.gpus("set_device") == standin.gpus("tensor") == standin.gpus("synchronize") == {3}

@@ -126,7 +126,7 @@ def test_a_stop_on_any_rank_stops_all_at_one_step_and_the_resume_is_bit_identica
                                                                                    stop_rank, stop_after):
     cfg = RESUMED
     stopped = run_processes(cfg, tmp_path / "resumed", data_dir, stop_rank=stop_rank, stop_after=stop_after)
-    assert [p.returncode for p in stopped] == [3, 3], stopped[0].stderr[-2000:]
+    assert [p.returncode for p in stopped] == [3, 3], [p.stderr[-2000:] for p in stopped]
     where = {tuple(json.loads(p.stdout.strip().splitlines()[-1])["interrupted"]) for p in stopped}
     assert len(where) == 1  # both ranks stopped at the same step boundary
     results = [result_of(p) for p in run_processes(cfg, tmp_path / "resumed", data_dir)]

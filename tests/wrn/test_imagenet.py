@@ -14,8 +14,8 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 from PIL import Image
 
 from wrn import fake_data
-from wrn.config import RunConfig, resolve
-from wrn.imagenet import ImageNetPipeline, _Job, _PilLoader, _TensorLoader, crop_batch, resolved_input_pipeline
+from wrn.config import RunConfig, resolve, resolved_input_pipeline
+from wrn.imagenet import ImageNetPipeline, _Job, _PilLoader, _TensorLoader, crop_batch
 from wrn.imagenet_augment import (FB_RESNET, PCA_EIGVAL, PCA_EIGVEC, BatchDraws, Box, Plan, finish_batch,
                                   lighting_shift)
 from wrn.pipeline import derived_seed, epoch_permutation
