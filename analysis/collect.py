@@ -17,6 +17,8 @@ already refused (as "corrupt") any result that lacks the numbers its kind must h
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from experiments import store
-from experiments.plan import expand
+from experiments.plan import collapsed_rows, expand
 from experiments.profiles import PAPER, Profile, load_profile
 from experiments.schema import CONFIG_FIELDS
 from experiments.store import LATER_FIELDS, METRICS, PROVENANCE, RunRecord, read_metrics
@@ -59,6 +61,7 @@ class Collection:
     epochs: pd.DataFrame
     plan: list = field(default_factory=list)  # the spec's PlannedRuns under the profile
     profile: Profile | None = None
+    notes: list[str] = field(default_factory=list)  # rows the profile made another row's run (`collapsed_rows`)
 
     @property
     def planned(self) -> int | None:
@@ -245,7 +248,8 @@ def collect_spec(spec, results: Path, profile: Profile | str = PAPER, overrides:
     """`collect` for a loaded `experiments.spec.Spec`, planned under `profile` and `overrides` (the
     launch's --set)."""
     profile = profile if isinstance(profile, Profile) else load_profile(profile)
-    return collect(results, spec.name, spec.kind, expand(spec, profile, overrides), records, profile)
+    collection = collect(results, spec.name, spec.kind, expand(spec, profile, overrides), records, profile)
+    return dataclasses.replace(collection, notes=collapsed_rows(spec, profile, overrides))
 
 
 def collect_all(results: Path, specs, profile: Profile | str = PAPER) -> Collection:

@@ -167,7 +167,11 @@ def _profile_section(results: Path, profile: Profile, specs: list[Spec], records
     lines = [f"## {profile.describe().capitalize()}", ""]
     figures = []
     for spec in specs:
-        collection = collect_spec(spec, results, profile, records=records)
+        try:
+            collection = collect_spec(spec, results, profile, records=records)
+        except SpecError as e:  # a spec that cannot be planned under this profile: the others still report
+            lines.append(f"- **{spec.title}** (`{spec.name}`): not reported under this profile: {e}")
+            continue
         if collection.runs.empty:
             lines.append(f"- **{spec.title}** (`{spec.name}`): no runs yet (`python -m experiments.run "
                          f"{spec.name}{'' if profile.name == PAPER else ' --profile ' + profile.source}`)")
@@ -211,7 +215,7 @@ def _main(argv: list[str] | None) -> int:
             read_paper_results(spec)
         records = store.all_runs(results)
         reports = [(spec, p) for p in ([profile] if profile else profiles_present(records)) for spec in specs
-                   if store.runs_of(records, expand(spec, p, overrides))]
+                   if store.runs_of(records, _planned(spec, p, overrides, strict=profile is not None and not args.all))]
         for spec, p in reports:
             for path in write_spec_report(spec, results, p, overrides, records):
                 print(f"wrote {path}")
@@ -221,6 +225,18 @@ def _main(argv: list[str] | None) -> int:
     if not written_any:
         raise UserError(_no_runs(args, profile))
     return 0
+
+
+def _planned(spec: Spec, profile: Profile, overrides: dict, strict: bool) -> list:
+    """The runs of `spec` under `profile`; when it cannot be planned under the profile, none, so that a
+    report of other specs or profiles goes on, unless `strict` (the command named both: the error is
+    then the answer)."""
+    try:
+        return expand(spec, profile, overrides)
+    except SpecError:
+        if strict:
+            raise
+        return []
 
 
 def _folders(results: Path | None, profile: Profile | None) -> list[Path]:

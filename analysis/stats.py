@@ -1,5 +1,5 @@
 """The statistics behind every verdict: intervals with known coverage, the seed noise of a table, tests
-whose error rates are known, and the seeds a claim needs.
+whose error rates are known, what each test could have seen, and the seeds a claim needs.
 
 The model: a run's final test error is its configuration's true error plus seed noise, normal with a
 standard deviation σ that is the same for every configuration of a table on one dataset. The paper
@@ -11,17 +11,31 @@ reports the median of 5 runs for most tables, so our cell statistic is the media
   printed with the coverage it really has (75 % for [min, max] of 3 runs, 93.8 % of 5).
 - **σ** is the pooled within-cell standard deviation: the square root of the cells' sample variances
   averaged with weights n_i − 1, the unbiased estimator of a common variance, with Σ(n_i − 1)
-  degrees of freedom. Below `MIN_DF` degrees of freedom the prior is used instead:
-  `test_set_sd`, the binomial sampling spread of the test set at the paper's error rate.
-- **Tests** are Student t-tests, whose error rates are exact for normal noise: the cell against the
-  paper's value divides the difference of medians by σ times the medians' standard deviations (both
-  sides have seed noise: ours a median of n runs, the paper's a median of its own runs), and an
-  ordering is a contrast in the additive cells × seeds model of its table column (`SeedBlocks`):
-  every run of one seed sees the same data order and augmentation, so the seed is a block, as in a
-  paired test, and the noise is pooled over all the column's cells.
+  degrees of freedom. A verdict needs at least `MIN_DF` of them; with fewer, no test holds its level
+  whatever the true σ, so the verdict is declined (`TOO_FEW`) rather than taken on an assumed σ.
+  (A test on an assumed σ flags a faithful reproduction in 15 % of cells when the true σ is twice the
+  assumption; at one seed per cell the only test that keeps 5 % per table for every σ from half to
+  twice an assumption is one that can see nothing under 12 σ.) `PRIOR_SD` holds a σ per dataset for
+  planning alone: seeds needed before any run, what a launch is expected to decide.
+- **Tests** are Student t-tests on the pooled σ, whose error rates are exact for normal noise
+  whatever σ is: the cell against the paper's value divides the difference of medians by σ times the
+  medians' standard deviations (both sides have seed noise: ours a median of n runs, the paper's a
+  median of its own runs), and an ordering is a contrast in the additive cells × seeds model of its
+  table column (`SeedBlocks`), where the runs of one seed that draw the same data order, crops and
+  flips share a block, as in a paired test, and the noise is pooled over all the column's cells.
+- **Equivalence** is a claim of its own, two one-sided tests (TOST): our median lies within
+  `EQUIVALENCE_MARGIN` of the paper's when both one-sided nulls, "below −margin" and "above
+  +margin", are rejected.
+- **What a test could see** (`detectable`): the smallest true difference it flags with 80 % power at
+  its n, σ and level, (t_{1−α/2} + t_{0.8}) · se, fixed before looking at the difference, so that
+  "indistinguishable" says what it rules out.
 - **Seeds needed** to resolve a difference δ with power 1 − β at level α: the normal-approximation
   sample size n = ((z_{1−α/2} + z_{1−β}) · s_d / δ)², where s_d is the standard deviation of one
   seed's difference.
+- **Probability of improvement**, P(variant better than baseline) (Bouthillier et al. 2021, "Accounting
+  for variance in machine learning benchmarks", MLSys; as rliable reports it): the share of seed pairs
+  (paired) or of all pairs of runs (unpaired) in which the variant's error is lower, ties counted
+  half, with a percentile bootstrap interval.
 """
 
 from __future__ import annotations
@@ -36,13 +50,28 @@ from scipy import special
 from scipy import stats as distributions
 
 ALPHA = 0.05  # the level of every test (its false-positive rate under no effect)
-POWER = 0.8  # the power `seeds_needed` plans for
+POWER = 0.8  # the power `detectable` and `seeds_needed` plan for
 CONFIDENCE = 0.95  # the coverage intervals aim for
-MIN_DF = 4  # fewer pooled degrees of freedom than this: σ comes from the prior
+MIN_DF = 2  # fewer pooled degrees of freedom than this: no verdict (`TOO_FEW`)
+MIN_RUNS_IMPROVEMENT = 3  # runs per side below which no probability of improvement is estimated
+BOOTSTRAP_RESAMPLES = 2000
+
+# Planning σ of one run's final test error (pp) per dataset: never below the published seed-to-seed
+# spreads. CIFAR-10: 0.16 (ResNet-110, He et al. 2015, arXiv:1512.03385, Table 6), 0.14 and 0.20
+# (pre-act ResNet-1001 at batch 128 and 64, He et al. 2016, arXiv:1603.05027, Table 4). CIFAR-100:
+# 0.22 (ResNet-1001, the same table), larger at its higher error: the test set's binomial spread at
+# 20 % error is 0.40. SVHN: no spread is published; the binomial spread of its 26,032 test images at
+# 1.6 % error is 0.078. ImageNet: the binomial spread of its 50,000 validation images at 22 % is 0.19.
+PRIOR_SD = {"cifar10": 0.25, "cifar100": 0.4, "svhn": 0.1, "imagenet": 0.2}
+# How far from the paper's value a median may be and still be called `EQUIVALENT` (pp): about two of
+# the dataset's planning σ, smaller than the paper's larger ablation effects (0.3-0.7 pp on CIFAR-10).
+EQUIVALENCE_MARGIN = {"cifar10": 0.5, "cifar100": 1.0, "svhn": 0.2, "imagenet": 0.5}
 
 # Cell against the paper
-CONSISTENT, HIGHER, LOWER, TOO_FEW = "consistent", "higher", "lower", "too_few"
+INDISTINGUISHABLE, EQUIVALENT, HIGHER, LOWER, TOO_FEW = "indistinguishable", "equivalent", "higher", "lower", "too_few"
 NOT_COMPARABLE = "not_comparable"  # the paper's number comes from another recipe than our runs
+NOT_APPLICABLE = "not_applicable"  # the runs trained on generated data: nothing to compare with the paper
+PAPER_VERDICTS = (INDISTINGUISHABLE, EQUIVALENT, HIGHER, LOWER, TOO_FEW, NOT_COMPARABLE, NOT_APPLICABLE)
 # Orderings
 SUPPORTED, CONTRADICTED, UNRESOLVED = "supported", "contradicted", "unresolved"
 
@@ -130,12 +159,17 @@ def median_variance_factor(n: int) -> float:
 
 @dataclass(frozen=True)
 class Noise:
-    """A seed standard deviation and where it comes from: "pooled" (estimated, `df` degrees of
-    freedom) or "prior" (assumed; df infinite)."""
+    """A seed standard deviation and where it comes from: "pooled" (estimated from the runs, with `df`
+    degrees of freedom: the only kind a verdict rests on) or "prior" (`PRIOR_SD`, for planning; `df` is
+    then the pooled degrees of freedom there were, fewer than `MIN_DF`)."""
 
     sd: float
     df: float
     source: str
+
+    @property
+    def estimated(self) -> bool:
+        return self.source == "pooled"
 
 
 def pooled_sd(groups) -> tuple[float, int]:
@@ -150,31 +184,45 @@ def pooled_sd(groups) -> tuple[float, int]:
     return (math.sqrt(total / df), df) if df else (math.nan, 0)
 
 
-def test_set_sd(error_pct: float, test_images: int) -> float:
-    """The prior σ (percentage points) of a test error: the binomial spread of the error measured on
-    `test_images` images when the true error rate is `error_pct`. Published seed spreads of full-
-    schedule CIFAR ResNets are of this order or below (about 0.1-0.2 pp at 5 % error on CIFAR-10,
-    where this gives 0.22 pp), so the prior errs towards fewer flags."""
-    p = min(max(error_pct / 100.0, 0.0), 1.0)
-    return 100.0 * math.sqrt(p * (1 - p) / test_images)
+def prior_sd(dataset: str) -> float:
+    """The planning σ of a run's test error on `dataset` (`PRIOR_SD`; NaN for a dataset without one)."""
+    return PRIOR_SD.get(dataset, math.nan)
 
 
-def noise(groups, prior_sd: float) -> Noise:
-    """The pooled σ of `groups` when it has at least `MIN_DF` degrees of freedom, else the prior."""
+def noise(groups, prior: float) -> Noise:
+    """The pooled σ of `groups` when it has at least `MIN_DF` degrees of freedom, else the planning
+    `prior` (no verdict rests on it)."""
     sd, df = pooled_sd(groups)
     if df >= MIN_DF and sd > 0:
         return Noise(sd, df, "pooled")
-    return Noise(prior_sd, math.inf, "prior")
+    return Noise(prior, df, "prior")
+
+
+def _t_cdf(t: float, df: float) -> float:
+    return float(special.ndtr(t) if math.isinf(df) else special.stdtr(df, t))
 
 
 def _two_sided_p(t: float, df: float) -> float:
-    if math.isinf(df):
-        return float(2 * special.ndtr(-abs(t)))
-    return float(2 * special.stdtr(df, -abs(t)))
+    return 2 * _t_cdf(-abs(t), df)
 
 
-def _critical(df: float, alpha: float = ALPHA) -> float:
-    return float(-special.ndtri(alpha / 2) if math.isinf(df) else -special.stdtrit(df, alpha / 2))
+def _quantile(q: float, df: float) -> float:
+    return float(special.ndtri(q) if math.isinf(df) else special.stdtrit(df, q))
+
+
+def critical(df: float, alpha: float = ALPHA) -> float:
+    """The two-sided critical value of a t-test (a z-test for infinite df) at level `alpha`."""
+    return _quantile(1 - alpha / 2, df)
+
+
+def detectable(se: float, df: float, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest true difference that a two-sided t-test with standard error `se` and `df` degrees of
+    freedom flags with probability `power` at level `alpha`: (t_{1-α/2} + t_{power}) · se, the usual
+    approximation of the noncentral t's power. What a "not flagged" can rule out, known before the
+    difference is looked at."""
+    if not (math.isfinite(se) and se > 0 and df > 0):
+        return math.nan
+    return (critical(df, alpha) + _quantile(power, df)) * se
 
 
 # --------------------------------------------------------------------------------------------------
@@ -183,22 +231,37 @@ def _critical(df: float, alpha: float = ALPHA) -> float:
 
 @dataclass(frozen=True)
 class PaperTest:
-    """Our median minus the paper's value, its standard error and the two-sided p-value of "same
-    distribution"."""
+    """Our median minus the paper's value, its standard error and degrees of freedom, and the two-sided
+    p-value of "same distribution"."""
 
     diff: float
     se: float
+    df: float
     p_value: float
+
+    def equivalence_p(self, margin: float) -> float:
+        """The p-value of two one-sided tests (TOST) of "the true difference lies outside ±`margin`":
+        the larger of the two one-sided p-values; below α, the two sides are equivalent within the
+        margin."""
+        if not (math.isfinite(self.diff) and math.isfinite(self.se) and self.se > 0 and math.isfinite(margin)):
+            return math.nan
+        above = 1 - _t_cdf((self.diff + margin) / self.se, self.df)  # null: difference <= -margin
+        below = _t_cdf((self.diff - margin) / self.se, self.df)  # null: difference >= +margin
+        return max(above, below)
+
+
+NO_TEST = PaperTest(math.nan, math.nan, math.nan, math.nan)
 
 
 def test_against_paper(values, paper: float, paper_runs: int, sd: Noise) -> PaperTest:
-    """t-test of our median against the paper's (a median of `paper_runs` runs) with seed noise `sd`."""
+    """t-test of our median against the paper's (a median of `paper_runs` runs) with seed noise `sd`,
+    an estimated one (no test rests on a prior)."""
     arr = _clean(values)
-    if len(arr) == 0 or not math.isfinite(paper) or not math.isfinite(sd.sd):
-        return PaperTest(math.nan, math.nan, math.nan)
+    if len(arr) == 0 or not math.isfinite(paper) or not sd.estimated or not math.isfinite(sd.sd):
+        return NO_TEST
     diff = float(np.median(arr)) - paper
     se = sd.sd * math.sqrt(median_variance_factor(len(arr)) + median_variance_factor(max(1, paper_runs)))
-    return PaperTest(diff, se, _two_sided_p(diff / se, sd.df) if se > 0 else math.nan)
+    return PaperTest(diff, se, sd.df, _two_sided_p(diff / se, sd.df) if se > 0 else math.nan)
 
 
 def holm(p_values) -> list[float]:
@@ -213,12 +276,17 @@ def holm(p_values) -> list[float]:
     return adjusted
 
 
-def paper_verdict(n: int, test: PaperTest, p_adjusted: float, alpha: float = ALPHA) -> str:
-    if n == 0:
+def paper_verdict(n: int, sd: Noise, test: PaperTest, p_adjusted: float, equivalence_adjusted: float,
+                  alpha: float = ALPHA) -> str:
+    """too_few without a finished run or without an estimated σ; higher or lower when the Holm-adjusted
+    difference test rejects; equivalent when the Holm-adjusted TOST does; indistinguishable otherwise."""
+    if n == 0 or not sd.estimated:
         return TOO_FEW
-    if not math.isfinite(p_adjusted) or p_adjusted >= alpha:
-        return CONSISTENT
-    return HIGHER if test.diff > 0 else LOWER
+    if math.isfinite(p_adjusted) and p_adjusted < alpha:
+        return HIGHER if test.diff > 0 else LOWER
+    if math.isfinite(equivalence_adjusted) and equivalence_adjusted < alpha:
+        return EQUIVALENT
+    return INDISTINGUISHABLE
 
 
 # --------------------------------------------------------------------------------------------------
@@ -227,86 +295,107 @@ def paper_verdict(n: int, test: PaperTest, p_adjusted: float, alpha: float = ALP
 
 @dataclass(frozen=True)
 class Difference:
-    """variant - baseline: the estimate, its standard error and degrees of freedom, the 95 %
-    t-interval and the two-sided p-value of "no difference". `paired`: whether the seed blocks entered
-    (the sides share seeds); `n`, `n_baseline`: the runs of each side."""
+    """variant - baseline: the estimate, its standard error and degrees of freedom, the t-interval at
+    1 - `alpha` and the two-sided p-value of "no difference". `paired`: whether shared seed blocks
+    entered (the sides share seeds that draw the same data); `estimated`: whether the noise is pooled
+    from runs (else no verdict); `n`, `n_baseline`: the runs of each side."""
 
     paired: bool
+    estimated: bool
     n: int
     n_baseline: int
     diff: float
     se: float
     df: float
+    alpha: float
     ci_low: float
     ci_high: float
     p_value: float
 
     @classmethod
-    def of(cls, paired: bool, n: int, n_baseline: int, diff: float, se: float, df: float) -> Difference:
-        half = _critical(df) * se
+    def of(cls, paired: bool, estimated: bool, n: int, n_baseline: int, diff: float, se: float, df: float,
+           alpha: float = ALPHA) -> Difference:
+        if not estimated:
+            return cls(paired, False, n, n_baseline, diff, se, df, alpha, math.nan, math.nan, math.nan)
+        half = critical(df, alpha) * se
         p = _two_sided_p(diff / se, df) if se > 0 else math.nan
-        return cls(paired, n, n_baseline, diff, se, df, diff - half, diff + half, p)
+        return cls(paired, True, n, n_baseline, diff, se, df, alpha, diff - half, diff + half, p)
+
+    @property
+    def detectable(self) -> float:
+        """The smallest true difference this comparison flags with 80 % power at its level."""
+        return detectable(self.se, self.df, self.alpha) if self.estimated else math.nan
 
 
-NO_DIFFERENCE = Difference(False, 0, 0, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
+NO_DIFFERENCE = Difference(False, False, 0, 0, math.nan, math.nan, math.nan, ALPHA, math.nan, math.nan, math.nan)
 
 
 class SeedBlocks:
     """The additive model of one table column: run = cell effect + seed effect + noise.
 
-    Every run of a seed sees the same data order and augmentation, so a seed may push all of its runs
-    the same way; the model removes that shared effect (the seed is a block), as a paired comparison
-    does, and pools the remaining noise over every cell, with (runs - cells - seeds + 1) degrees of
-    freedom. For two cells with the same seeds it is exactly the paired t-test; a cell's seeds that
-    the other cells lack still count through the cells that have them. The contrast t-tests are exact
-    for normal noise. With too few degrees of freedom, the noise is the prior's (one seed's
-    difference then has standard deviation √2 · prior, assuming no shared seed effect)."""
+    The runs of one seed that draw the same data order, crops and flips (the same `groups` value: the
+    config fields that change the draws, `analysis.verdicts.draw_group`) share a block, since a seed
+    may push all of them the same way; the model removes that shared effect, as a paired comparison
+    does, and pools the remaining noise over every cell, with (runs - cells - blocks + groups) degrees
+    of freedom. For two cells of one group with the same seeds it is exactly the paired t-test; a
+    cell's seeds that the other cells lack still count through the cells that have them. Cells of
+    different groups share no block and are compared unpaired. With fewer than `MIN_DF` degrees of
+    freedom the noise is `prior_sd`, for planning only, and no comparison is decided."""
 
-    def __init__(self, cells: dict[object, dict[int, float]], prior_sd: float):
+    def __init__(self, cells: dict[object, dict[int, float]], prior_sd: float, groups: dict[object, object] | None = None):
         self.cells = {c: clean for c, runs in cells.items()
                       if (clean := {s: float(v) for s, v in runs.items() if math.isfinite(v)})}
         self.names = list(self.cells)
         self.prior_sd = prior_sd
-        seeds = sorted({s for runs in self.cells.values() for s in runs})
-        seed_column = {s: len(self.names) + k - 1 for k, s in enumerate(seeds) if k > 0}
-        rows = [(i, s, v) for i, c in enumerate(self.names) for s, v in self.cells[c].items()]
-        self.x = np.zeros((len(rows), len(self.names) + max(0, len(seeds) - 1)))
+        self.group = {c: (groups or {}).get(c) for c in self.names}
+        # One column per cell and per block; the model is rank-deficient by one per group, so a
+        # contrast is estimable only within a group (`compare` checks), and the degrees of freedom
+        # are the rows less the rank.
+        blocks = sorted({(repr(self.group[c]), s) for c in self.names for s in self.cells[c]})
+        block_column = {b: len(self.names) + k for k, b in enumerate(blocks)}
+        rows = [(i, (repr(self.group[c]), s), v) for i, c in enumerate(self.names) for s, v in self.cells[c].items()]
+        self.x = np.zeros((len(rows), len(self.names) + len(blocks)))
         y = np.array([v for _, _, v in rows])
-        for r, (i, s, _) in enumerate(rows):
+        for r, (i, block, _) in enumerate(rows):
             self.x[r, i] = 1.0
-            if s in seed_column:
-                self.x[r, seed_column[s]] = 1.0
+            self.x[r, block_column[block]] = 1.0
         self.gram_inverse = np.linalg.pinv(self.x.T @ self.x)
         self.beta = self.gram_inverse @ self.x.T @ y
         df = len(rows) - (int(np.linalg.matrix_rank(self.x)) if rows else 0)
         rss = float(np.sum((y - self.x @ self.beta) ** 2))
         self.noise = Noise(math.sqrt(rss / df), df, "pooled") if df >= MIN_DF and rss > 0 else \
-            Noise(prior_sd, math.inf, "prior")
+            Noise(prior_sd, df, "prior")
 
     @property
     def difference_sd(self) -> float:
         """The standard deviation of one seed's difference between two cells: √2 σ."""
         return math.sqrt(2) * self.noise.sd
 
-    def compare(self, variant, baseline) -> Difference:
-        """variant - baseline (cell keys): the contrast of the two cell effects when the seeds link
-        them; when they do not (no seed in common, no other cell between them), the difference of the
-        two cells' means with the noise of the runs' spread around their cell means."""
+    def paired(self, variant, baseline) -> bool:
+        """Whether the two cells share seeds that draw the same data (a seed block)."""
+        return self.group[variant] == self.group[baseline] and bool(set(self.cells[variant]) & set(self.cells[baseline]))
+
+    def compare(self, variant, baseline, alpha: float = ALPHA) -> Difference:
+        """variant - baseline (cell keys), its interval at 1 - `alpha`: the contrast of the two cell
+        effects when the blocks link them; when they do not (no shared block, no cell between them, or
+        cells of different draw groups), the two-sample t-test of the two cells alone, unpaired: the
+        other cells' runs share seed effects with these, so pooling them would overstate the degrees
+        of freedom."""
         if variant not in self.cells or baseline not in self.cells:
             return dataclasses.replace(NO_DIFFERENCE, n=len(self.cells.get(variant, {})),
-                                       n_baseline=len(self.cells.get(baseline, {})))
+                                       n_baseline=len(self.cells.get(baseline, {})), alpha=alpha)
         n, n_b = len(self.cells[variant]), len(self.cells[baseline])
         contrast = np.zeros(self.x.shape[1])
         contrast[self.names.index(variant)], contrast[self.names.index(baseline)] = 1.0, -1.0
         estimable = float(np.max(np.abs(contrast @ self.gram_inverse @ (self.x.T @ self.x) - contrast))) < 1e-8
-        shared = bool(set(self.cells[variant]) & set(self.cells[baseline]))
         if estimable:
             se = self.noise.sd * math.sqrt(float(contrast @ self.gram_inverse @ contrast))
-            return Difference.of(shared, n, n_b, float(contrast @ self.beta), se, self.noise.df)
-        run_noise = noise([list(self.cells[c].values()) for c in self.names], self.prior_sd)
+            return Difference.of(self.paired(variant, baseline), self.noise.estimated, n, n_b,
+                                 float(contrast @ self.beta), se, self.noise.df, alpha)
         a, b = np.array(list(self.cells[variant].values())), np.array(list(self.cells[baseline].values()))
-        return Difference.of(False, n, n_b, float(a.mean() - b.mean()), run_noise.sd * math.sqrt(1 / n + 1 / n_b),
-                             run_noise.df)
+        two = noise([a, b], self.prior_sd)
+        return Difference.of(False, two.estimated, n, n_b, float(a.mean() - b.mean()),
+                             two.sd * math.sqrt(1 / n + 1 / n_b), two.df, alpha)
 
 
 def _z_for(alpha: float, power: float) -> float:
@@ -324,29 +413,70 @@ def seeds_needed(target_diff: float, difference_sd: float, alpha: float = ALPHA,
     return float(max(2, math.ceil((_z_for(alpha, power) * difference_sd / abs(target_diff)) ** 2)))
 
 
-def detectable_difference(difference_sd: float, seeds: int, alpha: float = ALPHA, power: float = POWER) -> float:
-    """The smallest true difference that `seeds` seeds per side resolve with probability `power` at
-    level `alpha`: what a "no difference resolved" verdict can rule out, chosen before looking at the
-    runs (unlike a power computed at the difference observed)."""
-    if seeds < 1 or not math.isfinite(difference_sd):
-        return math.nan
-    return _z_for(alpha, power) * difference_sd / math.sqrt(seeds)
-
-
-def ordering_verdict(difference: Difference, paper_diff: float, alpha: float = ALPHA) -> str:
-    """supported: significant on the paper's side; contradicted: significant on the other side (or any
-    significant difference where the paper's is 0); unresolved: not significant; too_few: a side
-    without runs. Without a paper difference (a spec of one's own, a deviation): higher or lower when
-    the difference is significant, two-sided, else unresolved."""
-    if difference.n == 0 or difference.n_baseline == 0:
+def ordering_verdict(difference: Difference, paper_diff: float) -> str:
+    """At the difference's level: supported, significant on the paper's side; contradicted,
+    significant on the other side (or any significant difference where the paper's is 0); unresolved:
+    not significant; too_few: a side without runs, or too few runs to estimate the noise. Without a
+    paper difference (a spec of one's own, a deviation, generated data): higher or lower when the
+    difference is significant, two-sided, else unresolved."""
+    if difference.n == 0 or difference.n_baseline == 0 or not difference.estimated:
         return TOO_FEW
-    if not math.isfinite(difference.p_value) or difference.p_value >= alpha:
+    if not math.isfinite(difference.p_value) or difference.p_value >= difference.alpha:
         return UNRESOLVED
     if not math.isfinite(paper_diff):
         return HIGHER if difference.diff > 0 else LOWER
     if paper_diff != 0 and (difference.diff > 0) == (paper_diff > 0):
         return SUPPORTED
     return CONTRADICTED
+
+
+# --------------------------------------------------------------------------------------------------
+# Probability of improvement
+
+
+@dataclass(frozen=True)
+class Improvement:
+    """P(the variant's error is lower than the baseline's), with its bootstrap interval; NaN with fewer
+    than `MIN_RUNS_IMPROVEMENT` runs (or seed pairs) per side."""
+
+    p: float
+    low: float
+    high: float
+
+
+NO_IMPROVEMENT = Improvement(math.nan, math.nan, math.nan)
+
+
+def _better_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Share of pairs with a < b (ties counted half), along the last axis pair by pair (same shapes)."""
+    return np.mean((a < b) + 0.5 * (a == b), axis=-1)
+
+
+def probability_of_improvement(variant: dict[int, float], baseline: dict[int, float], paired: bool,
+                               alpha: float = ALPHA) -> Improvement:
+    """P(variant better than baseline), lower being better: over the seeds both sides ran when
+    `paired`, over all pairs of runs otherwise (the Mann-Whitney statistic over n·m); its percentile
+    bootstrap interval at 1 - `alpha` resamples seeds (paired) or each side's runs, from a fixed seed
+    so that a report reproduces it."""
+    rng = np.random.default_rng(0)
+    if paired:
+        seeds = sorted(set(variant) & set(baseline))
+        if len(seeds) < MIN_RUNS_IMPROVEMENT:
+            return NO_IMPROVEMENT
+        a, b = np.array([variant[s] for s in seeds]), np.array([baseline[s] for s in seeds])
+        p = float(_better_share(a, b))
+        picks = rng.integers(0, len(seeds), (BOOTSTRAP_RESAMPLES, len(seeds)))
+        boot = _better_share(a[picks], b[picks])
+    else:
+        a, b = np.array(list(variant.values())), np.array(list(baseline.values()))
+        if min(len(a), len(b)) < MIN_RUNS_IMPROVEMENT:
+            return NO_IMPROVEMENT
+        p = float(_better_share(a[:, None], b[None, :]).mean())
+        ra = a[rng.integers(0, len(a), (BOOTSTRAP_RESAMPLES, len(a)))]
+        rb = b[rng.integers(0, len(b), (BOOTSTRAP_RESAMPLES, len(b)))]
+        boot = _better_share(ra[:, :, None], rb[:, None, :]).mean(axis=-1)
+    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    return Improvement(p, float(low), float(high))
 
 
 # --------------------------------------------------------------------------------------------------

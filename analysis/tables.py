@@ -4,7 +4,7 @@ A *cell* is one network configuration (every resolved config field except the se
 column (e.g. one dataset). Its value is the median of its finished runs, the paper's statistic
 (Tables 2, 3, 5, 6), shown with n and an order-statistic interval of the median labelled with its true
 coverage (`analysis.stats`); next to it the paper's value, the delta (ours - paper) and the verdict
-of `analysis.verdicts` on whether the two are consistent given both sides' seed noise. Diverged,
+of `analysis.verdicts` on what the two sides' seed noise lets the runs say of the paper's value. Diverged,
 failed, corrupt and unfinished runs never enter a median: they appear as a note in their cell
 ("1 diverged").
 
@@ -41,8 +41,8 @@ import pandas as pd
 from analysis import deviations, stats
 from analysis.collect import FINISHED, Collection, hashable
 from analysis.paper import read_paper_results
-from analysis.verdicts import (NOT_KEY_FIELDS, Ordering, SequentialDesign, baseline_pairs, cell_verdicts, column_value,
-                               decide_orderings, error_level, ordering_sentence)
+from analysis.verdicts import (NOT_KEY_FIELDS, SEEDS_SHOWN, Ordering, SequentialDesign, baseline_pairs, cell_verdicts, column_value,
+                               decide_orderings, draw_group, generated_data, ordering_sentence, unpaired_because)
 from experiments.schema import CONFIG_FIELDS
 from experiments.spec import DEVIATION, matches
 from wrn.config import RunConfig, expected_sizes
@@ -57,14 +57,37 @@ DISPLAY_NAMES = {
     "top5_error": "top-5 error (%)",
 }
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "imagenet": "ImageNet"}
+SHORT_DATASET_NAMES = {"cifar10": "C10", "cifar100": "C100", "svhn": "SVHN", "imagenet": "ImageNet"}  # print
+# Column heads for print (`compact`): the long ones a printed table cannot afford.
+SHORT_HEADS = {"# params (ours)": "params", "time per epoch (s) (ours)": "s/epoch",
+               "time per epoch (s) (paper)": "paper s/epoch", "paper's ordering": "ordering", "seeds needed": "needed",
+               "seeds for Δ": "needed", "Δ [CI 1−α]": "Δ [CI]", "vs baseline": "verdict", "dataset": "data"}
 # What a cell says about the paper's value: left out of the tables of a spec without paper numbers.
-PAPER_COMPARISON_COLUMNS = ("paper", "paper_runs", "paper_recipe", "delta", "p_value", "p_adjusted",
-                            "verdict_vs_paper")
-
-VERDICT_MARKS = {stats.CONSISTENT: "consistent", stats.HIGHER: "HIGHER", stats.LOWER: "LOWER",
-                 stats.TOO_FEW: "too few", stats.NOT_COMPARABLE: "not comparable", "": ""}
+PAPER_COMPARISON_COLUMNS = ("paper", "paper_runs", "paper_recipe", "delta", "p_value", "p_adjusted", "alpha",
+                            "detectable", "equivalence_margin", "p_equivalence", "verdict_vs_paper")
 FINAL_EPOCH, BEST_EPOCH = "final epoch", "best epoch"  # what a cell reports of its runs
 PRECISION_KEY = "precision_used"  # the key that keeps runs of different precisions in different cells
+
+
+def verdict_text(cell: pd.Series, unit: str = "pp", compact: bool = False) -> str:
+    """A cell's verdict against the paper as the tables print it: the CSV's word, with what it rests on
+    ("indistinguishable (could detect ≥ 0.41 pp)"; `compact`: "indist. (≥ 0.41)")."""
+    verdict = cell.get("verdict_vs_paper", "")
+    if verdict == stats.INDISTINGUISHABLE:
+        if compact:
+            return f"indist. (≥ {cell['detectable']:.2f})"
+        return f"indistinguishable (could detect ≥ {cell['detectable']:.2f} {unit})"
+    if verdict == stats.EQUIVALENT:
+        if compact:
+            return f"equiv. (±{cell['equivalence_margin']:g})"
+        return f"equivalent (within ±{cell['equivalence_margin']:g} {unit})"
+    if verdict in (stats.HIGHER, stats.LOWER):
+        return verdict.upper()
+    if verdict == stats.TOO_FEW:
+        if not cell["n"] or compact:
+            return "too few" if compact else "too few (no run)"
+        return f"too few (σ from {int(cell['sigma_df'])} of {stats.MIN_DF} degrees of freedom)"
+    return {stats.NOT_COMPARABLE: "not comparable", stats.NOT_APPLICABLE: "n/a (generated data)"}.get(verdict, "")
 
 
 def display_name(name: str) -> str:
@@ -338,6 +361,7 @@ def build_table(spec, collection: Collection, design: SequentialDesign | None = 
             caveat = (f"Measured here at minibatches of {'/'.join(map(str, other))}, not the paper's {paper_batch}: "
                       "not compared with its times.")
     cells, values = builder.frame(collection.plan, column)
+    caveat = " ".join(filter(None, [caveat, *(f"{note[0].upper()}{note[1:]}." for note in collection.notes)]))
     if DEVIATION in rows:
         cells[DEVIATION] = _deviations(cells, layout_spec.baseline, column)
         row_fields = rows
@@ -444,11 +468,11 @@ def compare_to_baseline(table: SpecTable, design: SequentialDesign | None = None
         return pd.DataFrame(), [], {}
     run_cells = [i for i in cells.index if cells.at[i, "runs"] > 0]
     bases = _baseline_of(cells.loc[run_cells], table.baseline, table.column_field)
-    pairs = [(v, b, cells.at[v, "paper"] - cells.at[b, "paper"]) for v, b in bases.items() if v != b]
+    pairs = [(v, b, _paper_difference(cells, v, b)) for v, b in bases.items() if v != b]
     column_of = {i: cells.at[i, table.column_field] if table.column_field else None for i in run_cells}
-    prior = {column_of[b]: stats.test_set_sd(error_level(cells.loc[b]), expected_sizes(cells.at[b, "config"])[1])
-             for _, b, _ in pairs}
-    decided = decide_orderings(pairs, table.values, column_of, prior, design)
+    prior = {column_of[b]: stats.prior_sd(cells.at[b, "config"].dataset) for _, b, _ in pairs}
+    groups = {i: draw_group(cells.at[i, "config"]) for i in run_cells}
+    decided = decide_orderings(pairs, table.values, column_of, prior, design, groups)
     rows, sentences = [], []
     for v, b, paper_diff in pairs:
         ordering = decided[(v, b)]
@@ -456,6 +480,14 @@ def compare_to_baseline(table: SpecTable, design: SequentialDesign | None = None
         sentences.append(ordering_sentence(cell_name(table, v), cell_name(table, b), ordering, paper_diff,
                                            _unit(table.metric)))
     return pd.DataFrame(rows), sentences, decided
+
+
+def _paper_difference(cells: pd.DataFrame, variant: int, baseline: int) -> float:
+    """The paper's difference between two cells; none (NaN) where the runs trained on generated data,
+    whose differences say nothing of the paper's."""
+    if generated_data(cells.at[variant, "config"]) or generated_data(cells.at[baseline, "config"]):
+        return math.nan
+    return cells.at[variant, "paper"] - cells.at[baseline, "paper"]
 
 
 def cell_name(table: SpecTable, i: int) -> str:
@@ -475,12 +507,14 @@ def _comparison_row(table: SpecTable, v: int, b: int, paper_diff: float, orderin
     row = {f: cells.at[v, f] for f in table.row_fields if f in cells}
     if table.column_field:
         row[table.column_field] = cells.at[v, table.column_field]
+    improvement = ordering.improvement
     row.update(label=cells.at[v, "label"], baseline=cells.at[b, "label"], reported=cells.at[v, "reported"],
-               paired=d.paired, n=d.n,
-               n_baseline=d.n_baseline, diff=d.diff, ci_low=d.ci_low, ci_high=d.ci_high, p_value=d.p_value,
+               paired=d.paired, unpaired_because="" if d.paired else unpaired_because(cells.at[v, "config"],
+                                                                                   cells.at[b, "config"]),
+               n=d.n, n_baseline=d.n_baseline, diff=d.diff, ci_low=d.ci_low, ci_high=d.ci_high, p_value=d.p_value,
                alpha=ordering.alpha, paper_diff=paper_diff, verdict=ordering.verdict,
-               seeds_needed=_seeds(ordering.seeds_needed),
-               detectable=stats.detectable_difference(ordering.difference_sd, d.n),
+               seeds_needed=_seeds(ordering.seeds_needed), detectable=d.detectable,
+               p_improvement=improvement.p, p_improvement_low=improvement.low, p_improvement_high=improvement.high,
                difference_sd=ordering.difference_sd,
                noise_source=ordering.noise_source, look=ordering.look + 1, active=ordering.active)
     return row
@@ -519,28 +553,49 @@ def _digits(metric: str) -> int:
     return 1 if metric == "time_ms" else 2
 
 
-def _ours(cell: pd.Series, digits: int) -> str:
-    """Median [interval] (its coverage) n=runs, e.g. "5.70 [5.50, 5.90] (94 %) n=5"."""
+def _ours(cell: pd.Series, digits: int, usual_n: int | None = None) -> str:
+    """Median [interval] (its coverage) n=runs, e.g. "5.70 [5.50, 5.90] (94 %) n=5"; compact for print
+    when `usual_n` is given: "5.70 [5.50, 5.90]", with n only where it is not `usual_n` (the caption
+    states the coverage of each n) and no notes."""
     if cell["n"] == 0:
         text = "—"
     else:
         text = _fmt(cell["median"], digits)
         if np.isfinite(cell["ci_low"]):
-            text += f" [{_fmt(cell['ci_low'], digits)}, {_fmt(cell['ci_high'], digits)}] ({cell['coverage']:.0%})"
-        text += f" n={int(cell['n'])}"
-    if cell.get("notes"):
+            text += f" [{_fmt(cell['ci_low'], digits)}, {_fmt(cell['ci_high'], digits)}]"
+            text += "" if usual_n else f" ({cell['coverage']:.0%})"
+        text += "" if usual_n == cell["n"] else f" n={int(cell['n'])}"
+    if cell.get("notes") and not usual_n:
         text += f"; {cell['notes']}"
     return text
 
 
-def layout_frame(table: SpecTable) -> pd.DataFrame:
+def usual_runs(table: SpecTable) -> int:
+    """The most common number of finished runs among the cells that have any (0 without runs)."""
+    counts = table.cells.loc[table.cells["n"] > 0, "n"]
+    return int(counts.mode().iat[0]) if len(counts) else 0
+
+
+def interval_note(table: SpecTable) -> str:
+    """What the intervals of a compact layout cover, for each number of runs in it."""
+    counts = sorted({int(n) for n in table.cells["n"] if n >= 2})
+    if not counts:
+        return ""
+    covered = ", ".join(f"{stats.median_interval(range(n))[2]:.0%} at n={n}" for n in counts)
+    return (f"[Interval] of the median between order statistics of the runs, covering it with probability "
+            f"{covered}; n={usual_runs(table)} runs per cell unless marked.")
+
+
+def layout_frame(table: SpecTable, compact: bool = False) -> pd.DataFrame:
     """The table as the paper lays it out, as strings: one row per network, per column value the
     columns ours / paper / Δ / vs paper (ours alone when the spec has no paper numbers), then the extra
     columns (ours and paper; a time per epoch also as a ratio to the baseline's, the quantity that
-    compares across devices)."""
+    compares across devices). `compact`, for print: intervals without their coverage and n only where
+    it is unusual (`interval_note` says both), the paper's parameter counts left out."""
     cells = table.cells
     if cells.empty:
         return pd.DataFrame()
+    usual_n = usual_runs(table) if compact else None
     digits, with_paper = _digits(table.metric), table.has_paper
     row_fields = [f for f in table.row_fields if f in cells.columns]
     row_keys = pd.Series(["|".join(display_value(f, cells.at[i, f]) for f in row_fields) for i in cells.index],
@@ -553,18 +608,34 @@ def layout_frame(table: SpecTable) -> pd.DataFrame:
         first = group.iloc[0]
         record = {display_name(f): display_value(f, first[f]) for f in row_fields}
         for name in table.extra:
-            record.update(_extra_columns(table, name, group, base.get(name, {}), with_paper))
+            record.update(_extra_columns(table, name, group, base.get(name, {}), with_paper, compact))
         for col in col_values:
-            prefix = f"{display_value(table.column_field, col)} " if col is not None else ""
+            prefix = "" if col is None else f"{_column_name(table.column_field, col, compact)} "
             match = group[group[table.column_field] == col] if col is not None else group
             cell = match.iloc[0] if len(match) else None
-            record[f"{prefix}ours"] = "" if cell is None else _ours(cell, digits)
+            record[f"{prefix}ours"] = "" if cell is None else _ours(cell, digits, usual_n)
             if with_paper:
                 record[f"{prefix}paper"] = "" if cell is None else _fmt_paper(cell["paper"], digits)
-                record[f"{prefix}Δ"] = "" if cell is None else _fmt_signed(cell["delta"], digits)
-                record[f"{prefix}vs paper"] = "" if cell is None else VERDICT_MARKS.get(cell["verdict_vs_paper"], "")
+                if not compact:
+                    record[f"{prefix}Δ"] = "" if cell is None else _fmt_signed(cell["delta"], digits)
+                record[f"{prefix}vs paper"] = "" if cell is None else verdict_text(cell, _unit(table.metric), compact)
         records.append(record)
-    return pd.DataFrame(records)
+    frame = pd.DataFrame(records)
+    return frame.rename(columns=lambda c: _short_head(c, table)) if compact else frame
+
+
+def _column_name(field_name: str, value: Any, compact: bool) -> str:
+    if compact and field_name == "dataset":
+        return SHORT_DATASET_NAMES.get(str(value), str(value))
+    return display_value(field_name, value)
+
+
+def _short_head(head: str, table: SpecTable) -> str:
+    """A column head for print: `SHORT_HEADS`, a ratio to the baseline as "÷ base" (the caption names it)."""
+    base = _baseline_extras(table)
+    for extra in base.values():
+        head = head.replace(f"÷ {extra['label']} (ours)", "÷ base").replace(f"÷ {extra['label']} (paper)", "paper ÷ base")
+    return SHORT_HEADS.get(head, head)
 
 
 TIME_EXTRAS = ("epoch_time_s",)  # times that only compare across devices as ratios
@@ -584,22 +655,29 @@ def _baseline_extras(table: SpecTable) -> dict[str, dict[str, float]]:
 
 
 def _extra_columns(table: SpecTable, name: str, group: pd.DataFrame, base: dict[str, Any],
-                   with_paper: bool) -> dict[str, str]:
+                   with_paper: bool, compact: bool = False) -> dict[str, str]:
+    """An extra's columns: ours and the paper's, and a time's ratio to the baseline's (where it was
+    measured: `timing_note`)."""
     source = group[group[name].notna()] if name in group else group.iloc[0:0]
     paper_source = group[group[f"paper_{name}"].notna()]
     ours = source[name].iat[0] if len(source) else math.nan
     paper = paper_source[f"paper_{name}"].iat[0] if len(paper_source) else math.nan
-    header = display_name(name)
-    if name in TIME_EXTRAS:
-        header += f" (ours: {_measured_on(table)})"
-    out = {f"{header}" if name in TIME_EXTRAS else f"{header} (ours)": _fmt_extra(name, ours, False)}
-    if with_paper:
+    out = {f"{display_name(name)} (ours)": _fmt_extra(name, ours, False)}
+    if with_paper and not (compact and name not in TIME_EXTRAS):
         out[f"{display_name(name)} (paper)"] = _fmt_extra(name, paper, True)
     if base:
         out[f"÷ {base['label']} (ours)"] = _fmt_ratio(ours / base["ours"])
         if with_paper:
             out[f"÷ {base['label']} (paper)"] = _fmt_ratio(paper / base["paper"])
     return out
+
+
+def timing_note(table: SpecTable) -> str:
+    """Where the times per epoch were measured (the device and the images of an epoch), when the table
+    has them: device times compare across devices only as ratios."""
+    if not any(name in TIME_EXTRAS for name in table.extra) or not table.finished_runs:
+        return ""
+    return f"Our times per epoch: {_measured_on(table)}; the paper's: its GPU."
 
 
 def _measured_on(table: SpecTable) -> str:
@@ -614,8 +692,9 @@ def _fmt_ratio(value: float) -> str:
     return "" if value is None or not np.isfinite(value) else f"{value:.2f}×"
 
 
-def comparisons_frame(table: SpecTable) -> pd.DataFrame:
-    """The baseline comparisons as strings, for Markdown and LaTeX."""
+def comparisons_frame(table: SpecTable, compact: bool = False) -> pd.DataFrame:
+    """The baseline comparisons as strings, for Markdown and LaTeX; `compact`, for print: no "vs" column
+    when every row has one baseline (the caption names it), P(better) without its interval."""
     comps = table.comparisons
     if comps.empty:
         return pd.DataFrame()
@@ -628,21 +707,40 @@ def comparisons_frame(table: SpecTable) -> pd.DataFrame:
     if table.column_field:
         out.insert(0 if DEVIATION in comps else 1, display_name(table.column_field),
                    [display_value(table.column_field, v) for v in comps[table.column_field]])
-    out["seeds"] = [f"{a} paired" if paired else f"{a}/{b}"
-                    for a, b, paired in zip(comps["n"], comps["n_baseline"], comps["paired"], strict=True)]
-    out["ours Δ [95 % CI]"] = [
+    out["seeds"] = [f"{a} paired" if paired else f"{a}/{b}" + (" unpaired" if compact else f" ({why})" if why else "")
+                    for a, b, paired, why in zip(comps["n"], comps["n_baseline"], comps["paired"],
+                                                 comps["unpaired_because"], strict=True)]
+    out["α"] = [f"{a:.3g}" for a in comps["alpha"]]
+    out["Δ [CI 1−α]"] = [
         "—" if not np.isfinite(d) else _fmt_signed(d, digits) + (f" [{_fmt_signed(lo, digits)}, {_fmt_signed(hi, digits)}]" if np.isfinite(lo) else "")
         for d, lo, hi in zip(comps["diff"], comps["ci_low"], comps["ci_high"], strict=True)]
     out["p"] = [_fmt_p(p) for p in comps["p_value"]]
-    if table.has_paper:
+    if _orders_papers(table):
         out.insert(len(out.columns) - 1, "paper Δ", [_fmt_signed(v, digits) for v in comps["paper_diff"]])
         out["paper's ordering"] = comps["verdict"]
-        out["seeds needed"] = [_fmt_seeds(n) for n in comps["seeds_needed"]]
     else:
         out["vs baseline"] = comps["verdict"]
-        out["resolves ± (80 % power)"] = [_fmt(v, digits) for v in comps["detectable"]]
-        out["seeds needed for Δ"] = [_fmt_seeds(n) for n in comps["seeds_needed"]]
-    return out
+    out["detects ≥"] = [_fmt(v, digits) for v in comps["detectable"]]
+    out["seeds needed" if _orders_papers(table) else "seeds for Δ"] = [_fmt_seeds(n) for n in comps["seeds_needed"]]
+    out["P(better)"] = [_fmt(p) if compact else _fmt_improvement(p, lo, hi) for p, lo, hi in
+                        zip(comps["p_improvement"], comps["p_improvement_low"], comps["p_improvement_high"], strict=True)]
+    if not compact:
+        return out
+    constant = [c for c in ("vs", "α") if c in out and out[c].nunique() == 1]  # the caption names them
+    out = out.drop(columns=["p", *constant])
+    if table.column_field == "dataset":
+        out[display_name("dataset")] = [SHORT_DATASET_NAMES.get(str(v), str(v)) for v in comps["dataset"]]
+    return out.rename(columns=lambda c: _short_head(c, table))
+
+
+def _orders_papers(table: SpecTable) -> bool:
+    """Whether the comparisons test the paper's orderings (else each is a difference of its own: a spec
+    without paper numbers, or runs on generated data)."""
+    return bool(len(table.comparisons)) and bool(np.isfinite(table.comparisons["paper_diff"].astype(float)).any())
+
+
+def _fmt_improvement(p: float, low: float, high: float) -> str:
+    return "" if not np.isfinite(p) else f"{p:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def _fmt_p(p: float) -> str:
@@ -652,7 +750,9 @@ def _fmt_p(p: float) -> str:
 def _fmt_seeds(n: float) -> str:
     if n is None or (isinstance(n, float) and math.isnan(n)):
         return ""
-    return "∞" if math.isinf(n) else f"{int(n):,}"
+    if math.isinf(n):
+        return "∞"
+    return f"> {SEEDS_SHOWN:,}" if n > SEEDS_SHOWN else f"{int(n):,}"  # no launch runs more
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -668,7 +768,7 @@ _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "<": r"$<$", ">": r"$>$", "–": "--", "—": "---", "Δ": r"$\Delta$", "−": r"$-$",
                   "×": r"$\times$", "÷": r"$\div$", "±": r"$\pm$", "σ": r"$\sigma$", "∞": r"$\infty$",
-                  "≈": r"$\approx$", "✓": r"\checkmark{}"}
+                  "≈": r"$\approx$", "✓": r"\checkmark{}", "α": r"$\alpha$", "≥": r"$\geq$", "≤": r"$\leq$"}
 LATEX_PACKAGES = "booktabs,amssymb"  # \toprule/\midrule/\bottomrule; \checkmark
 # A cell that reads as a number: a (signed) figure, "<0.001", or the placeholders "—" (no runs) and "∞".
 _NUMERIC_CELL = re.compile(r"^(?:[+\-−<]?\.?\d|—|∞)")
@@ -689,11 +789,48 @@ def _latex_number(text: Any) -> str:
     return re.sub(r"(?<![\w.])-(?=\.?\d)", r"$-$", latex_escape(text))
 
 
+LATEX_TEXT_WIDTH = 22  # characters: a longer text column wraps in a p{} column this wide
+# A printed table must fit a page's text width: 6.5 in (468 pt, letter paper with 1 in margins). Each font
+# size, with the width of a character at it (Computer Modern's digits are 0.5 em; lowercase a little
+# less), is tried in turn; columns are \tabcolsep (6 pt) apart on each side.
+LATEX_TEXT_WIDTH_PT = 468.0
+LATEX_SIZES = (("footnotesize", 4.0), ("scriptsize", 3.5))
+LATEX_COLUMN_GAP_PT = 12.0
+
+
+def latex_chars(frame: pd.DataFrame) -> int:
+    """The characters of `frame`'s widest row as `_latex_table` sets it: each column its widest entry,
+    a wrapping text column at most `LATEX_TEXT_WIDTH`."""
+    total = 0
+    for column in frame.columns:
+        widest = max([len(str(column))] + [len(str(v)) for v in frame[column]])
+        total += min(widest, LATEX_TEXT_WIDTH) if _wraps(frame[column]) else widest
+    return total
+
+
+def latex_size(frame: pd.DataFrame) -> tuple[str, float]:
+    """(font size, width in points) of `frame` printed: the largest of `LATEX_SIZES` that fits the text
+    width, else the smallest."""
+    gaps = LATEX_COLUMN_GAP_PT * max(0, len(frame.columns) - 1)
+    for size, char_pt in LATEX_SIZES:
+        width = latex_chars(frame) * char_pt + gaps
+        if width <= LATEX_TEXT_WIDTH_PT:
+            return size, width
+    return size, width
+
+
+def _wraps(values: pd.Series) -> bool:
+    return not _numeric_column(values) and any(len(str(v)) > LATEX_TEXT_WIDTH for v in values)
+
+
 def _latex_table(frame: pd.DataFrame, caption: str, label: str) -> str:
-    """A booktabs table float: numeric columns right-aligned, the rest left, under its caption."""
+    """A booktabs table float at the size that fits a page (`latex_size`): numeric columns
+    right-aligned, the rest left, long text wrapped in a p{} column, under its caption."""
     numeric = [_numeric_column(frame[c]) for c in frame.columns]
-    spec = "".join("r" if n else "l" for n in numeric)
-    lines = [r"\begin{table}[htbp]", r"\centering", r"\small", rf"\caption{{{latex_escape(caption)}}}",
+    spec = "".join("r" if n else (f"p{{{LATEX_TEXT_WIDTH * 0.5:g}em}}" if _wraps(frame[c]) else "l")
+                   for c, n in zip(frame.columns, numeric, strict=True))
+    size, _ = latex_size(frame)
+    lines = [r"\begin{table}[htbp]", r"\centering", rf"\{size}", rf"\caption{{{latex_escape(caption)}}}",
              rf"\label{{{label}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
              " & ".join(latex_escape(c) for c in frame.columns) + r" \\", r"\midrule"]
     lines += [" & ".join(_latex_number(v) if n else latex_escape(v) for v, n in zip(row, numeric, strict=True)) + r" \\"
@@ -702,21 +839,35 @@ def _latex_table(frame: pd.DataFrame, caption: str, label: str) -> str:
     return "\n".join(lines)
 
 
-def method_note(table: SpecTable) -> str:
+VERDICT_MEANINGS = {
+    stats.HIGHER: "HIGHER/LOWER, a difference that seed noise does not explain",
+    stats.EQUIVALENT: "equivalent, within the margin shown, by two one-sided tests",
+    stats.INDISTINGUISHABLE: "indistinguishable, neither: the runs cannot tell, and could have seen a departure of "
+                             "the size shown with 80 % power",
+    stats.TOO_FEW: "too few, no run, or too few runs to estimate σ",
+    stats.NOT_COMPARABLE: "not comparable, the paper's number is of another recipe than the runs'",
+    stats.NOT_APPLICABLE: "n/a, the runs trained on generated data, whose errors say nothing of the paper's",
+}
+
+
+def method_note(table: SpecTable, verdicts: bool = True) -> str:
+    """What a layout's numbers are, and with `verdicts` what each of its "vs paper" words means."""
     what = display_name(table.metric)
     note = (f"Ours: median {what} over finished runs, [an order-statistic interval of the median] (the "
             f"probability that it holds the true median, exact for any noise) n=runs.")
     if table.has_paper:
         note += " Δ = ours − paper."
-    if (table.cells["verdict_vs_paper"] != "").any():
-        note += (" \"vs paper\": whether our median and the paper's value differ by more than both sides' seed "
-                 f"noise explains (t-test, Holm-corrected over the table's cells at {stats.ALPHA:.0%}: a "
-                 "faithful reproduction shows no flag in 95 % of tables).")
+    present = {stats.HIGHER if v == stats.LOWER else v for v in table.cells["verdict_vs_paper"]} - {""}
+    if verdicts and present:
+        tested = "" if present <= {stats.NOT_APPLICABLE, stats.NOT_COMPARABLE} else (
+            f" (t-tests on σ pooled over the column's runs, Holm-corrected over the table's cells at {stats.ALPHA:.0%})")
+        meanings = "; ".join(VERDICT_MEANINGS[v] for v in VERDICT_MEANINGS if v in present)
+        note += f" \"vs paper\"{tested}: {meanings}."
     return note + " Diverged, failed and unfinished runs are noted, never in a median."
 
 
 def noise_lines(table: SpecTable) -> list[str]:
-    """The seed noise behind the verdicts, per table column: σ, pooled or assumed."""
+    """The seed noise behind the verdicts, per table column: σ pooled, or too few runs to pool."""
     cells = table.cells[table.cells["sigma_source"].notna()] if "sigma_source" in table.cells else table.cells[:0]
     if cells.empty:
         return []
@@ -728,14 +879,15 @@ def noise_lines(table: SpecTable) -> list[str]:
             lines.append(f"- {where}σ = {first['sigma']:.3f} {_unit(table.metric)}, pooled over the cells' runs "
                          f"({int(first['sigma_df'])} degrees of freedom)")
         else:
-            lines.append(f"- {where}σ assumed from the test set's size (too few runs to pool): "
-                         f"{group['sigma'].min():.3f}–{group['sigma'].max():.3f} {_unit(table.metric)}")
+            lines.append(f"- {where}too few runs to estimate σ ({int(first['sigma_df'])} pooled degrees of freedom, "
+                         f"{stats.MIN_DF} needed: a second seed of any cell gives one): no verdict; seeds are "
+                         f"planned at σ = {first['sigma']:.2f} {_unit(table.metric)}, above the published spreads")
     return lines
 
 
 def to_markdown(table: SpecTable, heading: str = "") -> str:
-    parts = [f"## {heading or table.title}", "", " ".join(filter(None, [f"Runs: {table.description}.", table.caveat])),
-             ""]
+    parts = [f"## {heading or table.title}", "",
+             " ".join(filter(None, [f"Runs: {table.description}.", timing_note(table), table.caveat])), ""]
     layout = layout_frame(table)
     if table.finished_runs == 0:
         parts += ["**No finished runs yet**: only the paper's values are shown.", ""]
@@ -755,17 +907,21 @@ def to_markdown(table: SpecTable, heading: str = "") -> str:
 
 def comparison_note(table: SpecTable) -> str:
     """What the columns of the baseline comparisons are."""
-    model = (f"Δ = variant − baseline in {display_name(table.metric)}, estimated in the column's cells × "
-             "seeds model (every run of one seed sees the same data, so seeds pair the runs)")
-    if table.has_paper:
+    model = (f"Δ = variant − baseline in {display_name(table.metric)}, estimated in the column's cells × seeds "
+             "model; seeds pair two cells only where their runs of a seed draw the same data order, crops and "
+             "flips (else the field that changes the draws is named and the comparison is unpaired). α: the level "
+             "of the test and of the interval (spent over the looks of a sequential launch); \"detects ≥\": the "
+             f"smallest true difference the comparison resolves with {stats.POWER:.0%} power at that level; "
+             "P(better): the chance that the variant's run beats the baseline's, over seed pairs (paired) or all "
+             f"pairs of runs, with a bootstrap interval (from {stats.MIN_RUNS_IMPROVEMENT} runs per side)")
+    if _orders_papers(table):
         legend = ("\"supported\": significant on the paper's side; \"contradicted\": on the other side; "
-                  "\"unresolved\": not significant at the level shown; \"seeds needed\": per side, for "
-                  f"{stats.POWER:.0%} power to resolve the paper's difference.")
+                  "\"unresolved\": not significant; \"too_few\": a side without runs, or too few to estimate σ; "
+                  f"\"seeds needed\": per side, for {stats.POWER:.0%} power to resolve the paper's difference at α.")
     else:
-        legend = ("\"higher\"/\"lower\": significant at the level shown (two-sided); \"unresolved\": not; "
-                  f"\"resolves ±\": the smallest true difference these seeds resolve with {stats.POWER:.0%} "
-                  "power; \"seeds needed for Δ\": per side, to resolve a true difference of the size observed.")
-    return f"{model}; {legend}"
+        legend = ("\"higher\"/\"lower\": significant (two-sided); \"unresolved\": not; \"seeds for Δ\": per side, "
+                  "to resolve a true difference of the size observed at α.")
+    return f"{model}. {legend}"
 
 
 def _latex_label(table: SpecTable, part: str = "") -> str:
@@ -773,21 +929,33 @@ def _latex_label(table: SpecTable, part: str = "") -> str:
     return f"tab:{table.spec.replace('_', '-')}{profile}{part}"
 
 
+def latex_frames(table: SpecTable, verdicts: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The compact layout (with the "vs paper" columns only when `verdicts`) and comparisons that
+    `to_latex` sets."""
+    layout = layout_frame(table, compact=True)
+    if not verdicts and not layout.empty:
+        layout = layout[[c for c in layout.columns if not c.endswith("vs paper")]]
+    return layout, comparisons_frame(table, compact=True)
+
+
 def to_latex(table: SpecTable, verdicts: bool = False) -> str:
     """The paper's layout and, if any, the baseline comparisons as booktabs table floats (needs
-    \\usepackage{booktabs,amssymb}), each captioned with what its numbers are and which runs they
-    summarise; `verdicts` adds the "vs paper" columns to the layout."""
+    \\usepackage{booktabs,amssymb}), compact enough for a page (`latex_width`), each captioned with what
+    its numbers are, where the times were measured and which runs they summarise; `verdicts` adds the
+    "vs paper" columns to the layout."""
     runs = f"Runs: {table.description}."
     parts = [f"% {table.title}: generated by analysis.report; needs \\usepackage{{{LATEX_PACKAGES}}}"]
-    layout = layout_frame(table)
-    if not verdicts:
-        layout = layout[[c for c in layout.columns if not c.endswith("vs paper")]]
+    layout, comps = latex_frames(table, verdicts)
     if not layout.empty:
-        caption = " ".join(filter(None, [f"{table.title}.", method_note(table), runs, table.caveat]))
+        caption = " ".join(filter(None, [f"{table.title}.", method_note(table, verdicts), interval_note(table),
+                                         timing_note(table), runs, table.caveat]))
         parts.append(_latex_table(layout, caption, _latex_label(table)))
-    comps = comparisons_frame(table)
     if not comps.empty:
-        caption = f"{table.title}: each variant against its baseline. {comparison_note(table)} {runs}"
+        first = table.comparisons.iloc[0]
+        against = ", ".join(([] if "vs" in comps else [f"baseline {first['baseline']}"]) +
+                            ([] if "α" in comps else [f"α = {first['alpha']:.3g}"]))
+        caption = (f"{table.title}: each variant against its baseline{f' ({against})' if against else ''}. "
+                   f"{comparison_note(table)} {runs}")
         parts += ["", _latex_table(comps, caption, _latex_label(table, "-vs-baseline"))]
     return "\n".join(parts) + "\n"
 

@@ -6,8 +6,12 @@ The layers of a run, merged in order (the later wins): recipe defaults ← spec 
 base_by_dataset ← grid ← row ← profile data source ← profile config ← profile
 config_by_dataset[dataset] ← --set overrides; then the seed. Excludes apply to the spec's own
 configs (before the profile), since they describe the paper's table. Seeds are the outer loop, so a
-partly finished sweep already holds one complete table. Two runs with the same run id are an error,
-never silently merged: under an override it means the override erased the factor the table studies.
+partly finished sweep already holds one complete table.
+
+Two rows that become one run are never silently merged. When a `--set` override does it, it erased
+the factor the table studies: an error. When a profile does it (the `fast` profile's bf16 makes the
+`deviations` spec's "precision = bf16" row its base row), the later row is that run already: it drops
+out of the plan, and `collapsed_rows` says which, for the dry run, the launch and the report to note.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from experiments.profiles import Profile, load_profile
+from experiments.profiles import PAPER, Profile, load_profile
 from experiments.schema import (SETTABLE_FIELDS, SpecError, check_field_name, check_value, display_path, fail,
                                 parse_seeds)
 from experiments.spec import Spec, matches, merge_layers, resolve_merged
@@ -44,7 +48,21 @@ def expand(spec: Spec, profile: Profile | str = "paper", overrides: dict[str, An
     """The runs of `spec` under `profile` (a `Profile` or a profile name), in run order.
 
     `overrides` are `parse_overrides` output (the CLI's --set), applied last. `seeds` (n: seeds
-    0..n-1) replaces the profile's and the spec's seeds."""
+    0..n-1) replaces the profile's and the spec's seeds. A row the profile makes another row's run
+    drops out (`collapsed_rows`)."""
+    return _plan(spec, profile, overrides, seeds)[0]
+
+
+def collapsed_rows(spec: Spec, profile: Profile | str = "paper", overrides: dict[str, Any] | None = None) -> list[str]:
+    """One sentence per row of `spec` that `profile` makes the same run as an earlier row, dropped from
+    its plan: "under profile fast, rows[1] (precision = bf16) is the run of rows[0] (WRN-16-4): not
+    planned apart"."""
+    return list(_plan(spec, profile, overrides, None)[1].values())
+
+
+def _plan(spec: Spec, profile: Profile | str, overrides: dict[str, Any] | None,
+          seeds: int | None) -> tuple[list[PlannedRun], dict[str, str]]:
+    """(the runs, {position: sentence} of the rows the profile collapsed) of `expand`."""
     if not isinstance(profile, Profile):
         profile = load_profile(profile)
     overrides = dict(overrides or {})
@@ -64,10 +82,14 @@ def expand(spec: Spec, profile: Profile | str = "paper", overrides: dict[str, An
             ("--set", "", overrides),
         ])
         layered.append(({**net.fields, **merged}, {**net.sources, **sources}, net.position))
+    own_fields = {net.position: net.fields for net in spec.networks}
     runs: list[PlannedRun] = []
     seen: dict[str, str] = {}
+    collapsed: dict[str, str] = {}
     for seed in seed_list:
         for fields_, sources, position in layered:
+            if position in collapsed:
+                continue
             config = resolve_merged({**fields_, "seed": seed}, sources, spec.where)
             measured = None if timing is None else {**timing, "batch_size": config.batch_size}
             if measured is not None and config.world_size > 1:
@@ -77,12 +99,18 @@ def expand(spec: Spec, profile: Profile | str = "paper", overrides: dict[str, An
             rid = run_id(config, measured)
             label = render_label(config)
             if rid in seen:
+                if profile.name != PAPER and (not overrides or position in _plan(spec, profile, None, [seed])[1]):
+                    changed = ", ".join(f"{k} = {str(v).lower() if isinstance(v, bool) else v}"
+                                        for k, v in own_fields[position].items() if own_fields[seen[rid]].get(k) != v)
+                    collapsed[position] = (f"under profile {profile.name}, {position} ({changed}) is the run of "
+                                           f"{seen[rid]} ({label}): not planned apart")
+                    continue
                 raise SpecError(f"{spec.where}: {seen[rid]} and {position} become the same run {label} (seed "
                                 f"{seed}, run id {rid}) under profile {profile.name!r} and --set {overrides}: "
                                 "allowed: overrides that keep the spec's runs distinct")
             seen[rid] = position
             runs.append(PlannedRun(run_id=rid, spec=spec.name, label=label, config=config, timing=measured))
-    return runs
+    return runs, collapsed
 
 
 def _seeds(spec: Spec, profile: Profile, seeds: int | None) -> tuple[int, ...]:

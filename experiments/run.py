@@ -28,7 +28,7 @@ from experiments import store
 from experiments.clusters import ArrayTask, ClusterProfile, load_cluster, place_runs
 from experiments.console import log_line
 from experiments.estimate import Estimate, estimate, format_estimates
-from experiments.plan import PlannedRun, expand, parse_overrides, select
+from experiments.plan import PlannedRun, collapsed_rows, expand, parse_overrides, select
 from experiments.profiles import Profile, load_profile
 from experiments.schema import SELECT_FIELDS
 from experiments.spec import Spec, list_specs, load_spec
@@ -121,6 +121,8 @@ def _main(argv: list[str] | None) -> int:
     if args.dry_run:
         _print_dry_run(plan, estimates, device_type, args.json)
         return 0
+    for note in plan.notes:
+        log_line(f"note: {note}")
     from experiments.launch import LaunchOptions, launch  # deferred: imports torch and the engine
     options = LaunchOptions(
         executor=args.executor, results=plan.results, profile=plan.profile, data_dir=args.data_dir,
@@ -217,6 +219,7 @@ class _Plan:
     cluster: ClusterProfile | None
     design: SequentialDesign | None
     results: Path  # absolute
+    notes: list[str]  # rows the profile made another row's run (`experiments.plan.collapsed_rows`)
 
 
 def _plan(args: argparse.Namespace) -> _Plan:
@@ -235,7 +238,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         from experiments.rounds import worst_case_runs  # deferred: imports pandas
         planned = worst_case_runs(spec, profile, overrides, design)
     results = (args.results or profile.default_results()).absolute()
-    return _Plan(spec, profile, overrides, planned, cluster, design, results)
+    return _Plan(spec, profile, overrides, planned, cluster, design, results, collapsed_rows(spec, profile, overrides))
 
 
 def _cluster(args: argparse.Namespace, planned: list[PlannedRun]) -> ClusterProfile | None:
@@ -311,6 +314,8 @@ def _print_dry_run(plan: _Plan, estimates: list[Estimate], device_type: str, as_
         return
     print(f"{plan.spec.name}: {plan.spec.title} ({plan.spec.paper_ref}), {plan.profile.describe()}; "
           f"results in {plan.results}")
+    for note in plan.notes:
+        print(f"note: {note}")
     shown = None if plan.cluster is None else {name: (task.topology.nodes, i) for name, (i, task) in places.items()}
     print(format_estimates(estimates, {"cuda": "GPU", "cpu": "CPU"}[device_type], shown))
     done = [e for e in estimates if e.state in ("done", "diverged")]

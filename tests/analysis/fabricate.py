@@ -29,7 +29,8 @@ def make_config(**fields: Any) -> RunConfig:
 def write_run(results: Path, spec: str, config: RunConfig | dict[str, Any], *, state: str = "done",
               test_error: float = 5.0, epochs: int = 4, params: int = 1_000_000,
               epoch_time_s: float = 60.0, timing: dict[str, Any] | None = None,
-              label: str | None = None, profile: str = "paper", precision: str = "fp32", dip: float = 0.0) -> Path:
+              label: str | None = None, profile: str = "paper", precision: str = "fp32", dip: float = 0.0,
+              device_name: str = "cpu") -> Path:
     """Write one run folder of `spec` in `state` and return it.
 
     A "done" train run has `epochs` lines of metrics ending at `test_error`, the epoch before the last
@@ -51,7 +52,7 @@ def write_run(results: Path, spec: str, config: RunConfig | dict[str, Any], *, s
         return path
     atomic_write_json(path / "provenance.json", {
         "git_commit": "0" * 40, "git_dirty": False, "packages": {"torch": "2.14.1"}, "host": "testhost",
-        "python": "3.12", "device": "cpu", "device_name": "cpu", "started_at": "2024-01-01T00:00:00Z"})
+        "python": "3.12", "device": "cpu", "device_name": device_name, "started_at": "2024-01-01T00:00:00Z"})
     n_epochs = epochs if state in ("done", "diverged") else max(1, epochs // 2)
     if timing is None:
         lines = [_epoch_line(cfg, e, epochs, test_error) for e in range(1, n_epochs + 1)]
@@ -67,7 +68,7 @@ def write_run(results: Path, spec: str, config: RunConfig | dict[str, Any], *, s
         (path / "result.json").write_text('{"run_id": "' + rid + '", "status": "do')
     elif state in ("done", "diverged"):
         atomic_write_json(path / "result.json", _result(cfg, rid, spec, label, state, test_error, epochs,
-                                                        params, epoch_time_s, timing, precision))
+                                                        params, epoch_time_s, timing, precision, device_name))
     return path
 
 
@@ -79,7 +80,7 @@ def _epoch_line(cfg: RunConfig, epoch: int, epochs: int, final_error: float) -> 
             "images_per_s": 800.0}
 
 
-def _result(cfg, rid, spec, label, state, test_error, epochs, params, epoch_time_s, timing, precision):
+def _result(cfg, rid, spec, label, state, test_error, epochs, params, epoch_time_s, timing, precision, device_name):
     diverged = state == "diverged"
     final = None
     if timing is None and not diverged:
@@ -95,7 +96,7 @@ def _result(cfg, rid, spec, label, state, test_error, epochs, params, epoch_time
         diverged=Divergence(epoch=epochs, step=17, loss="nan") if diverged else None,
         params=params, flops=2 * params, epoch_time_s=epoch_time_s, train_time_s=epoch_time_s * epochs,
         images_per_s=800.0, timing=timing_block,
-        runtime=RuntimeSettings(device="cpu", device_name="cpu", precision=precision, channels_last=False,
+        runtime=RuntimeSettings(device="cpu", device_name=device_name, precision=precision, channels_last=False,
                                 tf32=False, compile=False, torch="2.14.1", threads=1, world_size=cfg.world_size,
                                 per_rank_batch=cfg.batch_size // cfg.world_size,
                                 backend="gloo" if cfg.world_size > 1 else "none"))

@@ -86,8 +86,23 @@ def test_each_deviation_is_compared_with_the_baseline_paired_by_seed(table):
 
 def test_sentences_name_the_network_and_the_deviation(table):
     assert any(s.startswith("WRN-16-4: precision = bf16 vs the baseline: higher, +") for s in table.sentences)
-    assert any(s.startswith("WRN-16-4: pad_mode = zeros vs the baseline: no difference resolved")
-               and "3 seeds resolve ±" in s for s in table.sentences)
+    assert any(s.startswith("WRN-16-4: pad_mode = zeros vs the baseline: unresolved")
+               and "3 seeds detect ≥" in s and "at α = 0.05" in s for s in table.sentences)
+
+
+@pytest.mark.parametrize("row, why", [
+    ("crop_draw = per_image", "crop_draw"), ("flip_draw = per_image", "flip_draw"),
+    ("drop_last = false", "drop_last"), ("world_size = 2", "world_size"),
+    ("batch_size = 512, lr_scaling = linear, warmup_epochs = 5", "batch_size"),
+])
+def test_rows_that_change_what_a_seed_draws_are_compared_unpaired(table, row, why):
+    """A row whose runs of a seed draw other data, crops or flips than the baseline's shares no seed
+    effect with it: compared unpaired, and the table says which field breaks the pairing."""
+    comps = table.comparisons.set_index("deviation")
+    assert not comps.at[row, "paired"] and comps.at[row, "unpaired_because"] == why
+    assert comps.loc["pad_mode = zeros", "paired"] and comps.loc["precision = bf16", "paired"]
+    markdown = to_markdown(table)
+    assert f"3/3 ({why})" in markdown
 
 
 def test_a_table_of_a_spec_with_a_baseline_and_no_deviation_rows_names_networks(tmp_path):

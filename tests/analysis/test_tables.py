@@ -2,15 +2,18 @@ import dataclasses
 import math
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from fabricate import write_run
 
 from analysis import stats
 from analysis.collect import collect_spec
-from analysis.tables import build_table, csv_rounding, layout_frame, to_latex, to_markdown, write_tables
+from analysis.verdicts import SequentialDesign
+from analysis.tables import (LATEX_TEXT_WIDTH_PT, build_table, csv_rounding, latex_frames, latex_size, layout_frame,
+                             to_latex, to_markdown, write_tables)
 from experiments.plan import expand
-from experiments.spec import load_spec
+from experiments.spec import list_specs, load_spec
 
 BASE = dict(dataset="cifar10", k=2, preprocessing="zca", recipe="v1-2016-05")
 
@@ -40,7 +43,7 @@ def test_cells_have_median_n_interval_delta_and_verdict(tmp_path):
     base = _cell(table, "B(3,3)")
     assert (base["n"], base["median"], base["min"], base["max"]) == (5, 5.7, 5.5, 5.9)
     assert base["paper"] == 5.73 and base["paper_runs"] == 5 and base["delta"] == pytest.approx(-0.03)
-    assert base["verdict_vs_paper"] == stats.CONSISTENT
+    assert base["verdict_vs_paper"] == stats.EQUIVALENT  # 5 runs 0.03 from the paper, σ 0.3 pooled
     assert base["params"] == 1_467_610 and base["paper_params"] == 1_500_000
     assert base["epoch_time_s"] == 62.0 and base["paper_epoch_time_s"] == 67.5
     assert (base["ci_low"], base["ci_high"], base["coverage"]) == stats.median_interval([5.9, 5.5, 5.7, 5.6, 5.8])
@@ -50,7 +53,9 @@ def test_cells_have_median_n_interval_delta_and_verdict(tmp_path):
     assert wide["n"] == 5 and wide["median"] == 7.2 and wide["verdict_vs_paper"] == stats.HIGHER
     assert wide["p_adjusted"] < 0.05 and wide["p_adjusted"] >= wide["p_value"]
     assert wide["notes"] == "1 diverged"  # listed, never in the median
-    assert _cell(table, "B(3,1)")["verdict_vs_paper"] == stats.CONSISTENT  # 2 runs, but σ is pooled
+    short = _cell(table, "B(3,1)")  # 2 runs 0.02 from the paper, but σ is pooled: tested
+    assert short["verdict_vs_paper"] == stats.EQUIVALENT and short["detectable"] > abs(short["delta"])
+    assert short["alpha"] == pytest.approx(0.05 / 3)  # Holm over the three tested cells: a lone departure's level
     assert _cell(table, "B(1,3)")["verdict_vs_paper"] == stats.TOO_FEW  # not run
 
 
@@ -62,8 +67,36 @@ def test_table_has_the_papers_rows_in_the_papers_order(tmp_path):
     layout = layout_frame(table)
     assert list(layout["depth"]) == ["40", "40", "40", "40", "28", "22"]
     assert layout.loc[4, "ours"] == "5.70 [5.50, 5.90] (94%) n=5"
-    assert layout.loc[0, "vs paper"] == "HIGHER" and layout.loc[4, "vs paper"] == "consistent"
+    assert layout.loc[0, "vs paper"] == "HIGHER" and layout.loc[4, "vs paper"] == "equivalent (within ±0.5 pp)"
+    assert layout.loc[2, "vs paper"] == "too few (no run)"
     assert layout.loc[4, "# params (ours)"] == "1,467,610" and layout.loc[4, "# params (paper)"] == "1.5M"
+
+
+def test_a_cell_the_runs_cannot_tell_says_what_they_could_have_seen(tmp_path):
+    """Noisy runs near the paper: neither a flag nor equivalence; the verdict says which departure the
+    test would have flagged with 80 % power, and the seed noise is named beside the table."""
+    spec = load_spec("table_block_type")
+    for seed, err in enumerate([5.0, 6.6, 5.8]):
+        write_run(tmp_path, spec.name, dict(BASE, depth=28, block="B(3,3)", seed=seed), test_error=err)
+    table = build_table(spec, collect_spec(spec, tmp_path))
+    base = _cell(table, "B(3,3)")
+    assert base["verdict_vs_paper"] == stats.INDISTINGUISHABLE and base["detectable"] > 1.0
+    text = layout_frame(table).loc[4, "vs paper"]
+    assert re.fullmatch(r"indistinguishable \(could detect ≥ \d\.\d\d pp\)", text)
+    assert f"{base['detectable']:.2f}" in text
+    assert "σ = 0.800 pp, pooled over the cells' runs (2 degrees of freedom)" in to_markdown(table)
+
+
+def test_one_seed_per_cell_gives_no_verdict_and_says_why(tmp_path):
+    spec = load_spec("table_block_type")
+    for planned in expand(spec, "paper", seeds=1):
+        write_run(tmp_path, spec.name, planned.config, test_error=9.0)
+    table = build_table(spec, collect_spec(spec, tmp_path))
+    assert set(table.cells["verdict_vs_paper"]) == {stats.TOO_FEW}
+    markdown = to_markdown(table)
+    assert "too few (σ from 0 of 2 degrees of freedom)" in markdown and "HIGHER" not in markdown
+    assert "too few runs to estimate σ (0 pooled degrees of freedom, 2 needed" in markdown
+    assert set(table.comparisons["verdict"]) == {stats.TOO_FEW}
 
 
 def test_every_variant_is_compared_with_the_papers_baseline(tmp_path):
@@ -75,11 +108,13 @@ def test_every_variant_is_compared_with_the_papers_baseline(tmp_path):
     assert row["paired"] and (row["n"], row["n_baseline"]) == (5, 5)
     assert row["paper_diff"] == pytest.approx(6.06 - 5.73)
     assert row["ci_low"] > 0 and row["p_value"] < row["alpha"] == 0.05 and row["verdict"] == stats.SUPPORTED
+    assert row["p_improvement"] == 0.0  # B(1,3,1)'s error is above the baseline's at every seed
     short = comps.loc["B(3,1)"]
-    assert short["verdict"] == stats.UNRESOLVED and short["n"] == 2
+    assert short["verdict"] == stats.UNRESOLVED and short["n"] == 2 and short["detectable"] > 0
     assert short["seeds_needed"] == stats.seeds_needed(0.05, short["difference_sd"]) > 2
+    assert math.isnan(short["p_improvement"])  # 2 seeds: fewer than P(better) needs
     assert any(s.startswith("WRN-40-2-B(3,1) vs WRN-28-2: the paper's +0.05 pp needs ~") and "with 2 it is "
-               "unresolvable" in s for s in table.sentences)
+               "underpowered" in s and "could detect ≥" in s for s in table.sentences)
 
 
 def test_dropout_variants_compare_with_their_own_network_per_dataset(tmp_path):
@@ -122,7 +157,7 @@ def test_written_files_and_escaped_latex(tmp_path):
     assert [p.name for p in written] == ["table_block_type.md", "table_block_type.tex", "table_block_type.csv",
                                          "table_block_type.vs_baseline.csv"]
     tex = (tmp_path / "tables" / "table_block_type.tex").read_text()
-    assert r"\begin{tabular}" in tex and r"\# params" in tex and r"$\Delta$" in tex
+    assert r"\begin{tabular}" in tex and "params" in tex and r"$\Delta$" in tex
     header = next(line for line in tex.splitlines() if line.startswith("depth &"))
     assert "vs paper" not in header  # the paper's layout; the verdicts are optional
     assert "vs paper" in next(line for line in to_latex(table, verdicts=True).splitlines() if line.startswith("depth &"))
@@ -146,11 +181,13 @@ def test_no_finished_runs_still_gives_the_papers_table(tmp_path):
 
 
 def test_epoch_times_say_where_they_were_measured_and_compare_as_ratios_to_the_baseline(tmp_path):
-    """A time per epoch depends on the device and the epoch's size: the header says both, and each
-    row's time is also a ratio to B(3,3)'s, next to the paper's ratio (the comparable quantity)."""
+    """A time per epoch depends on the device and the epoch's size: the note beside the table says both
+    (never a column head, which would run a printed table off the page), and each row's time is also
+    a ratio to B(3,3)'s, next to the paper's ratio (the comparable quantity)."""
     _, table = _block_type_table(tmp_path)
     layout = layout_frame(table)
-    assert "time per epoch (s) (ours: cpu, 49,920 images per epoch)" in layout.columns
+    assert "time per epoch (s) (ours)" in layout.columns
+    assert "Our times per epoch: cpu, 49,920 images per epoch; the paper's: its GPU." in to_markdown(table)
     assert list(layout["÷ WRN-28-2 (ours)"]) == ["0.97×", "0.97×", "", "", "1.00×", ""]  # 60 s / 62 s
     assert list(layout["÷ WRN-28-2 (paper)"]) == ["1.27×", "1.00×", "1.07×", "1.22×", "1.00×", "0.89×"]  # 85.8 / 67.5
 
@@ -187,7 +224,8 @@ def test_he_et_als_numbers_are_compared_only_with_runs_of_their_recipe(tmp_path)
     spec = _comparison_runs(tmp_path, None)
     table = build_table(spec, collect_spec(spec, tmp_path))
     resnet = table.cells[(table.cells["label"] == "preact-ResNet-164") & (table.cells["dataset"] == "cifar10")].iloc[0]
-    assert (resnet["recipe"], resnet["paper_recipe"], resnet["verdict_vs_paper"]) == ("he-2016", "he-2016", "consistent")
+    assert (resnet["recipe"], resnet["paper_recipe"]) == ("he-2016", "he-2016")
+    assert resnet["verdict_vs_paper"] in (stats.EQUIVALENT, stats.INDISTINGUISHABLE)  # tested: its own recipe
     layout = layout_frame(table)
     assert "recipe" in layout.columns and set(layout["recipe"]) >= {"he-2016", "official-current"}
     assert "recipes he-2016 (preact-ResNet-164), official-current (WRN-28-10)" in table.description
@@ -227,20 +265,45 @@ def test_latex_tables_are_captioned_booktabs_floats_with_numbers_right_aligned(t
     captions = [line for line in tex.splitlines() if line.startswith(r"\caption{")]
     assert captions[0].startswith(r"\caption{Table 2: type of convolutions in a block. Ours: median test error (\%) over "
                                   "finished runs")
+    assert "Our times per epoch: cpu, 49,920 images per epoch" in captions[0]  # in the caption, not a column head
+    assert "94\\% at n=5" in captions[0] and "HIGHER" not in captions[0]  # no verdict column, no legend of one
     assert captions[1].startswith(r"\caption{Table 2: type of convolutions in a block: each variant against its "
-                                  r"baseline. $\Delta$ = variant $-$ baseline in test error (\%)")
+                                  r"baseline (baseline WRN-28-2, $\alpha$ = 0.05). $\Delta$ = variant $-$ baseline")
     assert all("Runs: profile paper (the real data), on cpu: cpu, fp32" in c for c in captions)
     lines = tex.splitlines()
     aligns = [re.fullmatch(r"\\begin\{tabular\}\{(\w+)\}", line).group(1) for line in lines if line.startswith(r"\begin{tabular}")]
     headers = [lines[i + 1].removesuffix(r" \\").split(" & ") for i, line in enumerate(lines) if line == r"\toprule"]
     layout, comps = (dict(zip(h, a, strict=True)) for h, a in zip(headers, aligns, strict=True))
-    assert {c: layout[c] for c in ("depth", "block type", r"\# params (ours)", "ours", "paper", r"$\Delta$")} == {
-        "depth": "r", "block type": "l", r"\# params (ours)": "r", "ours": "r", "paper": "r", r"$\Delta$": "r"}
-    assert {c: comps[c] for c in ("network", "vs", "ours $\\Delta$ [95 \\% CI]", "p", "paper's ordering", "seeds needed")} == {
-        "network": "l", "vs": "l", "ours $\\Delta$ [95 \\% CI]": "r", "p": "r", "paper's ordering": "l", "seeds needed": "r"}
+    assert {c: layout[c] for c in ("depth", "block type", "params", "s/epoch", r"$\div$ base", "ours", "paper")} == {
+        "depth": "r", "block type": "l", "params": "r", "s/epoch": "r", r"$\div$ base": "r", "ours": "r", "paper": "r"}
+    assert {c: comps[c] for c in ("network", "seeds", r"$\Delta$ [CI]", r"paper $\Delta$", "ordering",
+                                  r"detects $\geq$", "needed", "P(better)")} == {
+        "network": "l", "seeds": "r", r"$\Delta$ [CI]": "r", r"paper $\Delta$": "r", "ordering": "l",
+        r"detects $\geq$": "r", "needed": "r", "P(better)": "r"}
     body = [line for line in lines if line.endswith(r" \\") and not line.startswith(("depth", "network"))]
-    assert any(" & $-$0.03" in line for line in body)  # B(3,3): 5.70 - 5.73, with a minus sign
+    assert any(" & 5.70 [5.50, 5.90] & 5.73" in line for line in body)  # compact: n=5 is the caption's
+    assert any("7.20 [7.00, 7.40] & 6.06" in line for line in body)
     assert not [line for line in body if re.search(r"(^|[ \[])-\d", line)]  # never a hyphen for a minus
+
+
+@pytest.mark.parametrize("name", [s.name for s in list_specs()])
+def test_every_printed_table_fits_a_page(tmp_path, name):
+    """The width rule: each LaTeX table of a shipped spec, with 3 seeds of every run and a paper row for
+    each cell, fits 6.5 in at the size it is set in (device and images per epoch in the caption, short
+    heads)."""
+    spec = load_spec(name)
+    for planned in expand(spec, "paper", seeds=3):
+        timing = {"ms_median": 50.0} if spec.kind == "timing" else None
+        write_run(tmp_path, spec.name, planned.config, test_error=5.0 + 0.2 * planned.config.seed, timing=timing,
+                  device_name="NVIDIA H100 80GB HBM3")
+    table = build_table(spec, collect_spec(spec, tmp_path))
+    layout, comps = latex_frames(table)
+    for frame in (layout, comps):
+        if not frame.empty:
+            size, width = latex_size(frame)
+            assert width <= LATEX_TEXT_WIDTH_PT, (size, width, list(frame.columns))
+    tex = to_latex(table)
+    assert "H100" not in "".join(line for line in tex.splitlines() if " & " in line)  # never a column head
 
 
 def _floats(frame: pd.DataFrame):
@@ -267,3 +330,26 @@ def test_csv_numbers_are_rounded_by_their_kind(tmp_path):
         how, digits = csv_rounding(column)
         if how == "decimals":
             assert len(text.split(".")[1]) <= digits, (column, text)
+
+
+def test_a_sequential_look_speaks_at_its_level_everywhere(tmp_path):
+    """After the first round of an --until-resolved launch (5 seeds of a 5-to-40 design, α = 0.00625):
+    the interval, the detectable difference, the seeds needed and every sentence are at 0.00625, and the
+    Markdown and CSV say so."""
+    spec = load_spec("table_block_type")
+    rng = np.random.default_rng(6)
+    for planned in expand(spec, "paper", seeds=5):
+        write_run(tmp_path, spec.name, planned.config, test_error=5.8 + 0.15 * rng.standard_normal())
+    design = SequentialDesign(spec.name, "paper", 5, 40)
+    table = build_table(spec, collect_spec(spec, tmp_path), design)
+    level = design.levels[0]
+    comps = table.comparisons
+    assert (comps["alpha"] == level).all()
+    for (v, b), ordering in table.orderings.items():
+        d = ordering.difference
+        assert (d.ci_high - d.ci_low) / 2 == pytest.approx(stats.critical(d.df, level) * d.se)
+        assert d.detectable == pytest.approx(stats.detectable(d.se, d.df, level))
+        paper_diff = table.cells.at[v, "paper"] - table.cells.at[b, "paper"]
+        assert ordering.seeds_needed == stats.seeds_needed(paper_diff, ordering.difference_sd, level)
+    assert all("α = 0.00625" in s or "< 0.00625" in s for s in table.sentences)
+    assert "| 0.00625 |" in to_markdown(table)

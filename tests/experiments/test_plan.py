@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.plan import PlannedRun, expand, parse_overrides
+from experiments.plan import PlannedRun, collapsed_rows, expand, parse_overrides
 from experiments.schema import SpecError
 from experiments.spec import SPECS_DIR, load_spec
 from experiments import store
@@ -220,6 +220,21 @@ def test_seeds_argument_replaces_the_specs_seeds():
 def test_override_that_merges_runs_is_an_error():
     with pytest.raises(SpecError, match=r"table_dropout.toml: .* become the same run WRN-16-4 "):
         expand(load_spec("table_dropout"), "paper", {"dropout": 0.0})
+    with pytest.raises(SpecError, match=r"become the same run"):  # even under a profile that merges others
+        expand(load_spec("table_dropout"), "fast", {"dropout": 0.0})
+
+
+def test_rows_a_profile_merges_drop_out_and_are_named():
+    """Under the fast profile (bf16 and TF32 everywhere) the deviations spec's "precision = bf16" and
+    "tf32 = true" rows are its base row's runs: planned once, and said so."""
+    spec = load_spec("deviations")
+    fast, paper = expand(spec, "fast"), expand(spec, "paper")
+    assert len(paper) - len(fast) == 2 * 2 * len(spec.seeds)  # two rows of two networks, every seed
+    assert len({r.run_id for r in fast}) == len(fast)
+    notes = collapsed_rows(spec, "fast")
+    assert len(notes) == 4 and all(n.startswith("under profile fast, rows[") for n in notes)
+    assert any("(precision = bf16) is the run of rows[0]" in n for n in notes)
+    assert collapsed_rows(spec, "paper") == []
 
 
 MALFORMED_OVERRIDES = [

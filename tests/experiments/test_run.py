@@ -201,7 +201,8 @@ def test_every_file_and_folder_of_a_launch_honours_the_umask(umask, file_mode, f
 def test_the_deviations_spec_runs_end_to_end_on_the_smoke_profile(capsys, tmp_path):
     """Every deviation of one process trained on generated data (WRN-16-4's: WRN-28-10's take some twenty
     CPU-minutes and run with the spec's own launch; the rows of two processes are the local executor's,
-    tests/experiments/test_executors.py), tabled against the exact recipe, paired by seed, and plotted."""
+    tests/experiments/test_executors.py), tabled against the exact recipe and plotted; one seed decides
+    nothing, and the table says so."""
     results = tmp_path / "results"
     assert run.main(["deviations", "--profile", "smoke", "--only", "label=WRN-16-4", "--only", "world_size=1",
                      "--executor", "debug", "--results", str(results)]) == 0
@@ -214,8 +215,9 @@ def test_the_deviations_spec_runs_end_to_end_on_the_smoke_profile(capsys, tmp_pa
     assert {"precision = bf16", "crop_draw = per_image", "recipe = official-current",
             "lr_scaling = linear, warmup_epochs = 5",  # the smoke profile keeps its batch of 16
             "best test epoch reported, not the final one"} <= set(comps["deviation"])
-    assert set(comps["verdict"]) <= {"higher", "lower", "unresolved"} and comps["detectable"].notna().all()
+    assert set(comps["verdict"]) == {"too_few"}  # one seed: no seed noise to test against
     markdown = (results / "tables" / "deviations.smoke.md").read_text()
+    assert "too few runs to estimate the seed noise (0 degrees of freedom, 2 needed)" in markdown
     assert "| none (the baseline) |" in markdown and "14 of 32 planned runs done" in markdown
     assert (results / "figures" / "deviations_differences.smoke.png").exists()
 
