@@ -7,7 +7,9 @@ Five kinds (a spec's ``[[figures]]``):
 - ``curves``: Figures 2 and 3 as the paper draws them: per panel, test error solid on the right axis
   and training loss dashed on the left, one line per network (median over its finished seeds per
   epoch), each network with its own marker as well as its colour, the learning-rate drops of the
-  schedule as dotted verticals, and the legend naming each network with its final error.
+  schedule as dotted verticals, and the legend naming each network with its final error. A network
+  with an official training log (`analysis.reference_logs`) has the log drawn beside it in thin lines,
+  under any profile (a smoke run's two epochs next to the log's 200).
 - ``timing_bars``: Figure 4: time per minibatch (ms), our bar next to the paper's on a log scale (a
   CPU's seconds and a Titan X's milliseconds both read), and beside it each network's time as a ratio
   to the first network's, the quantity that compares across devices; under each network's name its
@@ -52,6 +54,7 @@ from scipy.stats import norm  # noqa: E402
 
 from analysis import stats  # noqa: E402
 from analysis.collect import FINISHED, Collection  # noqa: E402
+from analysis.reference_logs import OfficialLog, matching_log  # noqa: E402
 from analysis.tables import SpecTable, display_name, display_value  # noqa: E402
 from experiments.spec import matches  # noqa: E402
 from wrn.config import RunConfig  # noqa: E402
@@ -67,6 +70,7 @@ STYLE = {"font.size": 10, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.lab
 STAMP_FONTSIZE = 8
 MARKERS = ("o", "s", "^", "D", "v", "P", "*", "X")  # one per series, so series differ without colour
 LR_DROP = "lr-drop"  # the gid of a curve panel's learning-rate-drop lines
+OFFICIAL_LOG = "official-log"  # the gid of a curve panel's official-log lines
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -310,11 +314,27 @@ def _final_error_text(name: str, finals: list[tuple[str, float, float]]) -> str:
     return f"{name} (" + "; ".join(f"{title}: {one(o, p)}" for title, o, p in finals) + ")"
 
 
+def _network_log(rows: pd.DataFrame) -> OfficialLog | None:
+    """The official log of the network whose per-epoch rows these are, if it has one."""
+    first = rows.iloc[0]
+    return matching_log(first["label"], first["dataset"], first["preprocessing"], first["recipe"])
+
+
+def _draw_log(ax, error_ax, log: OfficialLog, name: str, color) -> Line2D:
+    """`log`'s training loss (dashed, `ax`) and test error (solid, `error_ax`) in thin lines of
+    `name`'s colour, under our lines; returns the legend's entry."""
+    style = dict(color=color, linewidth=0.9, alpha=0.6, zorder=1, gid=OFFICIAL_LOG)
+    ax.plot(log.curve["epoch"], log.curve["train_loss"], linestyle="--", label=f"{name} official log training loss", **style)
+    error_ax.plot(log.curve["epoch"], log.curve["test_error"], linestyle="-", label=f"{name} official log test error", **style)
+    return Line2D([], [], color=color, linewidth=0.9, alpha=0.6, label=f"thin: {name}, official log ({log.describe()})")
+
+
 @styled
 def curves(spec_fig, table: SpecTable, collection: Collection):
     """Figures 2 and 3: per panel, test error (solid, right axis) and training loss (dashed, left
-    axis) per epoch, one line of each per network (median over its finished seeds), the LR drops
-    dotted; one legend naming each network with its final error."""
+    axis) per epoch, one line of each per network (median over its finished seeds), beside it its
+    official log where it has one, the LR drops dotted; one legend naming each network with its final
+    error."""
     epochs = collection.epochs
     epochs = epochs[epochs["state"] == FINISHED] if len(epochs) else epochs
     configs = _run_configs(collection)
@@ -332,12 +352,14 @@ def curves(spec_fig, table: SpecTable, collection: Collection):
     fig, axes, spare = grid(len(panels), (5.4, 4.2), spare=True)
     drawn: dict[str, list[tuple[str, float, float]]] = {}
     drop_handles: list[Line2D] = []
+    log_handles: dict[str, Line2D] = {}
     for ax, (title, mask) in zip(axes, panels, strict=True):
         error_ax = ax.twinx()
         data = epochs[mask] if len(epochs) else epochs
         present = [n for n in names if len(data) and n in set(data[hue])]
         for i, name in enumerate(present):
-            per_epoch = data[data[hue] == name].groupby("epoch")[["train_loss", "test_error"]].median()
+            rows = data[data[hue] == name]
+            per_epoch = rows.groupby("epoch")[["train_loss", "test_error"]].median()
             every = max(1, len(per_epoch) // 8)  # about 8 markers a line, staggered between the networks
             style = dict(color=palette[name], marker=markers[name], markersize=5,
                          markevery=(i * every // len(present), every))
@@ -345,6 +367,9 @@ def curves(spec_fig, table: SpecTable, collection: Collection):
             error_ax.plot(per_epoch.index, per_epoch["test_error"], linestyle="-", label=f"{name} test error", **style)
             panel_value = data[spec_fig.panel].iat[0] if spec_fig.panel else None
             drawn.setdefault(name, []).append((title, *finals.get((name, panel_value), (np.nan, np.nan))))
+            log = _network_log(rows)
+            if log is not None:
+                log_handles[name] = _draw_log(ax, error_ax, log, name, palette[name])
         losses = data["train_loss"].astype(float) if len(data) else pd.Series(dtype=float)
         log_loss = len(data) and (data.get("dataset") == "svhn").all() and (losses > 0).all()
         if log_loss:  # as the paper draws Figure 3
@@ -363,7 +388,8 @@ def curves(spec_fig, table: SpecTable, collection: Collection):
                for name, finals_of in drawn.items()]
     if handles:
         handles += [Line2D([], [], color="0.3", linestyle="-", label="test error (right axis)"),
-                    Line2D([], [], color="0.3", linestyle="--", label="training loss (left axis)"), *drop_handles]
+                    Line2D([], [], color="0.3", linestyle="--", label="training loss (left axis)"),
+                    *log_handles.values(), *drop_handles]
     shared_legend(fig, handles, spare, columns=1 if any(len(h.get_label()) > 60 for h in handles) else 2)
     _title(fig, spec_fig, table)
     return fig

@@ -179,7 +179,7 @@ def _profile_section(results: Path, profile: Profile, specs: list[Spec], records
         lines.append(f"- **{spec.title}** (`{spec.name}`): {collection.summary_line()}; {collection.describe()}. "
                      f"{_links(results, spec, profile)}")
         table = build_table(spec, collection, SequentialDesign.read(results, spec.name, profile))
-        lines += [f"  - {sentence}" for sentence in table.sentences]
+        lines += [f"  - {sentence}" for sentence in [*table.sentences, *table.official_logs]]
         for index, fig in enumerate(spec.figures):
             name = figure_stem(spec.name, index, fig, spec.figures) + profile.suffix
             if (figures_dir(results) / f"{name}.png").exists():

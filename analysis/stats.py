@@ -63,6 +63,12 @@ BOOTSTRAP_RESAMPLES = 2000
 # 20 % error is 0.40. SVHN: no spread is published; the binomial spread of its 26,032 test images at
 # 1.6 % error is 0.078. ImageNet: the binomial spread of its 50,000 validation images at 22 % is 0.19.
 PRIOR_SD = {"cifar10": 0.25, "cifar100": 0.4, "svhn": 0.1, "imagenet": 0.2}
+# The share of a run's seed variance that its data order, crops and flips make, the rest being its
+# initialisation's: an assumption (Bouthillier et al. 2021, "Accounting for variance in machine learning
+# benchmarks", MLSys, find the two of comparable size on CIFAR-10), needed where a cell's runs, or the
+# paper's, share one data order (`wrn.config.RunConfig.data_order`): that order's effect is then common to
+# the cell and no number of seeds averages it. The deviations spec's "data_order = shared" row measures it.
+DATA_ORDER_SHARE = 0.5
 # How far from the paper's value a median may be and still be called `EQUIVALENT` (pp): about two of
 # the dataset's planning σ, smaller than the paper's larger ablation effects (0.3-0.7 pp on CIFAR-10).
 EQUIVALENCE_MARGIN = {"cifar10": 0.5, "cifar100": 1.0, "svhn": 0.2, "imagenet": 0.5}
@@ -253,14 +259,22 @@ class PaperTest:
 NO_TEST = PaperTest(math.nan, math.nan, math.nan, math.nan)
 
 
-def test_against_paper(values, paper: float, paper_runs: int, sd: Noise) -> PaperTest:
+def test_against_paper(values, paper: float, paper_runs: int, sd: Noise, ours_shared: bool = False,
+                       paper_shared: bool = False) -> PaperTest:
     """t-test of our median against the paper's (a median of `paper_runs` runs) with seed noise `sd`,
-    an estimated one (no test rests on a prior)."""
+    an estimated one (no test rests on a prior). A side whose runs share one data order
+    (`ours_shared`, `paper_shared`) carries that order's effect whole, unaveraged over its runs
+    (`DATA_ORDER_SHARE` of a run's variance); σ estimated from runs that share their order is their
+    initialisation's alone."""
     arr = _clean(values)
     if len(arr) == 0 or not math.isfinite(paper) or not sd.estimated or not math.isfinite(sd.sd):
         return NO_TEST
     diff = float(np.median(arr)) - paper
-    se = sd.sd * math.sqrt(median_variance_factor(len(arr)) + median_variance_factor(max(1, paper_runs)))
+    share = DATA_ORDER_SHARE
+    init, order = (1.0, share / (1 - share)) if ours_shared else (1 - share, share)  # in units of σ²
+    variance = sum(init * median_variance_factor(n) + (order if shared else order * median_variance_factor(n))
+                   for n, shared in ((len(arr), ours_shared), (max(1, paper_runs), paper_shared)))
+    se = sd.sd * math.sqrt(variance)
     return PaperTest(diff, se, sd.df, _two_sided_p(diff / se, sd.df) if se > 0 else math.nan)
 
 

@@ -41,6 +41,7 @@ import pandas as pd
 from analysis import deviations, stats
 from analysis.collect import FINISHED, Collection, hashable
 from analysis.paper import read_paper_results
+from analysis.reference_logs import stage_comparisons
 from analysis.verdicts import (NOT_KEY_FIELDS, SEEDS_SHOWN, Ordering, SequentialDesign, baseline_pairs, cell_verdicts, column_value,
                                decide_orderings, draw_group, generated_data, ordering_sentence, unpaired_because)
 from experiments.schema import CONFIG_FIELDS
@@ -128,6 +129,7 @@ class SpecTable:
     caveat: str = ""  # what makes the runs differ from what the title says (a profile's minibatch, say)
     sentences: list[str] = field(default_factory=list)  # what the seeds decide, per comparison
     orderings: dict[tuple[int, int], Ordering] = field(default_factory=dict)  # (variant, baseline) cell indices
+    official_logs: list[str] = field(default_factory=list)  # our curves against the official logs, per network
 
     @property
     def finished_runs(self) -> int:
@@ -151,14 +153,22 @@ class SpecTable:
 def _cell_fields(frame: pd.DataFrame, layout: list[str]) -> tuple[list[str], list[str]]:
     """(key fields, shown extra fields): the table's fields plus every other config field that varies
     between runs, so two different configs never share a median. A varying field that the table's
-    fields already determine (blocks_per_group by depth, say) is keyed on but not shown."""
+    fields already determine (blocks_per_group by depth, say) is keyed on but not shown, and so is one
+    that the table's fields and the recipe determine (a recipe's batch, schedule, crops and init:
+    docs/recipes.md names them)."""
     varying = [f for f in CONFIG_FIELDS
                if f not in layout and f not in NOT_KEY_FIELDS and f in frame.columns
                and frame[f].astype(str).nunique(dropna=False) > 1]
     if not layout:
         return varying, varying
     as_text = frame[layout + varying].astype(str)
-    shown = [f for f in varying if (as_text.groupby(layout)[f].nunique(dropna=False) > 1).any()]
+
+    def varies_within(groups: list[str], f: str) -> bool:
+        return bool((as_text.groupby(groups, dropna=False)[f].nunique(dropna=False) > 1).any())
+
+    shown = [f for f in varying if varies_within(layout, f)]
+    if "recipe" in shown:
+        shown = ["recipe", *(f for f in shown if f != "recipe" and varies_within([*layout, "recipe"], f))]
     return layout + varying, shown
 
 
@@ -272,7 +282,7 @@ class _CellBuilder:
         if reported == BEST_EPOCH:
             runs = runs.assign(test_error=runs["best_test_error"])
         if len(runs):
-            for _, group in runs.groupby([runs[f].astype(str) for f in key_fields], sort=False):
+            for _, group in runs.groupby([runs[f].astype(str) for f in key_fields], sort=False, dropna=False):
                 record, values = _cell_record(group, self.metric, self.extra)
                 self.add({**record, "reported": reported}, values)
 
@@ -367,14 +377,23 @@ def build_table(spec, collection: Collection, design: SequentialDesign | None = 
         row_fields = rows
     else:
         row_fields = rows + [f for f in shown if f not in rows] + (["runtime_precision"] if split else [])
-        if cells["recipe"].dropna().nunique() > 1 and "recipe" not in row_fields:
+        if "recipe" not in row_fields and _varies_by_row(cells, "recipe", column):
             row_fields.append("recipe")
     table = SpecTable(spec=spec.name, title=spec.title, metric=metric, row_fields=row_fields, column_field=column,
                       extra=extra, cells=cells, comparisons=pd.DataFrame(), values=values,
                       baseline=layout_spec.baseline, description=collection.describe(),
-                      profile=collection.profile.source if collection.profile else "", caveat=caveat)
+                      profile=collection.profile.source if collection.profile else "", caveat=caveat,
+                      official_logs=[c.sentence() for c in stage_comparisons(collection.epochs)])
     table.comparisons, table.sentences, table.orderings = compare_to_baseline(table, design)
     return table
+
+
+def _varies_by_row(cells: pd.DataFrame, name: str, column: str | None) -> bool:
+    """Whether cells of one column differ in `name` (the recipe of Table 5's rows), rather than it
+    following the column (the SVHN column's era in Table 6)."""
+    known = cells[cells[name].notna()]
+    groups = known.groupby(column)[name] if column else [(None, known[name])]
+    return any(values.nunique() > 1 for _, values in groups)
 
 
 def _split_by_precision(runs: pd.DataFrame, key_fields: list[str]) -> tuple[pd.DataFrame, bool]:
@@ -385,7 +404,7 @@ def _split_by_precision(runs: pd.DataFrame, key_fields: list[str]) -> tuple[pd.D
         return runs, False
     precision = runs["runtime_precision"].where(runs["state"] == FINISHED)
     groups = [runs[f].astype(str) for f in key_fields]
-    mixed = precision.groupby(groups).transform("nunique") > 1 if key_fields else precision.nunique() > 1
+    mixed = precision.groupby(groups, dropna=False).transform("nunique") > 1 if key_fields else precision.nunique() > 1
     key = precision.where(mixed, "").fillna("")
     return runs.assign(**{PRECISION_KEY: key}), bool((key != "").any())
 
@@ -902,6 +921,10 @@ def to_markdown(table: SpecTable, heading: str = "") -> str:
         parts += [f"### Against the {'paper' + chr(39) + 's ' if table.has_paper else ''}baseline", "",
                   comparison_note(table), "", _markdown(comps), "",
                   "What the seeds run so far can decide:", "", *[f"- {s}" for s in table.sentences], ""]
+    if table.official_logs:
+        parts += ["### Against the official training logs", "",
+                  "Each log is one run: read its difference against the seed spread above.", "",
+                  *[f"- {s}" for s in table.official_logs], ""]
     return "\n".join(parts)
 
 

@@ -35,7 +35,7 @@ import pandas as pd
 from analysis import stats
 from experiments.profiles import Profile
 from experiments.spec import matches
-from wrn.config import RunConfig, expected_sizes
+from wrn.config import RECIPE_PRESETS, RunConfig
 from wrn.files import atomic_write_json, read_json
 from wrn.names import render_label
 
@@ -50,13 +50,16 @@ NOT_KEY_FIELDS = ("seed",)
 @dataclass(frozen=True)
 class CellRuns:
     """What a cell brings to the verdicts: its finished runs' values, the paper's value and how many
-    runs it is the median of (NaN: no paper value to test), and its table column and dataset."""
+    runs it is the median of (NaN: no paper value to test), its table column and dataset, and whether
+    our runs and the paper's each shared one data order (`analysis.stats.test_against_paper`)."""
 
     values: list[float]
     paper: float
     paper_runs: int
     column: Any
     dataset: str
+    ours_shared: bool = False
+    paper_shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,8 @@ def judge_against_paper(cells: list[CellRuns], alpha: float = stats.ALPHA) -> li
     for column in dict.fromkeys(c.column for c in cells):
         members = [c for c in cells if c.column == column]
         noises[column] = stats.noise([c.values for c in members], stats.prior_sd(members[0].dataset))
-    tests = [stats.test_against_paper(c.values, c.paper, int(c.paper_runs or 1), noises[c.column])
-             if math.isfinite(c.paper) else None for c in cells]
+    tests = [stats.test_against_paper(c.values, c.paper, int(c.paper_runs or 1), noises[c.column], c.ours_shared,
+                                      c.paper_shared) if math.isfinite(c.paper) else None for c in cells]
     margins = [stats.EQUIVALENCE_MARGIN.get(c.dataset, math.nan) for c in cells]
     p = stats.holm([t.p_value if t else math.nan for t in tests])
     p_equivalence = stats.holm([t.equivalence_p(m) if t else math.nan for t, m in zip(tests, margins)])
@@ -106,6 +109,19 @@ def judge_against_paper(cells: list[CellRuns], alpha: float = stats.ALPHA) -> li
 
 VERDICT_COLUMNS = ["sigma", "sigma_source", "sigma_df", "p_value", "p_adjusted", "alpha", "detectable",
                    "equivalence_margin", "p_equivalence", "verdict_vs_paper"]
+
+
+def _cell_runs(cells: pd.DataFrame, i: int, values: dict[int, dict[int, float]], column_field: str | None,
+               tested: bool) -> CellRuns:
+    """Cell `i` as the verdicts take it. The paper's runs shared their data order where the code of
+    their recipe's era did (`wrn.config.RECIPE_PRESETS`: the v2 code's train.lua)."""
+    config = cells.at[i, "config"]
+    era = cells.at[i, "paper_recipe"] or config.recipe
+    runs = cells.at[i, "paper_runs"]
+    return CellRuns(list(values.get(i, {}).values()), cells.at[i, "paper"] if tested else math.nan,
+                    int(runs) if tested and math.isfinite(runs) else 1,
+                    cells.at[i, column_field] if column_field else None, config.dataset,
+                    config.data_order == "shared", RECIPE_PRESETS[era].get("data_order") == "shared")
 
 
 def generated_data(config: RunConfig | None) -> bool:
@@ -130,12 +146,7 @@ def cell_verdicts(cells: pd.DataFrame, values: dict[int, dict[int, float]], metr
     out.loc[list(other_recipe), "verdict_vs_paper"] = stats.NOT_COMPARABLE
     members = [i for i in cells.index if cells.at[i, "config"] is not None and i not in generated]
     tested = set(with_paper) - generated - other_recipe
-    judged = judge_against_paper([CellRuns(list(values.get(i, {}).values()),
-                                           cells.at[i, "paper"] if i in tested else math.nan,
-                                           int(cells.at[i, "paper_runs"]) if i in tested and
-                                           math.isfinite(cells.at[i, "paper_runs"]) else 1,
-                                           cells.at[i, column_field] if column_field else None,
-                                           cells.at[i, "config"].dataset) for i in members])
+    judged = judge_against_paper([_cell_runs(cells, i, values, column_field, i in tested) for i in members])
     for i, verdict in zip(members, judged):
         if verdict is None:
             continue
@@ -214,8 +225,8 @@ class SequentialDesign:
 
 # The config fields that change what a seed draws (its data order, crops, flips, or the images a
 # process sees): two cells pair by seed only when they agree on all of them.
-DRAW_FIELDS = ("dataset", "data_source", "batch_size", "drop_last", "crop_draw", "flip_draw", "crop_padding",
-               "hflip", "world_size", "color_augment")
+DRAW_FIELDS = ("dataset", "data_source", "data_order", "batch_size", "drop_last", "crop_draw", "flip_draw",
+               "crop_padding", "hflip", "world_size", "color_augment")
 
 
 def draw_group(config: RunConfig) -> tuple:

@@ -30,6 +30,7 @@ from experiments.console import log_line
 from experiments.estimate import Estimate, estimate, format_estimates
 from experiments.plan import PlannedRun, collapsed_rows, expand, parse_overrides, select
 from experiments.profiles import Profile, load_profile
+from experiments.recipe_summary import recipe_lines
 from experiments.schema import SELECT_FIELDS
 from experiments.spec import Spec, list_specs, load_spec
 from wrn.cli import ArgumentParser, run_main
@@ -318,6 +319,7 @@ def _print_dry_run(plan: _Plan, estimates: list[Estimate], device_type: str, as_
         print(f"note: {note}")
     shown = None if plan.cluster is None else {name: (task.topology.nodes, i) for name, (i, task) in places.items()}
     print(format_estimates(estimates, {"cuda": "GPU", "cpu": "CPU"}[device_type], shown))
+    print("training recipes (docs/recipes.md):", *recipe_lines([e.config for e in estimates]), sep="\n")
     done = [e for e in estimates if e.state in ("done", "diverged")]
     shared = Counter(e.planned_by for e in done if e.planned_by not in (None, plan.spec.name))
     if done:

@@ -52,7 +52,8 @@ STATES = ("todo", "queued", "running", "interrupted", "done", "diverged", "faile
 # RunConfig fields added after runs were first stored, with the value every earlier run had: a field
 # holding it is left out of the run id, so those runs keep their ids (and their folders).
 LATER_FIELDS: dict[str, Any] = {"world_size": 1, "sync_bn": False, "lr_scaling": "none", "warmup_epochs": 0,
-                                "color_augment": False, "input_pipeline": "auto"}
+                                "color_augment": False, "input_pipeline": "auto", "data_order": "per_seed",
+                                "warmup_steps": 0, "warmup_lr": None}
 
 
 def run_id(config: RunConfig, timing: dict[str, int] | None = None) -> str:

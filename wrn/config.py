@@ -28,7 +28,7 @@ from wrn.errors import ConfigError, suggest
 
 DATASETS = ("cifar10", "cifar100", "svhn", "imagenet")
 ARCHS = ("wrn", "preact_resnet", "wrn50_2_bottleneck")
-PREPROCESSING = ("meanstd", "zca", "div255")
+PREPROCESSING = ("meanstd", "zca", "div255", "pixelmean")
 NORM_STATS = ("official", "dataset")
 PAD_MODES = ("reflect", "zeros")
 BN_INITS = ("uniform", "ones")
@@ -38,6 +38,7 @@ CROP_DRAWS = ("per_image", "per_batch")
 FLIP_DRAWS = ("per_image", "half_batch")
 CHANNELS_LAST = ("auto", "on", "off")
 LR_SCALINGS = ("none", "linear")
+DATA_ORDERS = ("per_seed", "shared")
 INPUT_PIPELINES = ("auto", "pil", "tensor")
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "imagenet": 1000}
@@ -69,31 +70,53 @@ RECIPES: dict[str, dict[str, Any]] = {
 RECIPE_FAMILY = {"cifar10": "cifar", "cifar100": "cifar", "svhn": "svhn", "imagenet": "imagenet"}
 
 # What the code behind a table did where the paper is silent, by the state of the code (docs/recipes.md
-# gives each value's file and commit). A preset fills the fields a config leaves None, before the
-# dataset's recipe does.
+# gives each value's file and commit, or paper section). A preset fills the fields a config leaves
+# None, before the dataset's recipe does.
 #   v1-2016-05        szagoruyko/wide-residual-networks at 0a4c364 (2016-05-24), the code of the arXiv
 #                     v1 links, the shipped logs and the ZCA tables (2-4): augmentation.lua draws one
 #                     crop offset per minibatch and flips exactly half of it (BatchFlip before
-#                     RandomCrop); models/utils.lua inits convs by fan_out; BN keeps torch/nn's U(0,1).
-#   official-current  the same repository since ea02518 (2016-09-08) and at its last commit: per-image
-#                     crop and flip (torchnet transforms since 730d723, 2016-07-13), fan_in init; the
-#                     code of the mean/std tables (5, 6, 9; v2 of the paper, 2016-11).
-#   he-2016           He et al.'s own runs of the pre-activation ResNets that Table 5 quotes:
-#                     fb.resnet.torch at d1d7c40 (train.lua, opts.lua, datasets/cifar10.lua,
-#                     transforms.lua, dataloader.lua) with KaimingHe/resnet-1k-layers' resnet-pre-act.lua
-#                     at fde7ee9: lr 0.1, x0.1 from epochs 81 and 122, 164 epochs, weight decay 1e-4,
-#                     batch 128 (the paper's; the code's README trains ResNet-1001 at 64), zero padding,
-#                     the last partial batch kept, momentum kept across drops, convs fan_out, BN gamma 1.
+#                     RandomCrop); models/utils.lua inits convs by fan_out; BN keeps torch/nn's U(0,1);
+#                     train.lua draws every epoch's order from an unseeded generator (per seed).
+#   official-current  the same repository's train.lua of v2 (5e7ed6c, 2016-11-29, unchanged to its last
+#                     commit): per-image crop and flip (torchnet transforms), fan_in init (since ea02518),
+#                     and an epoch's order seeded by the epoch alone, the same for every run (shared);
+#                     the code of the mean/std tables (5, 6, 9; v2 of the paper, 2016-11).
+#   he-2016           He et al.'s own runs of the pre-activation ResNets that Table 5 quotes, as their
+#                     papers state the recipe (arXiv:1512.03385 §4.2, arXiv:1603.05027 appendix; in
+#                     Caffe): batch 128 on 2 GPUs (64 each: world_size 2, batch norm per GPU), SGD with
+#                     momentum 0.9 without Nesterov, weight decay 1e-4, lr 0.1 for 400 iterations at 0.01
+#                     first, /10 at 32k and 48k iterations, 64k in all (epochs 83 and 124 of 391
+#                     iterations, 164 epochs), per-pixel mean subtraction, 4-pixel zero padding with a
+#                     random crop and flip, He init ("as in [13]": fan_in, Caffe's msra default), BN
+#                     scale 1.
+#   fb-resnet-torch   facebook/fb.resnet.torch, which the paper names for its ImageNet runs (Table 8):
+#                     train.lua keeps optim's state (momentum) across drops and uses Nesterov,
+#                     dataloader.lua keeps the last partial batch, models/resnet.lua inits convs by
+#                     fan_out and BN scale 1, opts.lua trains on 1 GPU unless told (-nGPU).
 RECIPE_PRESETS: dict[str, dict[str, Any]] = {
     "v1-2016-05": dict(crop_draw="per_batch", flip_draw="half_batch", conv_init="fan_out", bn_init="uniform",
-                       pad_mode="reflect", reset_momentum_on_decay=True, drop_last=True),
+                       pad_mode="reflect", reset_momentum_on_decay=True, drop_last=True, nesterov=True,
+                       data_order="per_seed", world_size=1, warmup_steps=0),
     "official-current": dict(crop_draw="per_image", flip_draw="per_image", conv_init="fan_in", bn_init="uniform",
-                             pad_mode="reflect", reset_momentum_on_decay=True, drop_last=True),
-    "he-2016": dict(crop_draw="per_image", flip_draw="per_image", conv_init="fan_out", bn_init="ones",
-                    pad_mode="zeros", reset_momentum_on_decay=False, drop_last=False, preprocessing="meanstd",
-                    lr=0.1, lr_milestones=(81, 122), lr_decay=0.1, epochs=164, weight_decay=1e-4, batch_size=128),
+                             pad_mode="reflect", reset_momentum_on_decay=True, drop_last=True, nesterov=True,
+                             data_order="shared", world_size=1, warmup_steps=0),
+    "he-2016": dict(crop_draw="per_image", flip_draw="per_image", conv_init="fan_in", bn_init="ones",
+                    pad_mode="zeros", reset_momentum_on_decay=False, drop_last=False, nesterov=False,
+                    data_order="per_seed", world_size=2, warmup_steps=400, warmup_lr=0.01,
+                    preprocessing="pixelmean", lr=0.1, lr_milestones=(83, 124), lr_decay=0.1, epochs=164,
+                    weight_decay=1e-4, batch_size=128),
+    "fb-resnet-torch": dict(crop_draw="per_image", flip_draw="per_image", conv_init="fan_out", bn_init="ones",
+                            pad_mode="zeros", reset_momentum_on_decay=False, drop_last=False, nesterov=True,
+                            data_order="per_seed", world_size=1, warmup_steps=0),
 }
 RECIPE_NAMES = tuple(RECIPE_PRESETS)
+# The datasets each preset's code trained (the WRN code had no ImageNet training; He et al.'s recipe
+# and fb.resnet.torch's ImageNet one are each for their own data), and the preset a config without
+# one gets.
+RECIPE_DATASETS = {"v1-2016-05": ("cifar10", "cifar100", "svhn"), "official-current": ("cifar10", "cifar100", "svhn"),
+                   "he-2016": ("cifar10", "cifar100"), "fb-resnet-torch": ("imagenet",)}
+DEFAULT_RECIPES = {"cifar10": "official-current", "cifar100": "official-current", "svhn": "official-current",
+                   "imagenet": "fb-resnet-torch"}
 RECIPE_FIELDS = ("preprocessing", "crop_padding", "hflip", "image_size", "color_augment", "epochs", "batch_size",
                  "lr", "lr_milestones", "lr_decay", "weight_decay")
 PRESET_FIELDS = tuple(dict.fromkeys(f for preset in RECIPE_PRESETS.values() for f in preset))
@@ -111,8 +134,9 @@ def paper_dropout(dataset: str) -> float:
 @dataclass(frozen=True)
 class RunConfig:
     # The state of the official code whose choices fill the fields below that are left None
-    # (`RECIPE_PRESETS`); a field set explicitly is a named deviation from it.
-    recipe: str = "official-current"
+    # (`RECIPE_PRESETS`); a field set explicitly is a named deviation from it. None: the dataset's
+    # (`DEFAULT_RECIPES`).
+    recipe: str | None = None
     # --- data -------------------------------------------------------------------------------
     dataset: str = "cifar10"
     # What the run trains on (`DATA_SOURCES`): "real", "subset:<train>:<test>" (a prepared part of
@@ -120,7 +144,7 @@ class RunConfig:
     # wrn.fake_data, as the smoke profile's). Part of the run's identity, so a run on a subset or on
     # generated data never poses as a real one.
     data_source: str = "real"
-    preprocessing: str | None = None  # meanstd | zca | div255; None = the paper's default
+    preprocessing: str | None = None  # meanstd | zca | div255 | pixelmean; None = the paper's default
     norm_stats: str = "official"  # mean/std source: the official constants, or the training set's
     crop_padding: int | None = None  # pixels of padding before the random crop; 0 = no crop
     pad_mode: str | None = None  # official Lua: reflect; He et al. and many peers: zeros
@@ -137,6 +161,10 @@ class RunConfig:
     # (torchvision.io decoding, on the GPU with nvJPEG under CUDA, then batched crops on the device),
     # auto (tensor on CUDA, pil elsewhere); the path that ran is recorded in the result's runtime
     input_pipeline: str = "auto"
+    # Whether an epoch's order, crops and flips follow the run's seed (per_seed: the v1 code drew them
+    # from an unseeded generator) or the epoch alone, the same for every seed (shared: train.lua of v2
+    # reseeds its data threads with the epoch), so that a table's runs differ in their init alone
+    data_order: str | None = None
     # --- model ------------------------------------------------------------------------------
     arch: str = "wrn"
     depth: int = 28
@@ -154,7 +182,7 @@ class RunConfig:
     lr_milestones: tuple[int, ...] | None = None  # 1-indexed epochs from which each drop is in effect
     lr_decay: float | None = None
     momentum: float = 0.9
-    nesterov: bool = True
+    nesterov: bool | None = None  # the official scripts' Nesterov momentum; He et al.'s Caffe SGD has none
     dampening: float = 0.0
     weight_decay: float | None = None
     reset_momentum_on_decay: bool | None = None  # official Lua rebuilds the optimizer state at a drop
@@ -164,12 +192,16 @@ class RunConfig:
     # Processes (one per GPU) that share each step's `batch_size` images, batch_size / world_size
     # each: fb.resnet.torch's ImageNet recipe is 256 = 8 GPUs x 32. Part of the run's identity, since
     # batch norm sees each process's share of the batch unless `sync_bn`.
-    world_size: int = 1
+    world_size: int | None = None
     sync_bn: bool = False  # batch-norm statistics over the whole step's batch (SyncBatchNorm)
     # linear: the learning rate is `lr` x batch_size / the recipe's batch size (Goyal et al. §2.1),
     # the named deviation for global batches larger than the recipe's
     lr_scaling: str = "none"
     warmup_epochs: int = 0  # with linear scaling: ramp per step from `lr` to the scaled rate (§2.2)
+    # He et al.'s warm-up (arXiv:1603.05027, appendix): the first `warmup_steps` steps at `warmup_lr`,
+    # then the schedule; 0 steps: none
+    warmup_steps: int | None = None
+    warmup_lr: float | None = None
     # --- systems (recorded; they may change the numerics) -----------------------------------
     precision: str = "fp32"  # as the paper's runs; bf16 autocast, or auto: bf16 on CUDA, fp32 on CPU
     channels_last: str = "auto"  # auto: on for CPU and for bf16 on CUDA (measured faster), else off
@@ -220,6 +252,24 @@ class RunConfig:
         peak = self.peak_lr * self.lr_decay**drops
         done = (epoch - 1 + progress) / self.warmup_epochs if self.warmup_epochs else 1.0
         return peak if done >= 1.0 else self.lr + (peak - self.lr) * done
+
+    def lr_at_step(self, epoch: int, step: int, steps_per_epoch: int) -> float:
+        """The rate of 0-based `step` of 1-indexed `epoch`: `warmup_lr` for the run's first
+        `warmup_steps` steps (He et al.'s warm-up), else `lr_at`."""
+        if (epoch - 1) * steps_per_epoch + step < self.warmup_steps:
+            return self.warmup_lr
+        return self.lr_at(epoch, step / steps_per_epoch)
+
+    def warming_in(self, epoch: int, steps_per_epoch: int) -> bool:
+        """Whether some step of `epoch` has a rate of its own (a warm-up), so that the engine sets the
+        rate step by step rather than once for the epoch."""
+        return epoch <= self.warmup_epochs or (epoch - 1) * steps_per_epoch < self.warmup_steps
+
+    @property
+    def data_seed(self) -> int:
+        """The seed of the data order, crops and flips: the run's, or under a shared data order the
+        same for every run (0)."""
+        return 0 if self.data_order == "shared" else self.seed
 
 
 # data_source kinds with a size, "<kind>:<train images>:<test images>": what each one is.
@@ -331,6 +381,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
     _choice("channels_last", CHANNELS_LAST),
     _choice("lr_scaling", LR_SCALINGS),
     _choice("input_pipeline", INPUT_PIPELINES),
+    _choice("data_order", DATA_ORDERS),
     *(FieldRule(name, BOOL) for name in ("hflip", "nesterov", "reset_momentum_on_decay", "drop_last",
                                          "compile", "tf32", "sync_bn", "color_augment")),
     FieldRule("depth", INT),
@@ -341,6 +392,7 @@ FIELD_RULES: tuple[FieldRule, ...] = (
     FieldRule("seed", INT),
     FieldRule("world_size", INT, _at_least(1), "expected an integer >= 1 (processes, one per GPU)"),
     FieldRule("warmup_epochs", INT, _at_least(0), "expected an integer >= 0"),
+    FieldRule("warmup_steps", INT, _at_least(0), "expected an integer >= 0"),
     FieldRule("crop_padding", INT, _at_least(0), "expected an integer >= 0"),
     FieldRule("image_size", INT),
     FieldRule("lr", NUMBER, lambda v: v > 0, "expected a number > 0"),
@@ -378,9 +430,9 @@ def _image_size_fits_the_dataset(c: RunConfig) -> None:
         raise ConfigError("crop_padding", c.crop_padding, f"expected fewer pixels than the image size {c.image_size}")
 
 
-def _zca_is_for_cifar(c: RunConfig) -> None:
-    if c.preprocessing == "zca" and c.dataset not in ("cifar10", "cifar100"):
-        raise ConfigError("preprocessing", c.preprocessing, "zca is defined for CIFAR only")
+def _cifar_only_preprocessing(c: RunConfig) -> None:
+    if c.preprocessing in ("zca", "pixelmean") and c.dataset not in ("cifar10", "cifar100"):
+        raise ConfigError("preprocessing", c.preprocessing, f"{c.preprocessing} is defined for CIFAR only")
 
 
 def _data_source_is_known(c: RunConfig) -> None:
@@ -402,9 +454,11 @@ def _imagenet_draws_per_image(c: RunConfig) -> None:
             raise ConfigError(name, getattr(c, name), "imagenet draws its crops and flips per image: per_image")
 
 
-def _he_recipe_is_for_cifar(c: RunConfig) -> None:
-    if c.recipe == "he-2016" and c.dataset not in ("cifar10", "cifar100"):
-        raise ConfigError("recipe", c.recipe, "he-2016 is He et al.'s CIFAR recipe: cifar10 or cifar100")
+def _recipe_fits_the_dataset(c: RunConfig) -> None:
+    fits = RECIPE_DATASETS[c.recipe]
+    if c.dataset not in fits:
+        others = [name for name, datasets in RECIPE_DATASETS.items() if c.dataset in datasets]
+        raise ConfigError("recipe", c.recipe, f"is a recipe for {', '.join(fits)}; for {c.dataset}: {', '.join(others)}")
 
 
 def _batch_splits_over_the_processes(c: RunConfig) -> None:
@@ -423,6 +477,13 @@ def _warmup_goes_with_linear_scaling(c: RunConfig) -> None:
     if c.warmup_epochs and c.lr_scaling != "linear":
         raise ConfigError("warmup_epochs", c.warmup_epochs, "the gradual warm-up climbs to a linearly scaled "
                           "rate: set lr_scaling = linear, or warmup_epochs = 0")
+    if c.warmup_steps and c.warmup_epochs:
+        raise ConfigError("warmup_steps", c.warmup_steps, "one warm-up at a time: warmup_steps = 0 with warmup_epochs")
+    if c.warmup_steps and not (isinstance(c.warmup_lr, (int, float)) and not isinstance(c.warmup_lr, bool)
+                               and math.isfinite(c.warmup_lr) and c.warmup_lr > 0):
+        raise ConfigError("warmup_lr", c.warmup_lr, "the rate of the warm-up steps: expected a number > 0")
+    if not c.warmup_steps and c.warmup_lr is not None:
+        raise ConfigError("warmup_lr", c.warmup_lr, "has no steps to apply to: set warmup_steps > 0, or leave it unset")
 
 
 def _imagenet_only_options(c: RunConfig) -> None:
@@ -437,7 +498,7 @@ def _imagenet_only_options(c: RunConfig) -> None:
 
 CROSS_RULES: tuple[Callable[[RunConfig], None], ...] = (
     _nesterov_needs_momentum, _imagenet_pairs_with_its_network, _image_size_fits_the_dataset,
-    _zca_is_for_cifar, _data_source_is_known, _he_recipe_is_for_cifar, _imagenet_draws_per_image,
+    _recipe_fits_the_dataset, _cifar_only_preprocessing, _data_source_is_known, _imagenet_draws_per_image,
     _batch_splits_over_the_processes, _warmup_goes_with_linear_scaling, _imagenet_only_options,
 )
 
@@ -480,6 +541,8 @@ def resolve(config: RunConfig) -> RunConfig:
     The result is what is hashed, run and recorded; `resolve(resolve(c)) == resolve(c)`."""
     _choice("dataset", DATASETS).check(config.dataset)
     _choice("arch", ARCHS).check(config.arch)
+    if config.recipe is None:
+        config = dataclasses.replace(config, recipe=DEFAULT_RECIPES[config.dataset])
     _choice("recipe", RECIPE_NAMES).check(config.recipe)
     c = _fill_recipe(config)
     for rule in FIELD_RULES:

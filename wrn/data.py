@@ -32,7 +32,7 @@ from wrn.augment import CropFlip
 from wrn.config import RunConfig
 from wrn.datasets import data_cache_dir, load_arrays
 from wrn.pipeline import Batch, DataPipeline, epoch_permutation, seeded_generator
-from wrn.preprocess import make_normalizer, zca_transform, zca_whiten
+from wrn.preprocess import make_normalizer, pixel_mean, subtract_pixel_mean, zca_transform, zca_whiten
 from wrn.runtime import host_to_device
 
 class TensorPipeline(DataPipeline):
@@ -46,7 +46,7 @@ class TensorPipeline(DataPipeline):
         self.num_classes, self.source, self.device = num_classes, source, device
         self.batch_size, self.eval_batch_size = cfg.batch_size, cfg.eval_batch_size
         self.drop_last = cfg.drop_last
-        self.seed = cfg.seed
+        self.seed = cfg.data_seed  # the run's seed, or one shared by every run (`RunConfig.data_order`)
         self.rank, self.world_size = rank, cfg.world_size
         self.normalize = normalize
         _, _, h, w = self.train_x.shape
@@ -101,6 +101,9 @@ def make_pipeline(cfg: RunConfig, data_dir: str | Path, device: torch.device | s
     if cfg.preprocessing == "zca":
         mean, p = zca_transform(data.train_x, data_cache_dir(data_dir), device)
         train_x, test_x = zca_whiten(data.train_x, mean, p), zca_whiten(data.test_x, mean, p)
+    elif cfg.preprocessing == "pixelmean":
+        image = pixel_mean(data.train_x)
+        train_x, test_x = subtract_pixel_mean(data.train_x, image, device), subtract_pixel_mean(data.test_x, image, device)
     else:
         train_x, test_x = data.train_x.to(device), data.test_x.to(device)
     normalize = make_normalizer(cfg.preprocessing, cfg.norm_stats, data.train_x, device)

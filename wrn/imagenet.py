@@ -266,7 +266,7 @@ class ImageNetPipeline(DataPipeline):
         self.num_classes = cfg.num_classes
         self.batch_size, self.eval_batch_size = cfg.batch_size, cfg.eval_batch_size
         self.drop_last = cfg.drop_last
-        self.seed, self.device = cfg.seed, device
+        self.seed, self.device = cfg.data_seed, device
         self.rank, self.world_size = rank, cfg.world_size
         self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
         self.input_pipeline = resolved_input_pipeline(cfg, device.type)

@@ -5,6 +5,9 @@ CIFAR runs used.
   CIFAR-10 statistics and it uses them for CIFAR-100 too (docs/paper.md, "Recipe"); norm_stats="dataset"
   uses the training set's own statistics instead.
 * div255: SVHN's only preprocessing, x / 255.
+* pixelmean: He et al.'s "per-pixel mean subtracted" (arXiv:1512.03385 §4.2), the training set's mean
+  image taken from every image on the 0-255 scale (Caffe's, which scales nothing), before the padding
+  and crop, so zero padding is the mean's colour.
 * zca: pylearn2's make_cifar10_gcn_whitened.py, which the official README points to: global contrast
   normalisation (per image: subtract the mean over its 3072 values, scale to L2 norm 55), then ZCA
   fitted on the training set (covariance + 0.1 I, P = V diag(1/sqrt(eig)) V^T, x -> (x - mean) P).
@@ -12,7 +15,8 @@ CIFAR runs used.
   runs in float64 (pylearn2: Theano floatX) and is cached on disk keyed by the training data's
   sha256, so it happens once per dataset, not once per run.
 
-meanstd and div255 keep the stored images uint8 and normalise each batch; ZCA stores float32.
+meanstd and div255 keep the stored images uint8 and normalise each batch; ZCA and pixelmean store
+float32, transformed once.
 """
 
 from __future__ import annotations
@@ -60,16 +64,27 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 
 def make_normalizer(preprocessing: str, norm_stats: str, train_x: torch.Tensor,
                     device: torch.device | str) -> Normalizer | None:
-    """The per-batch normalisation for `preprocessing`; None for ZCA, whose stored data is already
-    whitened."""
+    """The per-batch normalisation for `preprocessing`; None for ZCA and pixelmean, whose stored data
+    is transformed once."""
     if preprocessing == "meanstd":
         mean, std = (OFFICIAL_MEAN, OFFICIAL_STD) if norm_stats == "official" else channel_stats(train_x)
         return Normalizer.of(mean, std, device)
     if preprocessing == "div255":
         return Normalizer.of((0.0,) * 3, (255.0,) * 3, device)
-    if preprocessing == "zca":
+    if preprocessing in ("zca", "pixelmean"):
         return None
-    raise ValueError(f"preprocessing={preprocessing!r}: allowed: meanstd, zca, div255")
+    raise ValueError(f"preprocessing={preprocessing!r}: allowed: meanstd, zca, div255, pixelmean")
+
+
+def pixel_mean(train_x: torch.Tensor) -> torch.Tensor:
+    """The mean image (C, H, W) of uint8 training images (N, C, H, W), float32 on the 0-255 scale,
+    summed in float64."""
+    return train_x.to(torch.float64).mean(0).to(torch.float32)
+
+
+def subtract_pixel_mean(images: torch.Tensor, mean: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """uint8 images less the mean image, float32 on `device`."""
+    return images.to(device).to(torch.float32).sub_(mean.to(device))
 
 
 # ------------------------------------------------------------------------------------------------

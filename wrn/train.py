@@ -358,7 +358,7 @@ class Trainer:
         stop: asked for at a step boundary, it checkpoints there, with `elapsed()` seconds spent, and
         raises `TrainingInterrupted`."""
         steps = self.pipeline.steps_per_epoch
-        warming = position.epoch <= self.cfg.warmup_epochs
+        warming = self.cfg.warming_in(position.epoch, steps)
         step = position.step
         for x, y in self.pipeline.train_batches(position.epoch, position.step):
             if self.stop_requested():
@@ -369,7 +369,7 @@ class Trainer:
                 self.save(position)
                 raise TrainingInterrupted(position.epoch, step)
             if warming:
-                _set_learning_rate(self.optimizer, self.cfg.lr_at(position.epoch, step / steps))
+                _set_learning_rate(self.optimizer, self.cfg.lr_at_step(position.epoch, step, steps))
             loss, out = training_step(self.step_model, self.optimizer, x, y, self.settings, self.device)
             losses[step] = loss
             correct += (out.argmax(1) == y).sum()

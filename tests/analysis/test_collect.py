@@ -12,7 +12,7 @@ SPEC = "table_deepening"
 
 
 def _cfg(block, seed=0):
-    return dict(dataset="cifar10", depth=40, k=2, block=block, depth_convention="true", preprocessing="zca", recipe="v1-2016-05",
+    return dict(dataset="cifar10", depth=40, k=2, block=block, depth_convention="true", preprocessing="zca", recipe="v1-2016-05", bn_init="ones",
                 seed=seed)
 
 

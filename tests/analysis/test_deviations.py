@@ -62,7 +62,7 @@ def test_the_deviations_table_names_each_row_by_what_it_changes(table):
     assert names[1:-1] == ["precision = bf16", "tf32 = true", "crop_draw = per_image", "flip_draw = per_image",
                            "conv_init = fan_in", "bn_init = ones", "pad_mode = zeros",
                            "reset_momentum_on_decay = false", "drop_last = false", "nesterov = false",
-                           "preprocessing = meanstd", "recipe = official-current", "world_size = 2",
+                           "preprocessing = meanstd", "recipe = official-current", "data_order = shared", "world_size = 2",
                            "world_size = 2, sync_bn = true", "batch_size = 512, lr_scaling = linear, warmup_epochs = 5"]
     markdown = to_markdown(table)
     assert "| deviation | WRN-16-4 ours |" in markdown  # WRN-28-10 not run, and no paper row to show
@@ -92,7 +92,7 @@ def test_sentences_name_the_network_and_the_deviation(table):
 
 @pytest.mark.parametrize("row, why", [
     ("crop_draw = per_image", "crop_draw"), ("flip_draw = per_image", "flip_draw"),
-    ("drop_last = false", "drop_last"), ("world_size = 2", "world_size"),
+    ("drop_last = false", "drop_last"), ("data_order = shared", "data_order"), ("world_size = 2", "world_size"),
     ("batch_size = 512, lr_scaling = linear, warmup_epochs = 5", "batch_size"),
 ])
 def test_rows_that_change_what_a_seed_draws_are_compared_unpaired(table, row, why):

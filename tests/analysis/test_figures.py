@@ -29,6 +29,10 @@ def _close_figures():
     plt.close("all")
 
 
+def _figure(spec, kind):
+    return next(f for f in spec.figures if f.kind == kind)
+
+
 def _setup(tmp_path, name, runs):
     spec = load_spec(name)
     for cfg, kwargs in runs:
@@ -63,8 +67,8 @@ def test_curves_have_one_solid_and_one_dashed_line_per_network_per_panel(tmp_pat
 
 
 def test_curves_panels_can_be_hand_picked(tmp_path):
-    runs = [(dict(dataset="svhn", depth=16, k=4), {}), (dict(dataset="svhn", depth=16, k=4, dropout=True), {}),
-            (dict(dataset="svhn", depth=52, k=1), {})]
+    svhn = dict(dataset="svhn", recipe="v1-2016-05")  # the SVHN column's era
+    runs = [(dict(svhn, depth=16, k=4), {}), (dict(svhn, depth=16, k=4, dropout=True), {}), (dict(svhn, depth=52, k=1), {})]
     spec, table, collection = _setup(tmp_path, "figure_svhn", runs)
     fig = curves(spec.figures[0], table, collection)
     error_axes = [ax for ax in fig.axes if ax.get_ylabel().startswith("test error")]
@@ -74,7 +78,7 @@ def test_curves_panels_can_be_hand_picked(tmp_path):
 
 
 def test_pointplot_shows_every_seed_our_median_and_the_paper(tmp_path):
-    runs = [(dict(dataset="cifar10", depth=40, k=2, block=b, depth_convention="true", preprocessing="zca", recipe="v1-2016-05", seed=s),
+    runs = [(dict(dataset="cifar10", depth=40, k=2, block=b, depth_convention="true", preprocessing="zca", recipe="v1-2016-05", bn_init="ones", seed=s),
              dict(test_error=5.0 + s / 10)) for b in ("B(3)", "B(3,3)") for s in range(3)]
     spec, table, collection = _setup(tmp_path, "table_deepening", runs)
     fig = pointplot(spec.figures[0], table, collection)
@@ -112,13 +116,13 @@ def test_timing_bars_and_error_vs_params(tmp_path):
     runs = [(dict(dataset=d, depth=40, k=k, preprocessing="zca", recipe="v1-2016-05"), dict(params=p, test_error=e))
             for d in ("cifar10", "cifar100") for k, p, e in ((1, 566_650, 7.0), (4, 8_952_570, 5.0))]
     spec, table, collection = _setup(tmp_path / "w", "table_width", runs)
-    fig = error_vs_params(spec.figures[0], table, collection)
+    fig = error_vs_params(_figure(spec, "error_vs_params"), table, collection)
     assert [ax.get_title() for ax in fig.axes] == ["CIFAR-10", "CIFAR-100"]
     assert fig.axes[0].get_xscale() == "log" and "parameters" in fig.axes[0].get_xlabel()
 
 
 def test_write_figures_writes_png_and_pdf(tmp_path):
-    runs = [(dict(dataset="cifar10", depth=40, k=2, block="B(3,3)", depth_convention="true", preprocessing="zca", recipe="v1-2016-05"), {})]
+    runs = [(dict(dataset="cifar10", depth=40, k=2, block="B(3,3)", depth_convention="true", preprocessing="zca", recipe="v1-2016-05", bn_init="ones"), {})]
     spec, table, collection = _setup(tmp_path, "table_deepening", runs)
     written = write_figures(spec, table, collection, tmp_path / "figures")
     assert [p.name for p in written] == ["table_deepening_pointplot.png", "table_deepening_pointplot.pdf"]
@@ -147,7 +151,7 @@ def test_a_spec_without_paper_numbers_has_no_paper_in_its_legend(tmp_path):
                          .replace('paper_results = "results/paper/table_deepening.csv"\n', ""))
     spec = load_spec(spec_path)
     assert spec.paper_results is None
-    runs = [dict(dataset="cifar10", depth=40, k=2, block=b, depth_convention="true", preprocessing="zca", recipe="v1-2016-05")
+    runs = [dict(dataset="cifar10", depth=40, k=2, block=b, depth_convention="true", preprocessing="zca", recipe="v1-2016-05", bn_init="ones")
             for b in ("B(3)", "B(3,3)")]
     for cfg in runs:
         write_run(tmp_path, spec.name, cfg)
@@ -190,7 +194,7 @@ def test_differences_draw_each_comparison_with_its_interval_by_verdict(tmp_path)
     (ax,) = fig.axes
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels[0] == "precision = bf16" and labels[-1] == "best test epoch reported, not the final one"
-    assert len(labels) == 16 and ax.get_title() == "WRN-16-4"
+    assert len(labels) == 17 and ax.get_title() == "WRN-16-4"
     points = {line.get_color(): line for line in ax.get_lines() if line.get_marker() in ("o", "^", "v")}
     assert points["#d62728"].get_marker() == "^"  # a resolved rise: red and pointing up
     assert points["#d62728"].get_xdata()[0] == pytest.approx(table.comparisons.set_index("deviation").at[
@@ -257,7 +261,7 @@ def _tick_texts(axis):
                          ids=["within-a-decade", "three-decades"])
 def test_log_axes_have_plain_tick_labels(tmp_path, losses):
     """Figure 3's log loss axis reads 2.28, 2.29 (not 2.28×10⁰) and 0.01, 0.1, 1 (not 10⁻²)."""
-    runs = [(dict(dataset="svhn", depth=16, k=4), dict(epochs=4)), (dict(dataset="svhn", depth=52, k=1), dict(epochs=4))]
+    runs = [(dict(dataset="svhn", recipe="v1-2016-05", depth=d, k=k), dict(epochs=4)) for d, k in ((16, 4), (52, 1))]
     spec, table, collection = _setup(tmp_path, "figure_svhn", runs)
     _set_losses(tmp_path, losses)
     collection = collect_spec(spec, tmp_path)
@@ -285,7 +289,7 @@ def test_timing_and_parameter_axes_are_log_scaled_with_plain_labels(tmp_path):
     runs = [(dict(dataset="cifar10", depth=40, k=k, preprocessing="zca", recipe="v1-2016-05"), dict(params=p))
             for k, p in ((1, 566_650), (10, 55_846_842))]
     spec, table, collection = _setup(tmp_path / "w", "table_width", runs)
-    fig = error_vs_params(spec.figures[0], table, collection)  # drawn once, to place the points' names
+    fig = error_vs_params(_figure(spec, "error_vs_params"), table, collection)  # drawn once, to place the points' names
     labels = _tick_texts(fig.axes[0].xaxis)
     assert {"1", "10"} <= set(labels) and all(float(label) > 0 for label in labels)
 
@@ -325,11 +329,12 @@ def test_every_kind_is_stamped_under_everything_it_draws(smoke_runs, tmp_path, m
     """Each figure kind, as written, says its profile, data and device in a stamp that overlaps no
     title, legend, panel or tick label, and keeps a readable aspect."""
     spec, table, collection = smoke_runs(SPEC_OF_KIND[kind])
-    assert [f.kind for f in spec.figures] == [kind]
+    kinds = [f.kind for f in spec.figures]
     saved = []
     monkeypatch.setattr(figures, "save", lambda fig, out_dir, stem: saved.append(fig) or [])
     figures.write_figures(spec, table, collection, tmp_path / "figures", ".smoke")
-    (fig,) = saved
+    assert len(saved) == len(kinds)
+    fig = saved[kinds.index(kind)]
     (stamp,) = [t for t in fig.texts if t.get_gid() == "stamp"]
     assert stamp.get_text() == table.description
     assert "profile smoke (generated data" in stamp.get_text() and "on cpu: cpu, fp32" in stamp.get_text()

@@ -63,7 +63,7 @@ def test_every_spec_writes_its_tables_and_figures(tmp_path, name):
 
 def test_corrupt_run_is_reported_and_the_rest_analysed(tmp_path):
     spec = load_spec("table_deepening")
-    cfg = dict(dataset="cifar10", depth=40, k=2, block="B(3,3)", depth_convention="true", preprocessing="zca", recipe="v1-2016-05")
+    cfg = dict(dataset="cifar10", depth=40, k=2, block="B(3,3)", depth_convention="true", preprocessing="zca", recipe="v1-2016-05", bn_init="ones")
     for seed in range(3):
         write_run(tmp_path, spec.name, dict(cfg, seed=seed), test_error=5.0 + seed)
     bad = write_run(tmp_path, spec.name, dict(cfg, seed=3), state="corrupt")
@@ -251,7 +251,7 @@ def test_a_user_spec_kept_with_the_results_is_reported_and_shares_its_runs(tmp_p
 
 def test_runs_in_the_earlier_per_spec_layout_are_read_where_they_are(tmp_path):
     spec = load_spec("table_deepening")
-    cfg = dict(dataset="cifar10", depth=40, k=2, block="B(3,3)", depth_convention="true", preprocessing="zca", recipe="v1-2016-05")
+    cfg = dict(dataset="cifar10", depth=40, k=2, block="B(3,3)", depth_convention="true", preprocessing="zca", recipe="v1-2016-05", bn_init="ones")
     for seed in range(3):
         flat = write_run(tmp_path, spec.name, dict(cfg, seed=seed), test_error=5.0 + seed)
         legacy = tmp_path / "runs" / spec.name / flat.name

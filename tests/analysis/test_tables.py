@@ -15,7 +15,7 @@ from analysis.tables import (LATEX_TEXT_WIDTH_PT, build_table, csv_rounding, lat
 from experiments.plan import expand
 from experiments.spec import list_specs, load_spec
 
-BASE = dict(dataset="cifar10", k=2, preprocessing="zca", recipe="v1-2016-05")
+BASE = dict(dataset="cifar10", k=2, preprocessing="zca", recipe="v1-2016-05", bn_init="ones")  # Table 2's era
 
 
 def _block_type_table(tmp_path):
@@ -120,7 +120,7 @@ def test_every_variant_is_compared_with_the_papers_baseline(tmp_path):
 def test_dropout_variants_compare_with_their_own_network_per_dataset(tmp_path):
     spec = load_spec("table_dropout")
     for dataset in ("cifar10", "svhn"):
-        pre = {"preprocessing": "meanstd"} if dataset == "cifar10" else {}
+        pre = {"preprocessing": "meanstd"} if dataset == "cifar10" else {"recipe": "v1-2016-05"}  # SVHN's era
         for depth, k in ((16, 4), (52, 1)):
             for dropout in (False, True):
                 for seed in range(3):
@@ -169,7 +169,7 @@ def test_written_files_and_escaped_latex(tmp_path):
 def test_no_finished_runs_still_gives_the_papers_table(tmp_path):
     spec = load_spec("table_deepening")
     write_run(tmp_path, spec.name, dict(dataset="cifar10", depth=40, k=2, block="B(3,3)", depth_convention="true",
-                                        preprocessing="zca", recipe="v1-2016-05"), state="failed")
+                                        preprocessing="zca", recipe="v1-2016-05", bn_init="ones"), state="failed")
     table = build_table(spec, collect_spec(spec, tmp_path))
     assert table.finished_runs == 0 and len(table.cells) == 4
     assert table.cells["paper"].notna().all() and table.cells["median"].isna().all()
@@ -206,36 +206,37 @@ def test_a_profiles_minibatch_is_stated_and_not_compared_with_the_papers_timing(
     assert "Measured here at minibatches of 16, not the paper's 32: not compared with its times." in to_markdown(table)
 
 
-def _comparison_runs(tmp_path, recipe: str | None):
-    """Table 5 with 2 seeds of ResNet-164 on CIFAR-10 (under `recipe`, or the spec's) and of WRN-28-10."""
+def _comparison_runs(tmp_path):
+    """Table 5 with 2 seeds of ResNet-164 on CIFAR-10 under both its recipes (he-2016, whose number the
+    paper quotes, and the WRN code's of May 2016) and of WRN-28-10."""
     spec = load_spec("table_comparison")
     for planned in expand(spec, "paper", seeds=2):
         cfg = planned.config
         if cfg.dataset == "cifar10" and cfg.depth in (164, 28):
-            if recipe is not None and cfg.arch == "preact_resnet":
-                cfg = dataclasses.replace(cfg, recipe=recipe, lr=None, lr_milestones=None, lr_decay=None, epochs=None,
-                                          weight_decay=None, batch_size=None, pad_mode=None, conv_init=None,
-                                          bn_init=None, reset_momentum_on_decay=None, drop_last=None)
             write_run(tmp_path, spec.name, cfg, test_error=5.5 + cfg.seed * 0.1)
-    return spec
+    return spec, build_table(spec, collect_spec(spec, tmp_path))
+
+
+def _resnet_164(table, recipe):
+    cells = table.cells
+    return cells[(cells["label"] == "preact-ResNet-164") & (cells["dataset"] == "cifar10") & (cells["recipe"] == recipe)].iloc[0]
 
 
 def test_he_et_als_numbers_are_compared_only_with_runs_of_their_recipe(tmp_path):
-    spec = _comparison_runs(tmp_path, None)
-    table = build_table(spec, collect_spec(spec, tmp_path))
-    resnet = table.cells[(table.cells["label"] == "preact-ResNet-164") & (table.cells["dataset"] == "cifar10")].iloc[0]
-    assert (resnet["recipe"], resnet["paper_recipe"]) == ("he-2016", "he-2016")
+    _, table = _comparison_runs(tmp_path)
+    resnet = _resnet_164(table, "he-2016")
+    assert resnet["paper_recipe"] == "he-2016" and resnet["n"] == 2
     assert resnet["verdict_vs_paper"] in (stats.EQUIVALENT, stats.INDISTINGUISHABLE)  # tested: its own recipe
     layout = layout_frame(table)
-    assert "recipe" in layout.columns and set(layout["recipe"]) >= {"he-2016", "official-current"}
-    assert "recipes he-2016 (preact-ResNet-164), official-current (WRN-28-10)" in table.description
+    assert "recipe" in layout.columns and set(layout["recipe"]) >= {"he-2016", "official-current", "v1-2016-05"}
+    assert not {"pad mode", "conv init", "batch size"} & set(layout.columns)  # the recipe implies them
+    assert ("recipes he-2016 (preact-ResNet-164), official-current (WRN-28-10), v1-2016-05 (preact-ResNet-164)"
+            in table.description)
 
 
-def test_a_pre_act_resnet_of_the_wrn_recipe_is_not_compared_with_he_et_als_number(tmp_path):
-    spec = _comparison_runs(tmp_path, "official-current")
-    collection = collect_spec(spec, tmp_path, overrides={"recipe": "official-current"})
-    table = build_table(spec, collection)
-    resnet = table.cells[(table.cells["label"] == "preact-ResNet-164") & (table.cells["dataset"] == "cifar10")].iloc[0]
+def test_a_pre_act_resnet_of_another_recipe_is_not_compared_with_he_et_als_number(tmp_path):
+    _, table = _comparison_runs(tmp_path)
+    resnet = _resnet_164(table, "v1-2016-05")
     assert resnet["n"] == 2 and resnet["paper"] == 5.46 and resnet["verdict_vs_paper"] == stats.NOT_COMPARABLE
     assert math.isnan(resnet["delta"]) and math.isnan(resnet["p_value"])
     wrn = table.cells[(table.cells["label"] == "WRN-28-10") & (table.cells["dataset"] == "cifar10")].iloc[0]

@@ -141,8 +141,9 @@ def distributed_run(results: Path, data: Path) -> Path:
     from wrn.fake_data import write_fake_dataset
 
     write_fake_dataset("cifar100", data, n_train=64, n_test=32, seed=0)
-    cfg = resolve(RunConfig(dataset="cifar100", depth=10, k=1, data_source="synthetic:64:32", epochs=3,
-                            lr_milestones=(3,), batch_size=8, eval_batch_size=32, preprocessing="meanstd",
+    # epochs enough that a stop at the first epoch's line lands mid-run even on a loaded machine
+    cfg = resolve(RunConfig(dataset="cifar100", depth=10, k=1, data_source="synthetic:64:32", epochs=12,
+                            lr_milestones=(12,), batch_size=8, eval_batch_size=32, preprocessing="meanstd",
                             world_size=2))
     path = store.run_dir(results, store.run_id(cfg))
     path.mkdir(parents=True)

@@ -60,6 +60,22 @@ def test_dry_run_table_names_every_run(capsys):
     assert "1,429,082" in out and "GPU-hours" in out
 
 
+def test_a_dry_run_says_what_each_recipe_of_its_runs_resolves_to(capsys):
+    """Table 5: He et al.'s recipe for the thin networks, the v2 code's for the WRNs, the v1 code's for
+    the counterpart of the official ResNet-164 log."""
+    assert run.main(["table_comparison", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    recipes = out[out.index("training recipes (docs/recipes.md):"):].splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in recipes] == [
+        "he-2016 (cifar10, cifar100)", "v1-2016-05 (cifar10)", "official-current (cifar10, cifar100)"]
+    he = recipes[0]
+    for words in ("lr 0.1 after 400 steps at 0.01, x0.1 from epochs 83, 124 of 164", "batch 128 over 2 processes "
+                  "(batch norm per process), the last partial batch kept", "without Nesterov, weight decay 0.0001, "
+                  "momentum kept at a drop", "pixelmean, 4-pixel zeros padding", "fan-in init, batch-norm scale 1"):
+        assert words in he, words
+    assert "data order shared" in recipes[2] and "data order per seed" in recipes[1]
+
+
 def test_run_ids_are_stable_across_invocations(capsys):
     first = [r["run_id"] for r in dry_run_json(capsys, "table_deepening")]
     second = [r["run_id"] for r in dry_run_json(capsys, "table_deepening")]
@@ -208,17 +224,17 @@ def test_the_deviations_spec_runs_end_to_end_on_the_smoke_profile(capsys, tmp_pa
                      "--executor", "debug", "--results", str(results)]) == 0
     capsys.readouterr()
     records = store.all_runs(results)
-    assert len(records) == 14 and {r.state for r in records} == {"done"} and {r.label for r in records} == {"WRN-16-4"}
+    assert len(records) == 15 and {r.state for r in records} == {"done"} and {r.label for r in records} == {"WRN-16-4"}
     assert {r.result.runtime.precision for r in records} == {"fp32", "bf16"}
     comps = pd.read_csv(results / "tables" / "deviations.smoke.vs_baseline.csv")
-    assert len(comps) == 14 and set(comps["baseline"]) == {"WRN-16-4"}
-    assert {"precision = bf16", "crop_draw = per_image", "recipe = official-current",
+    assert len(comps) == 15 and set(comps["baseline"]) == {"WRN-16-4"}
+    assert {"precision = bf16", "crop_draw = per_image", "recipe = official-current", "data_order = shared",
             "lr_scaling = linear, warmup_epochs = 5",  # the smoke profile keeps its batch of 16
             "best test epoch reported, not the final one"} <= set(comps["deviation"])
     assert set(comps["verdict"]) == {"too_few"}  # one seed: no seed noise to test against
     markdown = (results / "tables" / "deviations.smoke.md").read_text()
     assert "too few runs to estimate the seed noise (0 degrees of freedom, 2 needed)" in markdown
-    assert "| none (the baseline) |" in markdown and "14 of 32 planned runs done" in markdown
+    assert "| none (the baseline) |" in markdown and "15 of 34 planned runs done" in markdown
     assert (results / "figures" / "deviations_differences.smoke.png").exists()
 
 

@@ -357,7 +357,8 @@ def test_a_sequential_launch_runs_its_rounds_through_the_cluster(cluster, tmp_pa
     runs = store.all_runs(tmp_path / "results")
     assert len(runs) == 15 and {r.state for r in runs} == {"done"}
     comps = pd.read_csv(tmp_path / "results" / "tables" / "rounds_tiny.smoke.vs_baseline.csv")
-    assert list(comps["verdict"]) == ["supported", "supported"] and list(comps["look"]) == [1, 2]
+    # generated data (the smoke profile): differences of their own, no paper ordering to support
+    assert list(comps["verdict"]) == ["higher", "higher"] and list(comps["look"]) == [1, 2]
     again = run_cli(*args, env=env)
     assert again.returncode == 0 and "submitted" not in again.stdout
 

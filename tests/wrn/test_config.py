@@ -9,11 +9,12 @@ import math
 
 import pytest
 
-from wrn.config import (DATASET_SIZES, FIELD_RULES, RECIPE_FIELDS, RECIPE_PRESETS, RECIPES, RunConfig,
+from wrn.config import (DATASET_SIZES, FIELD_RULES, RECIPE_DATASETS, RECIPE_FIELDS, RECIPE_PRESETS, RECIPES, RunConfig,
                         expected_sizes, parse_data_source, recipe_family, resolve, synthetic_sizes)
 from wrn.errors import ConfigError
 
 CIFAR = dict(dataset="cifar10", depth=16, k=2)
+IMAGENET = dict(dataset="imagenet", arch="wrn50_2_bottleneck", depth=50, k=2)
 
 
 def refused(**fields) -> ConfigError:
@@ -53,7 +54,8 @@ def test_the_cifar_and_svhn_recipes_are_the_official_scripts():
 @pytest.mark.parametrize("recipe", sorted(RECIPE_PRESETS))
 def test_a_recipe_preset_fills_what_the_paper_does_not_say(recipe):
     """Each preset sets every field it names (docs/recipes.md), over the dataset's recipe."""
-    cfg = resolve(RunConfig(**CIFAR, recipe=recipe))
+    fields = CIFAR if "cifar10" in RECIPE_DATASETS[recipe] else IMAGENET
+    cfg = resolve(RunConfig(**fields, recipe=recipe))
     for name, value in RECIPE_PRESETS[recipe].items():
         assert getattr(cfg, name) == value, name
 
@@ -62,15 +64,51 @@ def test_the_presets_are_the_official_code_of_their_time():
     v1 = resolve(RunConfig(**CIFAR, recipe="v1-2016-05"))
     assert (v1.crop_draw, v1.flip_draw, v1.conv_init, v1.bn_init, v1.pad_mode) == (
         "per_batch", "half_batch", "fan_out", "uniform", "reflect")
+    assert (v1.nesterov, v1.data_order, v1.world_size, v1.warmup_steps) == (True, "per_seed", 1, 0)
     current = resolve(RunConfig(**CIFAR))
     assert current.recipe == "official-current"
     assert (current.crop_draw, current.flip_draw, current.conv_init, current.bn_init) == (
         "per_image", "per_image", "fan_in", "uniform")
+    assert (current.nesterov, current.data_order, current.world_size, current.warmup_steps) == (True, "shared", 1, 0)
+
+
+def test_imagenet_follows_fb_resnet_torch():
+    """The code the paper names for ImageNet: train.lua keeps the momentum across drops (Nesterov on),
+    dataloader.lua the last partial batch, models/resnet.lua inits convs by fan_out and BN scale 1."""
+    cfg = resolve(RunConfig(dataset="imagenet", arch="wrn50_2_bottleneck", depth=50, k=2))
+    assert cfg.recipe == "fb-resnet-torch"
+    assert (cfg.reset_momentum_on_decay, cfg.nesterov, cfg.drop_last, cfg.conv_init, cfg.bn_init) == (
+        False, True, False, "fan_out", "ones")
+    assert (cfg.lr, cfg.lr_milestones, cfg.lr_decay, cfg.epochs, cfg.weight_decay, cfg.batch_size) == (
+        0.1, (31, 61), 0.1, 90, 1e-4, 256)
+
+
+def test_he_et_als_recipe_is_the_one_their_papers_state():
+    """arXiv:1512.03385 §4.2 and arXiv:1603.05027's appendix: batch 128 on 2 GPUs, SGD with momentum
+    0.9 (Caffe's, no Nesterov), weight decay 1e-4, 0.1 after 400 iterations at 0.01, /10 at 32k and
+    48k iterations, 64k in all, per-pixel mean, 4-pixel zero padding, He init, BN scale 1."""
     he = resolve(RunConfig(dataset="cifar10", arch="preact_resnet", depth=164, k=1, recipe="he-2016"))
-    assert (he.lr, he.lr_milestones, he.lr_decay, he.epochs, he.weight_decay, he.batch_size) == (
-        0.1, (81, 122), 0.1, 164, 1e-4, 128)
-    assert (he.pad_mode, he.conv_init, he.bn_init, he.reset_momentum_on_decay, he.drop_last, he.preprocessing) == (
-        "zeros", "fan_out", "ones", False, False, "meanstd")
+    assert (he.lr, he.lr_decay, he.weight_decay, he.batch_size, he.world_size, he.momentum, he.nesterov) == (
+        0.1, 0.1, 1e-4, 128, 2, 0.9, False)
+    assert (he.warmup_steps, he.warmup_lr, he.preprocessing, he.pad_mode, he.crop_padding) == (
+        400, 0.01, "pixelmean", "zeros", 4)
+    assert (he.conv_init, he.bn_init, he.reset_momentum_on_decay, he.drop_last, he.data_order) == (
+        "fan_in", "ones", False, False, "per_seed")
+    steps = math.ceil(50_000 / he.batch_size)  # 391: the last partial batch is kept
+    # an iteration count becomes the first whole epoch at or after it
+    assert he.lr_milestones == tuple(math.ceil(i / steps) + 1 for i in (32_000, 48_000)) == (83, 124)
+    assert he.epochs == round(64_000 / steps) == 164
+    assert [he.lr_at(e) for e in (82, 83, 123, 124, 164)] == pytest.approx([0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_the_warm_up_steps_run_at_their_own_rate_then_the_schedule():
+    he = resolve(RunConfig(dataset="cifar10", arch="preact_resnet", depth=164, k=1, recipe="he-2016"))
+    steps = 391
+    assert [he.lr_at_step(1, s, steps) for s in (0, 390)] == [0.01, 0.01]
+    assert [he.lr_at_step(2, s, steps) for s in (8, 9, 390)] == [0.01, 0.1, 0.1]  # the 400th step is at 0.1
+    assert [he.warming_in(e, steps) for e in (1, 2, 3)] == [True, True, False]
+    plain = resolve(RunConfig(**CIFAR))
+    assert plain.lr_at_step(1, 0, steps) == 0.1 and not plain.warming_in(1, steps)
 
 
 def test_a_field_given_is_a_deviation_from_its_preset():
@@ -212,16 +250,21 @@ def test_milestones_must_be_increasing_one_indexed_epochs(milestones):
     (dict(dataset="svhn", preprocessing="zca"), "preprocessing", "zca is defined for CIFAR only"),
     (dict(data_source="synthetic:64"), "data_source", "synthetic:<train images>:<test images>"),
     (dict(data_source="fake"), "data_source", "allowed: real"),
-    (dict(dataset="svhn", recipe="he-2016"), "recipe", "he-2016 is He et al.'s CIFAR recipe"),
+    (dict(dataset="svhn", recipe="he-2016"), "recipe", "is a recipe for cifar10, cifar100; for svhn: v1-2016-05, official-current"),
+    (dict(dataset="imagenet", arch="wrn50_2_bottleneck", depth=50, recipe="official-current"), "recipe",
+     "is a recipe for cifar10, cifar100, svhn; for imagenet: fb-resnet-torch"),
     (dict(dataset="imagenet", arch="wrn50_2_bottleneck", depth=50, crop_draw="per_batch"), "crop_draw",
-     "imagenet draws its crops and flips per image"),
-    (dict(dataset="imagenet", arch="wrn50_2_bottleneck", depth=50, recipe="v1-2016-05"), "crop_draw",
      "imagenet draws its crops and flips per image"),
     (dict(world_size=3), "world_size", "must divide batch_size 128"),
     (dict(sync_bn=True), "sync_bn", "needs world_size > 1"),
     (dict(recipe="he-2016", data_source="synthetic:129:10", world_size=2), "world_size",
      "leaves a process no image of the last batch (1 images"),
     (dict(warmup_epochs=5), "warmup_epochs", "set lr_scaling = linear"),
+    (dict(warmup_steps=400), "warmup_lr", "the rate of the warm-up steps"),
+    (dict(warmup_steps=400, warmup_lr=0.0), "warmup_lr", "expected a number > 0"),
+    (dict(warmup_lr=0.01), "warmup_lr", "has no steps to apply to"),
+    (dict(warmup_steps=400, warmup_lr=0.01, warmup_epochs=5, lr_scaling="linear"), "warmup_steps", "one warm-up at a time"),
+    (dict(dataset="svhn", preprocessing="pixelmean"), "preprocessing", "pixelmean is defined for CIFAR only"),
     (dict(color_augment=True), "color_augment", "ImageNet's"),
     (dict(input_pipeline="tensor"), "input_pipeline", "only ImageNet has an input pipeline"),
 ])

@@ -89,8 +89,9 @@ def test_batches_are_deterministic_and_depend_on_seed_and_epoch(root):
     first = collect(p.train_batches(1))
     assert_same(first, collect(make_pipeline(cifar(), root, "cpu", download=False).train_batches(1)))
     assert not torch.equal(first[0][0], collect(p.train_batches(2))[0][0])
-    other_seed = make_pipeline(cifar(seed=1), root, "cpu", download=False)
-    assert not torch.equal(first[0][0], collect(other_seed.train_batches(1))[0][0])
+    other_seed = make_pipeline(cifar(seed=1, data_order="per_seed"), root, "cpu", download=False)
+    assert not torch.equal(collect(make_pipeline(cifar(data_order="per_seed"), root, "cpu", download=False)
+                                   .train_batches(1))[0][0], collect(other_seed.train_batches(1))[0][0])
 
 
 def test_runs_of_one_seed_see_the_same_data_whatever_the_network(root):
@@ -100,6 +101,38 @@ def test_runs_of_one_seed_see_the_same_data_whatever_the_network(root):
     for variant in (dict(depth=40, k=2, block="B(1,3,1)"), dict(k=4, dropout=True), dict(lr=0.05, nesterov=False),
                     dict(precision="bf16", channels_last="on")):
         assert_same(collect(make_pipeline(cifar(seed=3, **variant), root, "cpu", download=False).train_batches(2)), base)
+
+
+def test_a_shared_data_order_gives_every_seed_the_same_batches(root):
+    """The v2 code's order (train.lua reseeds its data threads with the epoch alone): every seed sees
+    the same order, crops and flips, epoch by epoch; the per-seed order differs between seeds."""
+    shared = [collect(make_pipeline(cifar(seed=s, data_order="shared"), root, "cpu", download=False).train_batches(2))
+              for s in (0, 4)]
+    assert_same(*shared)
+    assert not torch.equal(shared[0][0][0], collect(make_pipeline(cifar(seed=0, data_order="shared"), root, "cpu",
+                                                                   download=False).train_batches(3))[0][0])
+    per_seed = [collect(make_pipeline(cifar(seed=s, data_order="per_seed"), root, "cpu", download=False).train_batches(2))
+                for s in (0, 4)]
+    assert not torch.equal(per_seed[0][0][0], per_seed[1][0][0])
+
+
+def test_pixel_mean_subtracts_the_training_sets_mean_image_before_zero_padding(root):
+    """He et al.'s preprocessing: x - the training set's mean image on the 0-255 scale, stored once;
+    the zero padding of the crop is then the mean image's colour."""
+    cfg = cifar(preprocessing="pixelmean", pad_mode="zeros", hflip=False, drop_last=False)
+    p = make_pipeline(cfg, root, "cpu", download=False)
+    data = load_arrays("cifar10", root, download=False)
+    mean = data.train_x.double().mean(0)
+    assert p.normalize is None and p.train_x.dtype == torch.float32
+    assert torch.allclose(p.train_x.double(), data.train_x.double() - mean, atol=1e-4)
+    assert torch.allclose(p.test_x.double(), data.test_x.double() - mean, atol=1e-4)  # the training set's mean
+    assert abs(float(p.train_x.double().mean(0).abs().max())) < 1e-4
+    # crops that moved show the padding: exactly 0 in the stored space (the mean's colour), where a
+    # reflected border, or padding before the subtraction (-mean), would leave as few zeros as the images
+    zeros = {mode: sum(int((x == 0).sum()) for x, _ in make_pipeline(dataclasses.replace(cfg, pad_mode=mode), root,
+                                                                    "cpu", download=False).train_batches(1))
+             for mode in ("zeros", "reflect")}
+    assert zeros["zeros"] > zeros["reflect"] + 32 * 3
 
 
 @pytest.mark.parametrize("pad_mode", ["reflect", "zeros"])

@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from experiments.plan import expand
 from experiments.spec import list_specs
-from wrn.config import RunConfig, resolve
+from wrn.config import RECIPE_NAMES, RECIPE_PRESETS, RunConfig, resolve
 from wrn.models import (PreActBlock, PreActBottleneck, PreActBottleneckResNet, WideResNet, build_model,
                         count_params, forward_flops, init_official)
 from wrn.names import parse_label, render_label
@@ -281,6 +281,26 @@ def test_init_follows_the_official_code(conv_init, bn_init):
     assert torch.all(model.fc.bias == 0)
     bound = 1 / math.sqrt(model.fc.in_features)
     assert model.fc.weight.abs().max() <= bound and model.fc.weight.std() > bound / 3
+
+
+@pytest.mark.parametrize("recipe", RECIPE_NAMES)
+def test_each_recipe_initialises_as_its_code(recipe):
+    """The preset's init reaches the network: He normal by its fan (a widening conv's std within 5 %)
+    and its BN scale (docs/recipes.md, "The presets")."""
+    label, dataset = ("WRN-50-2-bottleneck", "imagenet") if recipe == "fb-resnet-torch" else ("WRN-16-4", "cifar10")
+    cfg = resolved(label, dataset, recipe=recipe)
+    model = build_model(cfg)
+    # the largest conv whose fans differ (a change of width), where fan_in and fan_out part
+    conv = max((m for m in model.modules() if isinstance(m, nn.Conv2d) and m.in_channels != m.out_channels),
+               key=lambda m: m.weight.numel())
+    out_planes, in_planes, kh, kw = conv.weight.shape
+    fan = in_planes if RECIPE_PRESETS[recipe]["conv_init"] == "fan_in" else out_planes
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (kh * kw * fan)), rel=0.05)
+    gammas = torch.cat([m.weight.detach() for m in model.modules() if isinstance(m, nn.BatchNorm2d)])
+    if RECIPE_PRESETS[recipe]["bn_init"] == "ones":
+        assert torch.all(gammas == 1)
+    else:
+        assert 0 <= gammas.min() and gammas.max() < 1 and abs(gammas.mean().item() - 0.5) < 0.05
 
 
 def test_fan_in_and_fan_out_differ_where_planes_change():

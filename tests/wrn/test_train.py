@@ -65,7 +65,9 @@ def test_same_seed_same_numbers(tmp_path, data_dir):
 @pytest.mark.parametrize("stop_after_steps", [1, 6, 7, 13])  # mid-epoch, last step, epoch boundary
 def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, data_dir, stop_after_steps, recipe):
     # dropout consumes the global RNG: its state must survive the resume; he-2016 keeps the last batch
-    cfg = tiny(dropout=0.3, recipe=recipe, epochs=3, lr_milestones=(3,), lr=0.1, weight_decay=5e-4)
+    # and warms up (here for 8 steps, into the second epoch; one process)
+    he = dict(world_size=1, warmup_steps=8) if recipe == "he-2016" else {}
+    cfg = tiny(dropout=0.3, recipe=recipe, epochs=3, lr_milestones=(3,), lr=0.1, weight_decay=5e-4, **he)
     train(cfg, tmp_path / "straight", data_dir, device="cpu")
 
     calls = {"n": 0}
@@ -150,6 +152,25 @@ def test_the_warmup_climbs_step_by_step_to_the_linearly_scaled_rate(tmp_path, da
     peak = 0.1 * 32 / 128
     assert seen[:steps] == pytest.approx([0.1 + (peak - 0.1) * s / steps for s in range(steps)])
     assert seen[steps:] == pytest.approx([peak] * steps)
+
+
+def test_he_et_als_warm_up_runs_its_steps_at_their_rate_then_the_schedule(tmp_path, data_dir, monkeypatch):
+    """arXiv:1603.05027's warm-up: the first `warmup_steps` steps at `warmup_lr`, across an epoch's
+    end, then the schedule's rate, step by step; a resume inside it picks up at its step."""
+    import wrn.train as engine
+
+    seen: list[float] = []
+    real_step = engine.training_step
+
+    def recording_step(step_model, optimizer, *args):
+        seen.append(optimizer.param_groups[0]["lr"])
+        return real_step(step_model, optimizer, *args)
+
+    monkeypatch.setattr(engine, "training_step", recording_step)
+    cfg = tiny(batch_size=32, lr=0.1, warmup_steps=4, warmup_lr=0.01, epochs=3, lr_milestones=(3,), lr_decay=0.5)
+    train(cfg, tmp_path, data_dir, device="cpu", progress=False)
+    assert seen == pytest.approx([0.01] * 4 + [0.1] * 2 + [0.05] * 3)  # 3 steps an epoch
+    assert [m["lr"] for m in metrics(tmp_path)] == pytest.approx([0.1, 0.1, 0.05])  # each epoch's scheduled rate
 
 
 def test_bf16_autocast_in_channels_last_trains(tmp_path, data_dir):
