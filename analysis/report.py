@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.collect import Collection, collect_spec
+from analysis.costs import cost_checks
 from analysis.figures import figure_stem, write_figures
 from analysis.paper import read_paper_results
 from analysis.tables import build_table, csv_text, write_tables
@@ -35,6 +36,7 @@ from analysis.verdicts import SequentialDesign
 from experiments import store
 from experiments.plan import expand, parse_overrides
 from experiments.profiles import PAPER, Profile, load_profile, profile_names
+from experiments.rates import rates_folder
 from experiments.schema import SpecError
 from experiments.spec import Spec, list_specs, load_spec, shipped_names
 from wrn.cli import ArgumentParser, run_main
@@ -179,7 +181,8 @@ def _profile_section(results: Path, profile: Profile, specs: list[Spec], records
         lines.append(f"- **{spec.title}** (`{spec.name}`): {collection.summary_line()}; {collection.describe()}. "
                      f"{_links(results, spec, profile)}")
         table = build_table(spec, collection, SequentialDesign.read(results, spec.name, profile))
-        lines += [f"  - {sentence}" for sentence in [*table.sentences, *table.official_logs]]
+        costs = [check.sentence() for check in cost_checks(collection, rates_folder(results, profile))]
+        lines += [f"  - {sentence}" for sentence in [*costs, *table.sentences, *table.official_logs]]
         for index, fig in enumerate(spec.figures):
             name = figure_stem(spec.name, index, fig, spec.figures) + profile.suffix
             if (figures_dir(results) / f"{name}.png").exists():

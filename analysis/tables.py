@@ -501,6 +501,41 @@ def compare_to_baseline(table: SpecTable, design: SequentialDesign | None = None
     return pd.DataFrame(rows), sentences, decided
 
 
+@dataclass(frozen=True)
+class Expectation:
+    """What a sequential launch may expect of one ordering before it spends its seeds: `look`, the first
+    look (0-based) whose seeds per cell reach those the paper's difference needs at that look's level
+    (`stats.seeds_needed`, with the column's pooled σ of the runs stored, else the dataset's planning
+    prior, unpaired: the cautious case); None when no look of the design does, or when there is no
+    paper difference to plan for. `extended`: whether the launch may give its cells the seeds of a
+    later look (it does while an ordering is unresolved and resolvable within the design)."""
+
+    variant: int
+    baseline: int
+    look: int | None
+    extended: bool
+
+
+def expected_resolution(table: SpecTable, design: SequentialDesign) -> list[Expectation]:
+    """For every ordering of the table's cells (run or only planned), when the design expects to
+    decide it: what a budget is spent on (`experiments.rounds.plan_rounds`)."""
+    cells = table.cells
+    if not table.baseline or cells.empty:
+        return []
+    planned = [i for i in cells.index if cells.at[i, "config"] is not None and cells.at[i, "reported"] == FINAL_EPOCH]
+    out = []
+    for v, b in _baseline_of(cells.loc[planned], table.baseline, table.column_field).items():
+        if v == b:
+            continue
+        target = _paper_difference(cells, v, b)
+        sigma = cells.at[b, "sigma"] if "sigma" in cells and math.isfinite(cells.at[b, "sigma"]) else \
+            stats.prior_sd(cells.at[b, "config"].dataset)
+        needed = [stats.seeds_needed(target, sigma * math.sqrt(2), level) for level in design.levels]
+        look = next((k for k, (n, seeds) in enumerate(zip(needed, design.looks, strict=True)) if n <= seeds), None)
+        out.append(Expectation(v, b, look, extended=look != 0 and (look is not None or not math.isfinite(target))))
+    return out
+
+
 def _paper_difference(cells: pd.DataFrame, variant: int, baseline: int) -> float:
     """The paper's difference between two cells; none (NaN) where the runs trained on generated data,
     whose differences say nothing of the paper's."""

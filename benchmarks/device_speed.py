@@ -30,6 +30,7 @@ from wrn.fake_data import write_fake_dataset
 from wrn.models import forward_flops
 from wrn.names import parse_label
 from wrn.runtime import peak_memory_bytes, runtime_settings
+from wrn.throughput import compute_mode
 
 CIFAR_EPOCH_IMAGES = 390 * 128  # the recipe's epoch: the last partial batch of 50,000 skipped
 PAPER = {"precision": "fp32", "tf32": False, "channels_last": "auto"}
@@ -78,6 +79,7 @@ def engine_epoch(name: str, model: str, systems: dict, sizes: SpeedSizes, device
     img_s, bounded = train_speed.measure_suite(cfg, data, device, warmup=1, deadline=deadline)
     settings = runtime_settings(cfg, device)
     out: dict[str, Any] = {"name": name, "model": model, "precision": settings.precision, "tf32": cfg.tf32,
+                           "compute_mode": compute_mode(cfg, device.type), "forward_flops": forward_flops(cfg),
                            "channels_last": settings.channels_last, "img_s": img_s, "bounded": bounded,
                            "peak_memory_gb": _gb(peak_memory_bytes(device))}
     if img_s is None:
@@ -100,8 +102,9 @@ def packed(name: str, model: str, processes: int, sizes: SpeedSizes, device: tor
     alone = train_speed.measure_concurrent(bench, bench.modes[0], 1, data)
     together = train_speed.measure_concurrent(bench, bench.modes[0], processes, data)
     flops = 3 * forward_flops(cfg)
-    out = {"name": name, "model": model, "precision": "fp32", "processes": processes,
-           "img_s": together["total_img_s"], "alone_img_s": alone["total_img_s"],
+    out = {"name": name, "model": model, "precision": "fp32", "compute_mode": "fp32", "processes": processes,
+           "forward_flops": forward_flops(cfg), "img_s": together["total_img_s"], "alone_img_s": alone["total_img_s"],
+           "alone_tflops": flops * alone["total_img_s"] / 1e12,
            "speedup": together["total_img_s"] / alone["total_img_s"],
            "peak_memory_gb": max((_gb(m) for m in together["peak_memory_bytes"] if m is not None), default=None)}
     out.update(_share(flops * together["total_img_s"], device, "fp32", False, peaks))

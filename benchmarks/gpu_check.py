@@ -18,7 +18,9 @@ failed or is missing (it raised, or the deadline came first), 0 otherwise; a che
 here says why (a CUDA-only check on a CPU, NCCL with one GPU) and is not missing. The JSON holds the
 device, driver, torch, CUDA, cuDNN and NCCL versions, `checks` ([{name, passed, detail, seconds}],
 passed null when skipped) and `measurements`. On one H100 the whole check is meant to finish within
-4.5 minutes (`--budget-s`, default 270 s on CUDA), so that a 15-minute lease runs it twice.
+4.5 minutes (`--budget-s`, default 270 s on CUDA), so that a 15-minute lease runs it twice. The
+training rates measured at full size on a GPU are kept in the rates file of `--results`
+(`experiments.rates`), where every later dry run estimating for this GPU finds them.
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ from typing import Any
 import torch
 
 from benchmarks import device_checks, device_speed
+from experiments.rates import DEFAULT_RESULTS, Measurement, record_measurements
 from wrn.cli import ArgumentParser, run_main
 from wrn.cpuinfo import cpu_name
 from wrn.errors import UsageError
 from wrn.files import atomic_write_json
+from wrn.records import timestamp
 from wrn.runtime import bind_device, cpu_capability, pick_device
 
 EXIT_FAILED = 1
@@ -149,6 +153,8 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(_measurement_line(m))
     for name in r["skipped_measurements"]:
         lines.append(f"{name:<18}skipped: the budget is spent")
+    if r.get("rates_file"):
+        lines += ["", f"training rates kept in {r['rates_file']} for the dry runs on this GPU"]
     return "\n".join(lines)
 
 
@@ -169,6 +175,23 @@ def _measurement_line(m: dict[str, Any]) -> str:
             f"{num('mfu', '.0%'):>9}{num('peak_memory_gb', '.2f'):>11}  {notes}")
 
 
+def measurements(report: dict[str, Any]) -> list[Measurement]:
+    """The training rates worth keeping for estimates: those of a GPU at the full sizes (the quick sizes
+    and a CPU's train a few dozen images, too few to say what a run sustains); a packed measurement
+    gives the rate of its network alone."""
+    env = report["environment"]
+    if report["quick"] or env["device"] != "cuda":
+        return []
+    when = timestamp()
+    out = []
+    for m in report["measurements"]:
+        tflops = m.get("alone_tflops", m.get("tflops"))
+        if "model" in m and tflops:
+            out.append(Measurement(env["device_name"], m["compute_mode"], m["model"], 32, m["forward_flops"],
+                                   tflops, when, "benchmarks.gpu_check"))
+    return out
+
+
 def _log(message: str) -> None:
     print(f"[gpu_check] {message}", file=sys.stderr, flush=True)
 
@@ -183,6 +206,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "270 on CUDA, 170 with --quick, 600 on a CPU)")
     p.add_argument("--json", action="store_true", help="print the JSON object instead of the table")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON object to this file")
+    p.add_argument("--results", type=Path, default=Path(DEFAULT_RESULTS),
+                   help="the results folder whose rates.json keeps the training rates measured at full size on "
+                        "a GPU, for the dry runs on this device (default: results)")
     p.add_argument("--train-rank", nargs=3, default=None, help=argparse.SUPPRESS)  # a process of a 2-process check
     args = p.parse_args(argv)
     if args.budget_s is not None and not args.budget_s > 0:
@@ -195,6 +221,9 @@ def _main(argv: list[str] | None) -> int:
     if args.train_rank:
         return device_checks.train_rank(*args.train_rank, device=args.device)
     report = run(args)
+    kept = measurements(report)
+    if kept:
+        report["rates_file"] = str(record_measurements(args.results, kept))
     if args.out is not None:
         atomic_write_json(args.out, report)
     print(json.dumps(report) if args.json else format_report(report))

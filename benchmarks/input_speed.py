@@ -24,9 +24,9 @@ ImageNet epoch of 5,000 batches sees. Each tensor path's first batch is also com
 path's (the same images, crops and flips): the largest and mean difference in grey levels.
 
 The rate training needs is `--train-images-per-s`, by default the throughput model's (wrn.throughput:
-WRN-50-2 at 224 costs 3 x its forward FLOPs per image, at the default CUDA rate of 100 TFLOP/s, or
-$WRN_DEVICE_TFLOPS), per GPU: each GPU's process needs that many crops per second from its own share
-of the node's cores.
+WRN-50-2 at 224 costs 3 x its forward FLOPs per image, at the rate assumed for the fast profile's bf16
+on the default GPU, or $WRN_DEVICE_TFLOPS), per GPU: each GPU's process needs that many crops per
+second from its own share of the node's cores.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from experiments.rates import RateBook
 from wrn.cli import ArgumentParser, run_main
 from wrn.config import RunConfig, resolve
 from wrn.datasets import dataset_folder
@@ -58,7 +59,7 @@ from wrn.manifest import write_manifest
 from wrn.preprocess import IMAGENET_STD
 from wrn.runtime import bind_device, synchronize
 from wrn.sizes import network_size
-from wrn.throughput import device_rate
+from wrn.throughput import Rate, assumed_rate
 
 IMAGE_HW = (375, 500)  # height, width
 JPEG_QUALITY = 90
@@ -132,11 +133,17 @@ def bench_config(input_pipeline: str, batch_size: int, images: tuple[int, int]) 
                              input_pipeline=input_pipeline))
 
 
+def training_rate() -> Rate:
+    """The rate one GPU trains at by the throughput model: $WRN_DEVICE_TFLOPS, else the assumption
+    for the fast profile's bf16 on the default GPU (the precision that asks the most of the input)."""
+    return RateBook("cuda", None, []).given or assumed_rate("cuda", None, "bf16")
+
+
 def training_images_per_s() -> float:
-    """Images/s one GPU trains WRN-50-2 at 224 by the throughput model: the default CUDA rate (or
-    $WRN_DEVICE_TFLOPS) over 3 x the forward FLOPs of an image."""
+    """Images/s one GPU trains WRN-50-2 at 224 at `training_rate`: the rate over 3 x the forward FLOPs
+    of an image."""
     _, flops = network_size(bench_config("auto", 256, (1, 1)))
-    return device_rate("cuda") / (3 * flops)
+    return training_rate().flops / (3 * flops)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -219,7 +226,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "device_name": torch.cuda.get_device_name(cuda) if cuda else None,
         "train_images_per_s": need,
         "train_rate_source": "given" if args.train_images_per_s else
-        f"throughput model: WRN-50-2 at 224, {device_rate('cuda') / 1e12:g} TFLOP/s",
+        f"throughput model: WRN-50-2 at 224, {training_rate().tflops:g} TFLOP/s, {training_rate().source}",
         "recipe": FB_RESNET.name,
         "baseline": Mode("pil", cuda or torch.device("cpu"), workers).name if workers else modes[0].name,
         "skipped": skipped,

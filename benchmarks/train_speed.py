@@ -24,8 +24,9 @@ image; ZCA, the paper's CIFAR default, whitens the stored set once and costs not
 `--concurrent N` also trains N suite processes at once on the device (what `python -m experiments.run
 --runs-per-gpu N` does) and compares their total images/s with one run alone. `--breakdown` profiles the
 fastest mode's step (`benchmarks/breakdown.py`): time by kind of operator, and the images/s it would
-reach if only its convolutions took time. The achieved rate is
-printed as the `--device-tflops` that dry-run estimates take.
+reach if only its convolutions took time. Each mode's achieved rate is kept in the rates file of
+`--results` (`experiments.rates`: results/rates.json by default), where every later dry run on this
+device finds it for this network and precision.
 
 Every measurement has a time bound (`--max-seconds`, default 60 s on CPU): past it no epoch starts and a
 suite mode stops at its next step, and the result lists what was bounded. On a CPU without native bf16
@@ -56,6 +57,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from benchmarks.breakdown import format_breakdown, profile_training
+from experiments.rates import DEFAULT_RESULTS, Measurement, record_measurements
 from wrn import datasets
 from wrn.cli import ArgumentParser, run_main
 from wrn.config import DATASET_SIZES, RunConfig, resolve
@@ -64,9 +66,11 @@ from wrn.errors import UsageError
 from wrn.fake_data import write_fake_dataset
 from wrn.models import build_model, count_params, forward_flops
 from wrn.names import parse_label
-from wrn.preprocess import OFFICIAL_MEAN, OFFICIAL_STD
 from wrn.cpuinfo import cpu_has_native_bf16
+from wrn.preprocess import OFFICIAL_MEAN, OFFICIAL_STD
+from wrn.records import timestamp
 from wrn.runtime import bind_device, cpu_capability, peak_memory_bytes, pick_device, runtime_settings, synchronize
+from wrn.throughput import compute_mode
 from wrn.train import TrainingInterrupted, seed_everything, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -343,6 +347,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "past it no epoch starts and a suite mode stops at its next step; the result names "
                         "what was bounded (default 60 on CPU, 900 on CUDA, where compiling takes minutes)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--results", type=Path, default=Path(DEFAULT_RESULTS),
+                   help="the results folder whose rates.json keeps each mode's achieved rate for later dry runs "
+                        "(default: results)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--data-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -482,6 +489,7 @@ def _describe_bench(bench: Bench) -> dict[str, Any]:
         "threads": torch.get_num_threads(), "batch_size": bench.batch_size,
         "train_images": bench.images[0], "warmup_epochs": bench.warmup, "repeats": bench.repeats,
         "params": count_params(build_model(bench.baseline)), "forward_flops": flops,
+        "image_size": bench.baseline.image_size,
         "train_flops_per_image": 3 * flops,
         "cpu_capability": cpu_capability(),
         "native_bf16": cpu_has_native_bf16() if bench.device.type == "cpu" else None,
@@ -514,7 +522,8 @@ def _measure_modes(bench: Bench, data_dir: Path, baseline_img_s: float | None, f
             peaks[key] = matmul_peak(bench.device, *key)
         achieved = None if img_s is None else 3 * flops * img_s
         modes.append({
-            "precision": settings.precision, "channels_last": settings.channels_last,
+            "precision": settings.precision, "compute_mode": compute_mode(cfg, bench.device.type),
+            "channels_last": settings.channels_last,
             "compile": cfg.compile, "suite_img_s": img_s, "ratio": _ratio(img_s, baseline_img_s),
             "epoch_50k_s": None if img_s is None else EPOCH_IMAGES / img_s, "achieved_flops": achieved,
             "peak_flops": peaks[key], "mfu": None if achieved is None else achieved / peaks[key],
@@ -579,9 +588,17 @@ def format_report(r: dict[str, Any]) -> str:
     if r["bounded"]:
         lines += ["", f"bounded at {r['max_seconds']:g} s (fewer epochs than asked; --max-seconds): "
                       + ", ".join(r["bounded"])]
-    lines += ["", f"dry-run rate for this device ({describe(r['precision'], r['channels_last'], r['compile'])}): "
-                  f"--device-tflops {r['device_tflops']:.3g}"]
+    if r.get("rates_file"):
+        lines += ["", f"each mode's achieved rate kept in {r['rates_file']} for the dry runs on this device"]
     return "\n".join(lines)
+
+
+def measurements(r: dict[str, Any]) -> list[Measurement]:
+    """The achieved rate of each timed mode of a result, as the rates file keeps it."""
+    when = timestamp()
+    return [Measurement(r["device_name"], m["compute_mode"], r["model"], r["image_size"], r["forward_flops"],
+                        m["device_tflops"], when, "benchmarks.train_speed")
+            for m in r["modes"] if m["device_tflops"]]
 
 
 def _main(argv: list[str] | None) -> int:
@@ -591,6 +608,8 @@ def _main(argv: list[str] | None) -> int:
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if not args.worker:
+        result["rates_file"] = str(record_measurements(args.results, measurements(result)))
     print(json.dumps(result) if args.json or args.worker else format_report(result))
     return 0
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from experiments.schema import (check_keys, check_type, display_path, expect_str, fail, locate, read_toml)
 from wrn.errors import UserError
+from wrn.throughput import DEVICE_PEAKS, device_class
 
 CLUSTERS_DIR = Path(__file__).resolve().parent.parent / "slurm" / "clusters"
 RENAMED = {"gpus_per_run": "gpus_per_task", "cpus_per_run": "cpus_per_task"}
@@ -44,6 +45,9 @@ class ClusterProfile:
     account: str | None = None
     qos: str | None = None
     constraint: str | None = None  # e.g. "a100|h100"
+    # The GPU the jobs train on ("A100-80GB", "H100"): the device a dry run estimates for
+    # (`wrn.throughput.DEVICE_PEAKS`, or its measured rates); None: the throughput model's default
+    gpu: str | None = None
     gpus_per_task: int = 1  # 0 on CPU-only nodes; a process trains on one device
     cpus_per_task: int = 8
     tasks_per_node: int = 1  # processes of one distributed run on a node: its GPUs per node
@@ -150,8 +154,12 @@ def _build(path: Path, data: dict[str, Any]) -> ClusterProfile:
         check_type(where, key, value, _ANNOTATIONS[key], ClusterError)
         if key in _MINIMUM and value < _MINIMUM[key]:
             raise fail(where, key, value, f"expected a number >= {_MINIMUM[key]}", ClusterError)
-        if key in ("partition", "account", "qos", "constraint"):
+        if key in ("partition", "account", "qos", "constraint", "gpu"):
             expect_str(where, key, value, ClusterError)
+        if key == "gpu" and device_class(value) is None:
+            raise fail(where, key, value, f"a GPU the throughput model knows: a name containing "
+                       f"{', '.join(DEVICE_PEAKS)} (e.g. \"A100-80GB\", \"H100 SXM\"; H100 PCIe as \"H100 PCIe\")",
+                       ClusterError)
         if key == "sbatch":
             for flag, v in value.items():
                 if isinstance(v, (dict, list)):

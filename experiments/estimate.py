@@ -4,7 +4,9 @@ Parameter and FLOP counts come from the networks' shapes (`wrn.sizes`), without 
 importing torch, so a dry run of any spec takes about a second; the time comes from the throughput
 model of `wrn.throughput`. A run of world_size W (W processes, one per device, sharing each step's
 batch) does the same work as on one device: its device-hours are the same FLOPs at the same rate,
-spread over W devices, so its wall time is about 1/W of them (communication left out).
+spread over W devices, so its wall time is about 1/W of them (communication left out). Each run's rate
+is its own (`experiments.rates.RateBook`: given, measured on the device, or assumed for it), and the
+dry run says which and from what.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from experiments.clusters import RunLoad
+from experiments.rates import RateBook
 from wrn.config import RunConfig, resolved_precision
 from wrn.sizes import network_size
-from wrn.throughput import device_rate, estimate_seconds, timing_seconds
+from wrn.throughput import Rate, compute_mode, estimate_seconds, timing_seconds
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Estimate:
     est_seconds: float
     precision: str  # what the run trains in on the device it is estimated for ("auto" resolved)
     device_type: str  # the device the time is estimated for: "cuda" or "cpu"
+    rate: Rate  # the sustained training rate the time assumes, and where it comes from
     kind: str = "train"  # "timing" for a Figure 4 measurement
     state: str = "todo"
     planned_by: str | None = None  # the spec that planned the run first, when it exists in the store
@@ -55,8 +59,11 @@ class Estimate:
             "epochs": self.config.epochs,
             "recipe": self.config.recipe,
             "precision": self.precision,
+            "compute_mode": compute_mode(self.config, self.device_type),
             "world_size": self.config.world_size,
             "est_device": self.device_type,
+            "tflops": self.rate.tflops,
+            "rate_source": self.rate.source,
             "est_hours": self.est_seconds / 3600,
             "est_wall_hours": self.wall_seconds / 3600,
             "state": self.state,
@@ -65,22 +72,32 @@ class Estimate:
         }
 
 
-def estimate(planned, device_type: str = "cuda", tflops: float | None = None) -> list[Estimate]:
-    """One `Estimate` per planned run, at the rate assumed for `device_type`; a timing spec's runs
-    (`PlannedRun.timing`) cost their measured steps."""
-    rate = device_rate(device_type, tflops)
+def estimate(planned, book: RateBook) -> list[Estimate]:
+    """One `Estimate` per planned run, at the rate `book` gives its network on the book's device; a
+    timing spec's runs (`PlannedRun.timing`) cost their measured steps."""
+    device_type = book.device_type
     out = []
     for p in planned:
         params, flops = network_size(p.config)
+        rate = book.rate(p.config, p.label, flops)
         if p.timing is None:
-            seconds = estimate_seconds(p.config, flops, rate, device_type)
+            seconds = estimate_seconds(p.config, flops, rate.flops, device_type)
         else:
             steps = p.timing["warmup"] + p.timing["repeats"]
-            seconds = timing_seconds(flops, p.timing["batch_size"], steps, rate, device_type)
+            seconds = timing_seconds(flops, p.timing["batch_size"], steps, rate.flops, device_type)
         out.append(Estimate(p.run_id, p.spec, p.label, p.config, params, flops, seconds,
-                            resolved_precision(p.config, device_type), device_type,
+                            resolved_precision(p.config, device_type), device_type, rate,
                             kind="train" if p.timing is None else "timing"))
     return out
+
+
+def rate_lines(rows: list[Estimate]) -> list[str]:
+    """Where the rates of `rows` come from, one line per source with its runs and TFLOP/s."""
+    by_source: dict[str, list[Estimate]] = {}
+    for r in rows:
+        by_source.setdefault(r.rate.source, []).append(r)
+    return [f"  {len(group)} run{'s' if len(group) > 1 else ''} at {group[0].rate.tflops:.3g} TFLOP/s: {source}"
+            for source, group in by_source.items()]
 
 
 def format_duration(seconds: float, device_type: str) -> str:
@@ -98,18 +115,21 @@ def format_estimates(rows: list[Estimate], device_type: str, places: dict[str, t
     est, procs = f"est {device_type}-h", "GPUs" if device_type == "GPU" else "procs"
     where = f"{'nodes':>5} {'task':>5} " if places is not None else ""
     head = (f"{'run_id':<12}  {'label':<24} {'dataset':<8} {'seed':>4} {'params':>11} "
-            f"{'GFLOPs':>7} {'epochs':>6} {'recipe':<16} {'prec':<4} {procs:>5} {where}{est:>10} {'wall-h':>7}  state")
+            f"{'GFLOPs':>7} {'epochs':>6} {'recipe':<16} {'mode':<4} {'TF/s':>6} {procs:>5} {where}{est:>10} "
+            f"{'wall-h':>7}  state")
     lines = [head, "-" * len(head)]
     for r in rows:
         c = r.config
         nodes, task = places.get(r.run_id, ("-", "-")) if places is not None else ("", "")
         place = f"{nodes:>5} {task:>5} " if places is not None else ""
         lines.append(f"{r.run_id:<12}  {r.label:<24} {c.dataset:<8} {c.seed:>4} {r.params:>11,} "
-                     f"{r.flops / 1e9:>7.2f} {c.epochs:>6} {c.recipe:<16} {r.precision:<4} {c.world_size:>5} "
+                     f"{r.flops / 1e9:>7.2f} {c.epochs:>6} {c.recipe:<16} {compute_mode(c, r.device_type):<4} "
+                     f"{r.rate.tflops:>6.3g} {c.world_size:>5} "
                      f"{place}{r.est_seconds / 3600:>10.2f} {r.wall_seconds / 3600:>7.2f}  {r.state}")
     total = sum(r.est_seconds for r in rows)
     spread = (f"; a run of world_size N, N processes on N {device_type}s, takes about 1/N of its "
               f"{device_type}-hours in wall time (wall-h)" if any(r.config.world_size > 1 for r in rows) else "")
     lines.append(f"{len(rows)} runs, estimated {format_duration(total, device_type)} in all, the time of every "
-                 f"process counted{spread} (throughput model: wrn/throughput.py)")
+                 f"process counted{spread} (throughput model: wrn/throughput.py); the rates:")
+    lines += rate_lines(rows)
     return "\n".join(lines)

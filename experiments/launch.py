@@ -66,7 +66,7 @@ def launch(spec: Spec, planned: list[PlannedRun], estimates: list[Estimate], dev
     total_h = sum(e.est_seconds for e in todo) / 3600
     log(f"{spec.name}: {len(estimates)} runs, {len(estimates) - len(todo)} complete, {len(todo)} to run; "
         f"estimated {format_duration(total_h * 3600, device_type)} on this plan")
-    if device_type == "cpu" and total_h > CPU_GUARD_HOURS and not options.yes:
+    if device_type == "cpu" and options.executor != "slurm" and total_h > CPU_GUARD_HOURS and not options.yes:
         raise UserError(
             f"{spec.name}: about {total_h:.0f} CPU-hours of training on a machine without a GPU; "
             f"pass --yes to start anyway, or try --profile smoke, or --executor slurm")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import shlex
 import sys
 from collections import Counter
@@ -27,14 +28,15 @@ from analysis.paper import read_paper_results
 from experiments import store
 from experiments.clusters import ArrayTask, ClusterProfile, load_cluster, place_runs
 from experiments.console import log_line
-from experiments.estimate import Estimate, estimate, format_estimates
+from experiments.estimate import Estimate, estimate, format_duration, format_estimates
 from experiments.plan import PlannedRun, collapsed_rows, expand, parse_overrides, select
 from experiments.profiles import Profile, load_profile
+from experiments.rates import RateBook, local_gpu_name, rates_folder, read_measurements, run_measurements
 from experiments.recipe_summary import recipe_lines
 from experiments.schema import SELECT_FIELDS
 from experiments.spec import Spec, list_specs, load_spec
 from wrn.cli import ArgumentParser, run_main
-from wrn.errors import UsageError
+from wrn.errors import UsageError, UserError
 
 # --list and --dry-run stay fast (about a second) by importing torch, pandas and matplotlib only where a
 # launch, a sequential design or a report needs them: the imports marked "deferred" below.
@@ -93,8 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true",
                    help="with --executor slurm: block until the jobs finish, then write the report")
     p.add_argument("--device-tflops", type=float, default=None,
-                   help="sustained training TFLOP/s used for estimates (measure it with "
-                        "python -m benchmarks.train_speed); default: wrn/throughput.py")
+                   help="sustained training TFLOP/s for every estimate. Without it each run's rate is, first "
+                        "found: $WRN_DEVICE_TFLOPS; a measured rate of its network (else the nearest in size) "
+                        "on the device in its precision (results/rates.json, written by python -m "
+                        "benchmarks.gpu_check and benchmarks.train_speed, and every finished run); the "
+                        "assumption for the device: the cluster profile's gpu, else this machine's GPU, "
+                        "else an A100 (wrn/throughput.py)")
     p.add_argument("--yes", action="store_true", help="start a CPU launch estimated to take over an hour")
     p.add_argument("--until-resolved", action="store_true",
                    help="run the spec's seeds, then add seeds in rounds (doubling) only to the cells of the "
@@ -102,7 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "or the budget is spent; the level of each round's test is spent from 5%% (README, "
                         "\"Reading the verdicts\")")
     p.add_argument("--max-seeds", type=int, default=None,
-                   help="with --until-resolved: the most seeds any cell gets (the budget)")
+                   help="with --until-resolved: the most seeds any cell gets")
+    p.add_argument("--budget-gpu-hours", type=float, default=None, metavar="H",
+                   help="the most estimated device-hours (GPU-hours; CPU-hours on a machine without a GPU) the "
+                        "launch may take: a launch whose runs to train exceed it refuses to start; with "
+                        "--until-resolved, the rounds stop before one would bring all their runs, those done "
+                        "included, over it (the dry run lists the rounds that fit and what each is expected "
+                        "to decide)")
     return p
 
 
@@ -117,11 +129,14 @@ def _main(argv: list[str] | None) -> int:
             print(f"{spec.name:<22} {spec.paper_ref:<28} {spec.title}")
         return 0
     plan = _plan(args)
-    device_type = _estimating_device(args, plan.profile)
-    estimates = _estimates(plan, plan.runs, device_type, args)
+    device_type = _estimating_device(args, plan.profile, plan.cluster)
+    book = _rate_book(args, plan, device_type)
+    estimates = _estimates(plan, plan.runs, book)
     if args.dry_run:
-        _print_dry_run(plan, estimates, device_type, args.json)
+        _print_dry_run(plan, estimates, book, args)
         return 0
+    if plan.design is None:
+        _check_budget(estimates, args.budget_gpu_hours, device_type)
     for note in plan.notes:
         log_line(f"note: {note}")
     from experiments.launch import LaunchOptions, launch  # deferred: imports torch and the engine
@@ -133,7 +148,7 @@ def _main(argv: list[str] | None) -> int:
     if plan.design is None:
         stopped = launch(plan.spec, plan.runs, estimates, device_type, options, log_line)
     else:
-        stopped = _launch_rounds(plan, device_type, options, args)
+        stopped = _launch_rounds(plan, book, options, args.budget_gpu_hours)
     if stopped is not None:
         return stopped
     return _report(plan)
@@ -156,18 +171,44 @@ def _relaunch_command(argv: list[str] | None, args: argparse.Namespace, plan: _P
     return shlex.join(words)
 
 
-def _launch_rounds(plan: _Plan, device_type: str, options: LaunchOptions, args: argparse.Namespace) -> int | None:
-    """The rounds of a sequential launch (`experiments.rounds`), each launched and waited for."""
+def _check_budget(estimates: list[Estimate], budget_hours: float | None, device_type: str) -> None:
+    """Refuse a launch whose runs still to train are estimated over --budget-gpu-hours, before anything starts."""
+    todo = sum(e.est_seconds for e in estimates if e.state not in ("done", "diverged"))
+    if budget_hours is not None and todo > budget_hours * 3600:
+        raise UserError(f"--budget-gpu-hours {budget_hours:g}: the runs to train are estimated at "
+                        f"{format_duration(todo, _unit(device_type))} (the dry run shows each run's rate); "
+                        "raise the budget, or train part of the spec (--only, --seeds)")
+
+
+def _unit(device_type: str) -> str:
+    return {"cuda": "GPU", "cpu": "CPU"}[device_type]
+
+
+def _launch_rounds(plan: _Plan, book: RateBook, options: LaunchOptions, budget_hours: float | None) -> int | None:
+    """The rounds of a sequential launch (`experiments.rounds`), each launched and waited for, while
+    the estimate of all their runs stays within --budget-gpu-hours."""
     from experiments.launch import launch  # deferred: imports torch and the engine
     from experiments.rounds import cells_to_extend, round_runs  # deferred: imports pandas
     design = plan.design
     extend: set = set()
+    so_far: dict[str, float] = {}
     for look, seeds in enumerate(design.looks):
         runs = round_runs(plan.spec, plan.profile, plan.overrides, design, look, extend)
+        estimates = _estimates(plan, runs, book)
+        total = sum({**so_far, **{e.run_id: e.est_seconds for e in estimates}}.values())
+        if budget_hours is not None and total > budget_hours * 3600:
+            spent = format_duration(total, _unit(book.device_type))
+            if look == 0:
+                raise UserError(f"--budget-gpu-hours {budget_hours:g}: the first round alone is estimated at {spent} "
+                                "(python -m experiments.run ... --dry-run shows the rounds that fit)")
+            log_line(f"round {look + 1} would bring the launch to {spent}, over --budget-gpu-hours "
+                     f"{budget_hours:g}: no more rounds ({len(extend)} cells of unresolved orderings left)")
+            return None
+        so_far.update({e.run_id: e.est_seconds for e in estimates})
         log_line(f"round {look + 1} of at most {len(design.looks)}: {design.start} seeds per cell"
                  + (f", {seeds} for the {len(extend)} cells of unresolved orderings" if look else "")
                  + f" (level {design.levels[look]:.4g})")
-        stopped = launch(plan.spec, runs, _estimates(plan, runs, device_type, args), device_type, options, log_line)
+        stopped = launch(plan.spec, runs, estimates, book.device_type, options, log_line)
         design.write(plan.results, plan.profile)  # after the first launch checked every input; before any decision
         if stopped is not None:
             return stopped
@@ -192,8 +233,9 @@ def _validated_arguments(argv: list[str] | None) -> argparse.Namespace:
                         ("--runs-per-gpu", args.runs_per_gpu), ("--runs-per-task", args.runs_per_task)):
         if value is not None and value < 1:
             raise UsageError(f"{flag}: {value}: expected an integer >= 1")
-    if args.device_tflops is not None and not args.device_tflops > 0:
-        raise UsageError(f"--device-tflops: {args.device_tflops}: expected a number > 0")
+    for flag, number in (("--device-tflops", args.device_tflops), ("--budget-gpu-hours", args.budget_gpu_hours)):
+        if number is not None and not (math.isfinite(number) and number > 0):
+            raise UsageError(f"{flag}: {number}: expected a number > 0")
     if args.wait and args.executor != "slurm":
         raise UsageError("--wait: only meaningful with --executor slurm (local runs always wait)")
     if args.runs_per_task is not None and args.executor != "slurm":
@@ -273,12 +315,12 @@ def _sequential_design(args: argparse.Namespace, spec: Spec, profile: Profile,
     return SequentialDesign(spec.name, profile.source, len(seeds), args.max_seeds)
 
 
-def _estimating_device(args: argparse.Namespace, profile: Profile) -> str:
+def _estimating_device(args: argparse.Namespace, profile: Profile, cluster: ClusterProfile | None) -> str:
     """Dry runs plan GPU-hours (what a cluster allocation is asked in), except for a profile of
-    generated data (smoke), which exists to run on a CPU; a launch is estimated on the device that
-    will train it."""
-    if args.executor == "slurm":
-        return "cuda"
+    generated data (smoke), which exists to run on a CPU, and a cluster of CPU nodes; a launch is
+    estimated on the device that will train it."""
+    if cluster is not None:
+        return "cuda" if cluster.gpus_per_task else "cpu"
     if args.dry_run:
         return "cpu" if profile.data else "cuda"
     import torch  # deferred: only a local launch asks whether this machine has a GPU
@@ -287,9 +329,19 @@ def _estimating_device(args: argparse.Namespace, profile: Profile) -> str:
     return "cpu"
 
 
-def _estimates(plan: _Plan, runs: list[PlannedRun], device_type: str, args: argparse.Namespace) -> list[Estimate]:
+def _rate_book(args: argparse.Namespace, plan: _Plan, device_type: str) -> RateBook:
+    """The rates of this launch's device: given, measured (the rates file and every finished run of
+    the results folder), or assumed for the cluster's GPU or this machine's."""
+    gpu = None
+    if device_type == "cuda":
+        gpu = plan.cluster.gpu if plan.cluster is not None else local_gpu_name()
+    measured = read_measurements(rates_folder(plan.results, plan.profile)) + run_measurements(store.all_runs(plan.results))
+    return RateBook(device_type, gpu, measured, args.device_tflops)
+
+
+def _estimates(plan: _Plan, runs: list[PlannedRun], book: RateBook) -> list[Estimate]:
     """Each run's size and cost, with the state its folder in the store has."""
-    rows = estimate(runs, device_type, args.device_tflops)
+    rows = estimate(runs, book)
     for row in rows:
         path = store.run_dir(plan.results, row.run_id)
         if path.is_dir():
@@ -298,9 +350,11 @@ def _estimates(plan: _Plan, runs: list[PlannedRun], device_type: str, args: argp
     return rows
 
 
-def _print_dry_run(plan: _Plan, estimates: list[Estimate], device_type: str, as_json: bool) -> None:
-    """The runs and their cost; for a sequential launch, every run it may train (its worst case); on a
-    cluster, where each run goes (its nodes and array task) and the GPU-hours with and without packing."""
+def _print_dry_run(plan: _Plan, estimates: list[Estimate], book: RateBook, args: argparse.Namespace) -> None:
+    """The runs and their cost; for a sequential launch, every run it may train (its worst case) and
+    the rounds it is expected to run within the budget; on a cluster, where each run goes (its nodes
+    and array task) and the GPU-hours with and without packing."""
+    device_type, as_json = book.device_type, args.json
     tasks = [] if plan.cluster is None else place_runs(
         [e.load() for e in estimates if e.state not in ("done", "diverged")], plan.cluster)
     places = {name: (i, task) for i, task in enumerate(tasks) for name in task.runs}
@@ -328,14 +382,40 @@ def _print_dry_run(plan: _Plan, estimates: list[Estimate], device_type: str, as_
             if shared else "") + ": a network is trained once for every spec that lists it")
     if tasks:
         print(_cluster_lines(plan.cluster, tasks, estimates))
-    design = plan.design
-    if design is not None:
-        first = [e for e in estimates if e.config.seed < design.start]
-        print(f"--until-resolved: rounds of {', '.join(map(str, design.looks))} seeds per cell at levels "
-              f"{', '.join(f'{a:.4g}' for a in design.levels)}; the first round {len(first)} runs, "
-              f"{sum(e.est_seconds for e in first) / 3600:.1f} GPU-hours; the worst case (every ordering "
-              f"unresolved to the end) {len(estimates)} runs, {sum(e.est_seconds for e in estimates) / 3600:.1f} "
-              "GPU-hours")
+    unit, budget = _unit(device_type), args.budget_gpu_hours
+    if plan.design is not None:
+        print(*_round_lines(plan, book, budget), sep="\n")
+    elif budget is not None:
+        todo = sum(e.est_seconds for e in estimates if e.state not in ("done", "diverged"))
+        verdict = "within it" if todo <= budget * 3600 else "over it: a launch refuses to start"
+        print(f"--budget-gpu-hours {budget:g}: the runs to train are estimated at {format_duration(todo, unit)}, "
+              f"{verdict}")
+
+
+def _round_lines(plan: _Plan, book: RateBook, budget_hours: float | None) -> list[str]:
+    """The rounds of a sequential launch as projected now (`experiments.rounds.plan_rounds`): each
+    one's seeds, cells and cost with those before it, the orderings expected decided by its end, and
+    whether it fits the budget."""
+    from experiments.rounds import plan_rounds  # deferred: imports pandas
+    design, unit = plan.design, _unit(book.device_type)
+    rounds = plan_rounds(plan.spec, plan.results, plan.profile, plan.overrides, design)
+    lines = [f"--until-resolved: rounds of up to {', '.join(map(str, design.looks))} seeds per cell at levels "
+             f"{', '.join(f'{a:.4g}' for a in design.levels)}; expected decisions: the paper's differences at each "
+             "round's level, with the seed noise of the runs stored (else the planning prior), unpaired; the "
+             "worst case (every ordering unresolved to the end) is the table above"]
+    stopped = False
+    for r in rounds:
+        seconds = sum(e.est_seconds for e in estimate(r.runs, book))
+        stopped = stopped or (budget_hours is not None and seconds > budget_hours * 3600)
+        what = f"{r.seeds} seeds per cell, {r.cells} cells" if r.look == 0 else f"{r.seeds} seeds for {r.cells} cells"
+        fit = "" if budget_hours is None else (f"; over --budget-gpu-hours {budget_hours:g}: not run" if stopped
+                                               else f"; within --budget-gpu-hours {budget_hours:g}")
+        lines.append(f"  round {r.look + 1}: {what}: {len(r.runs)} runs, {format_duration(seconds, unit)} with the "
+                     f"rounds before; expected decided: {r.decided} of {r.orderings} orderings{fit}")
+    if len(rounds) < len(design.looks):
+        lines.append(f"  no round {len(rounds) + 1}: no ordering left that more seeds are expected to decide within "
+                     f"--max-seeds {design.max_seeds} (a launch still follows those its runs leave unresolved)")
+    return lines
 
 
 def _cluster_lines(cluster: ClusterProfile, tasks: list[ArrayTask], estimates: list[Estimate]) -> str:

@@ -52,6 +52,7 @@ from experiments.console import Log, log_line
 from experiments.estimate import estimate
 from experiments.plan import PlannedRun
 from experiments.provenance import git_state
+from experiments.rates import RateBook
 from wrn.config import RunConfig
 from wrn.errors import UserError
 from wrn.files import atomic_write_json, read_json
@@ -329,13 +330,13 @@ def _sbatch_error(err: Exception) -> str:
     return "; ".join(dict.fromkeys(lines)) or str(err).strip().splitlines()[-1]
 
 
-def run_load(run_dir: Path) -> RunLoad:
+def run_load(run_dir: Path, book: RateBook) -> RunLoad:
     """What placing a stored run needs (`experiments.clusters.place_runs`), from its config.json, with
-    the dry run's estimate of its GPU time."""
+    its estimated time at the rates of `book`."""
     meta = read_json(run_dir / store.CONFIG)
     planned = PlannedRun(meta["run_id"], meta["spec"], meta["label"], RunConfig.from_dict(meta["config"]),
                          meta.get("timing"))
-    return estimate([planned], "cuda")[0].load()
+    return estimate([planned], book)[0].load()
 
 
 def arrays(tasks: list[ArrayTask], size: int) -> list[list[ArrayTask]]:
@@ -374,7 +375,9 @@ def submit_runs(run_dirs: list[Path], spec: str, cluster: ClusterProfile, data_d
     run_dirs = [d for d in run_dirs if d not in live]
     if not run_dirs:
         return []
-    tasks = place_runs([run_load(d) for d in run_dirs], cluster)
+    # what packing compares is one run's time with another's: the assumed rates of the cluster's device
+    book = RateBook("cuda" if cluster.gpus_per_task else "cpu", cluster.gpu, [])
+    tasks = place_runs([run_load(d, book) for d in run_dirs], cluster)
     by_name = {d.name: d for d in run_dirs}
     submission = results / "slurm" / spec / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     code = snapshot_code(submission / "code")

@@ -1,6 +1,6 @@
-"""Make the stand-ins of tests/hooks (the training stand-in `fake_training`, the CUDA stand-in
-`cuda_standin`, the stub worker) importable from every test, and give every test a stand-in GPU node
-(`cuda_node`)."""
+"""Make the stand-ins of tests/hooks (the training stand-in `fake_training`, the run folders of
+`fabricate`, the CUDA stand-in `cuda_standin`, the stub worker) importable from every test, and give
+every test a stand-in GPU node (`cuda_node`)."""
 
 import sys
 from pathlib import Path

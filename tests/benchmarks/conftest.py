@@ -21,10 +21,11 @@ def _shrink(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def tiny(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The arguments of a benchmark that runs in seconds, with its sample sizes shrunk to match."""
+def tiny(monkeypatch: pytest.MonkeyPatch, tmp_path) -> list[str]:
+    """The arguments of a benchmark that runs in seconds, with its sample sizes shrunk to match, keeping
+    its rates in a results folder of its own."""
     _shrink(monkeypatch)
-    return list(TINY)
+    return [*TINY, "--results", str(tmp_path / "results")]
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from benchmarks import device_checks, device_speed, gpu_check, train_speed
+from experiments import rates
 from wrn import train as engine
 from wrn.runtime import bind_device
 
@@ -166,3 +167,28 @@ def test_a_gpu_environment_and_a_training_measurement(cuda_node, tmp_path, monke
     m = device_speed.engine_epoch("wrn28_10_paper", "WRN-10-1", device_speed.PAPER, sizes, device, tmp_path,
                                   deadline=float("inf"), peaks={})
     assert m["img_s"] > 0 and m["peak_memory_gb"] == 0 and m["precision"] == "fp32" and 0 < m["mfu"]
+
+
+def test_a_gpus_full_size_rates_are_kept_for_its_dry_runs(cuda_node, tmp_path, monkeypatch):
+    """The paper-profile measurement of a GPU, and a packed network alone, go to the rates file under
+    the GPU's name; a quick check or a CPU's keeps nothing (a few dozen images say nothing of a run)."""
+    monkeypatch.setattr(train_speed, "PEAK_MATMUL_SIZE", {"cpu": 128, "cuda": 128})
+    cuda_node(None, local_rank=0)
+    device = bind_device("cuda")
+    env = gpu_check.environment(device)
+    m = device_speed.engine_epoch("wrn28_10_paper", "WRN-10-1", device_speed.PAPER, device_speed.QUICK, device,
+                                  tmp_path, deadline=float("inf"), peaks={})
+    packed = {"name": "wrn40_2_packed", "model": "WRN-40-2", "compute_mode": "fp32", "forward_flops": 328 * 10**6,
+              "tflops": 9.0, "alone_tflops": 4.0}
+    report = {"environment": env, "quick": False, "measurements": [m, packed, {"name": "imagenet_input"}]}
+    kept = gpu_check.measurements(report)
+    assert [(k.device, k.mode, k.network, k.source) for k in kept] == [
+        ("Stand-in GPU 0", "fp32", "WRN-10-1", "benchmarks.gpu_check"), ("Stand-in GPU 0", "fp32", "WRN-40-2",
+                                                                         "benchmarks.gpu_check")]
+    assert kept[0].tflops == m["tflops"] and kept[1].tflops == 4.0  # the packed network's rate alone
+    assert gpu_check.measurements({**report, "quick": True}) == []
+    assert gpu_check.measurements({**report, "environment": {**env, "device": "cpu"}}) == []
+    path = rates.record_measurements(tmp_path / "results", kept)
+    assert rates.read_measurements(tmp_path / "results") == sorted(kept, key=lambda k: k.key)
+    assert path == tmp_path / "results" / "rates.json"
+

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from benchmarks import train_speed
+from experiments import rates
+from wrn.config import RunConfig, resolve
 
 REQUIRED = ("suite_img_s", "baseline_img_s", "ratio", "data_img_s", "baseline_data_img_s", "data_ratio",
             "achieved_flops", "peak_flops")
@@ -44,7 +46,7 @@ def test_every_required_key_and_consistent_ratios(measured):
 def test_table_names_every_measurement(measured):
     text = train_speed.format_report(measured)
     for needle in ("baseline: DataLoader(0)+PIL, fp32 NCHW", "suite: fp32, channels_last", "suite: bf16, channels_last",
-                   "data pipeline alone", "suite: wrn.data.make_pipeline", "--device-tflops",
+                   "data pipeline alone", "suite: wrn.data.make_pipeline",
                    "where a step's time goes", "convolution backward", "if nothing else took time"):
         assert needle in text
 
@@ -79,6 +81,23 @@ def test_json_output_and_concurrent_processes(capsys, tiny):
     assert all(positive(x) for x in c["per_process_img_s"])
     assert c["total_img_s"] == pytest.approx(sum(c["per_process_img_s"]))
     assert c["ratio"] == pytest.approx(c["total_img_s"] / r["suite_img_s"])
+
+
+def test_each_modes_rate_is_kept_for_the_dry_runs_of_this_device(capsys, tiny, tmp_path):
+    """The rates file gets this device's fp32 rate of the network, which a later run replaces, and the
+    rate book of this CPU finds it for that network and, the nearest measured, for another."""
+    assert train_speed.main([*tiny, "--json", "--precision", "fp32", "--no-baseline"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    (kept,) = rates.read_measurements(tmp_path / "results")
+    assert (kept.device, kept.mode, kept.network, kept.image_size, kept.source) == (
+        r["device_name"], "fp32", "WRN-10-1", 32, "benchmarks.train_speed")
+    assert kept.tflops == pytest.approx(r["modes"][0]["device_tflops"]) and r["rates_file"].endswith("rates.json")
+    assert train_speed.main([*tiny, "--json", "--precision", "fp32", "--no-baseline"]) == 0
+    assert len(rates.read_measurements(tmp_path / "results")) == 1  # replaced, not added
+    book = rates.RateBook("cpu", r["device_name"], rates.read_measurements(tmp_path / "results"))
+    cfg = resolve(RunConfig(depth=10, k=1, preprocessing="meanstd"))
+    assert book.rate(cfg, "WRN-10-1", r["forward_flops"]).source.startswith(f"measured on {r['device_name']} (WRN-10-1")
+    assert "nearest in size to WRN-28-10" in book.rate(resolve(RunConfig(depth=28, k=10)), "WRN-28-10", 5 * 10**9).source
 
 
 @pytest.mark.parametrize("argv, field", [

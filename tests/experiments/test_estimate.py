@@ -19,8 +19,9 @@ from experiments.spec import list_specs, load_spec
 from wrn.config import RunConfig
 from wrn.models import build_model, count_params, forward_flops
 from wrn.sizes import network_size
+from experiments.rates import ENV_TFLOPS, RateBook
 from wrn import throughput
-from wrn.throughput import RUN_OVERHEAD_SECONDS, device_rate, run_flops
+from wrn.throughput import RUN_OVERHEAD_SECONDS, assumed_rate, run_flops
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,10 +78,20 @@ def test_listing_dry_runs_and_status_import_no_heavy_package(code):
     assert done.stderr.strip().splitlines()[-1] == "[]"
 
 
+@pytest.fixture(autouse=True)
+def _no_rate_in_the_environment(monkeypatch):
+    monkeypatch.delenv(ENV_TFLOPS, raising=False)
+
+
+def book(device_type: str) -> RateBook:
+    """The rates of this machine's CPU or of the default GPU, nothing measured."""
+    return RateBook(device_type, None, [])
+
+
 def test_a_cpu_estimate_adds_each_runs_overhead_to_its_flops():
     runs = expand(load_spec("table_block_type"), "smoke")
-    rate = device_rate("cpu")
-    rows = estimate(runs, "cpu")
+    rate = assumed_rate("cpu", None, "fp32").flops
+    rows = estimate(runs, book("cpu"))
     for run, row in zip(runs, rows):
         compute = run_flops(run.config, row.flops) / rate
         assert row.est_seconds == pytest.approx(RUN_OVERHEAD_SECONDS["cpu"] + compute)
@@ -91,7 +102,7 @@ def test_a_cpu_estimate_adds_each_runs_overhead_to_its_flops():
 def test_bf16_on_a_cpu_that_emulates_it_is_estimated_slower(monkeypatch, native):
     monkeypatch.setattr(throughput, "cpu_has_native_bf16", lambda: native)
     runs = [p for p in expand(load_spec("deviations"), "smoke") if p.config.depth == 16]
-    fp32, bf16 = (next(r for r in estimate(runs, "cpu") if r.precision == precision and r.config.tf32 is False
+    fp32, bf16 = (next(r for r in estimate(runs, book("cpu")) if r.precision == precision and r.config.tf32 is False
                        and r.config.crop_draw == "per_batch" and r.config.preprocessing == "zca"
                        and r.config.recipe == "v1-2016-05" and r.config.conv_init == "fan_out"
                        and r.config.bn_init == "uniform" and r.config.pad_mode == "reflect"
@@ -101,16 +112,18 @@ def test_bf16_on_a_cpu_that_emulates_it_is_estimated_slower(monkeypatch, native)
     overhead = RUN_OVERHEAD_SECONDS["cpu"]
     slowdown = 1.0 if native else throughput.EMULATED_BF16_SLOWDOWN
     assert bf16.est_seconds - overhead == pytest.approx(slowdown * (fp32.est_seconds - overhead))
-    on_gpu = {r.precision: r.est_seconds for r in estimate(runs, "cuda") if r.run_id in (fp32.run_id, bf16.run_id)}
-    assert on_gpu["fp32"] == pytest.approx(on_gpu["bf16"])  # a GPU computes bf16 natively
+    on_gpu = {r.precision: r.est_seconds for r in estimate(runs, book("cuda")) if r.run_id in (fp32.run_id, bf16.run_id)}
+    # a GPU computes bf16 natively, on its tensor cores: at the ratio of the two assumed rates
+    ratio = assumed_rate("cuda", None, "bf16").flops / assumed_rate("cuda", None, "fp32").flops
+    assert on_gpu["fp32"] == pytest.approx(ratio * on_gpu["bf16"]) and ratio > 1
 
 
 def test_a_timing_run_costs_its_measured_steps():
     runs = expand(load_spec("figure_timing"), "smoke")
-    for run, row in zip(runs, estimate(runs, "cpu")):
+    for run, row in zip(runs, estimate(runs, book("cpu"))):
         steps = run.timing["warmup"] + run.timing["repeats"]
         assert row.est_seconds == pytest.approx(RUN_OVERHEAD_SECONDS["cpu"] + steps * run.timing["batch_size"] * 3
-                                                * row.flops / device_rate("cpu"))
+                                                * row.flops / assumed_rate("cpu", None, "fp32").flops)
 
 
 @pytest.mark.parametrize("seconds, text", [(150, "2.5 CPU-minutes"), (3599, "60.0 CPU-minutes"),
@@ -122,20 +135,21 @@ def test_a_launch_states_minutes_under_an_hour(seconds, text):
 def test_a_distributed_run_costs_the_same_device_hours_in_1_over_w_of_the_wall_time():
     """Data parallelism shares each step's batch: the same work (FLOPs), spread over W devices."""
     spec = load_spec("table_block_type")
-    single = estimate(expand(spec, "paper", seeds=1), "cuda")
-    spread = estimate(expand(spec, "paper", parse_overrides(["world_size=8", "batch_size=128"]), seeds=1), "cuda")
+    single = estimate(expand(spec, "paper", seeds=1), book("cuda"))
+    spread = estimate(expand(spec, "paper", parse_overrides(["world_size=8", "batch_size=128"]), seeds=1), book("cuda"))
     for one, eight in zip(single, spread):
         assert eight.est_seconds == pytest.approx(one.est_seconds) and eight.wall_seconds == eight.est_seconds / 8
         assert eight.load().world_size == 8 and eight.load().seconds == eight.est_seconds
     text = format_estimates(spread, "GPU")
     total = format_duration(sum(e.est_seconds for e in spread), "GPU")
-    assert text.splitlines()[-1].startswith(f"6 runs, estimated {total} in all, the time of every process counted; "
-                                            "a run of world_size N")
+    total_line = next(line for line in text.splitlines() if line.startswith("6 runs"))
+    assert total_line.startswith(f"6 runs, estimated {total} in all, the time of every process counted; "
+                                 "a run of world_size N")
     assert "takes about 1/N of its GPU-hours in wall time (wall-h)" in text
     assert "world_size" not in format_estimates(single, "GPU")  # said only where a run is spread
 
 
 def test_a_timing_measurement_is_never_packed():
     runs = expand(load_spec("figure_timing"), "smoke")
-    assert {row.kind for row in estimate(runs, "cpu")} == {"timing"}
-    assert not any(row.load().packable for row in estimate(runs, "cpu"))
+    assert {row.kind for row in estimate(runs, book("cpu"))} == {"timing"}
+    assert not any(row.load().packable for row in estimate(runs, book("cpu")))

@@ -15,7 +15,11 @@ import pytest
 import fake_training
 from analysis.verdicts import SequentialDesign
 from experiments import run, store, worker
+from experiments.estimate import estimate
 from experiments.profiles import load_profile
+from experiments.rates import RateBook
+from experiments.rounds import plan_rounds
+from experiments.spec import load_spec
 
 SPEC = """\
 name = "rounds_tiny"
@@ -189,3 +193,53 @@ def test_a_sequential_smoke_launch_with_real_training_stops_within_its_budget(tm
     capsys.readouterr()
     assert run.main(args) == 0
     assert "start " not in capsys.readouterr().out
+
+
+def _cost(runs) -> float:
+    """The estimated CPU-hours of `runs` (a smoke launch's device)."""
+    return sum(e.est_seconds for e in estimate(runs, RateBook("cpu", None, []))) / 3600
+
+
+def test_a_budget_that_fits_two_rounds_plans_two(spec, tmp_path, capsys):
+    """The dry run projects the rounds (before any run the smoke profile's generated data gives no
+    paper difference to plan for, so every ordering is followed to the end) and marks those over the
+    budget."""
+    results = tmp_path / "results"
+    design = SequentialDesign("rounds_tiny", "smoke", 3, 12)
+    projected = plan_rounds(load_spec(spec), results, load_profile("smoke"), {}, design)
+    assert [(r.seeds, r.cells, len(r.runs)) for r in projected] == [(3, 3, 9), (6, 3, 18), (12, 3, 36)]
+    assert [r.decided for r in projected] == [0, 0, 0] and {r.orderings for r in projected} == {2}
+    budget = (_cost(projected[1].runs) + _cost(projected[2].runs)) / 2
+    assert run.main([str(spec), "--profile", "smoke", "--seeds", "3", "--until-resolved", "--max-seeds", "12",
+                     "--dry-run", "--results", str(results), "--budget-gpu-hours", f"{budget:.9f}"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  round")]
+    assert [line.split("; ")[-1].split(" --budget")[0] for line in lines] == ["within", "within", "over"]
+    assert lines[2].endswith("not run") and lines[1].startswith("  round 2: 6 seeds for 3 cells: 18 runs")
+
+
+def test_a_launch_stops_before_the_round_that_would_pass_its_budget(spec, tmp_path, trained, capsys):
+    """Round 1's nine runs fit; round 2's six more (the two cells left unresolved) would not: the
+    launch says so and reports what it has."""
+    results = tmp_path / "results"
+    first = plan_rounds(load_spec(spec), results, load_profile("smoke"), {},
+                        SequentialDesign("rounds_tiny", "smoke", 3, 12))[0].runs
+    budget = float(f"{_cost(first) * 1.2:.4g}")  # 9 runs and a little: not 15
+    assert launch(spec, results, "--budget-gpu-hours", f"{budget:g}") == 0
+    out = capsys.readouterr().out
+    assert {k: len(v) for k, v in seeds_by_k(results).items()} == {1: 3, 2: 3, 3: 3}
+    assert "round 2 would bring the launch to" in out and f"over --budget-gpu-hours {budget:g}: no more rounds" in out
+    assert (results / "tables" / "rounds_tiny.smoke.md").exists()  # the report follows
+    assert launch(spec, results, "--budget-gpu-hours", f"{budget / 2:g}") == 2  # the first round alone is over it
+    assert "the first round alone is estimated at" in capsys.readouterr().err
+
+
+def test_a_plain_launch_over_its_budget_refuses_before_anything_starts(tmp_path, capsys):
+    results = tmp_path / "results"
+    assert run.main(["table_block_type", "--profile", "smoke", "--dry-run", "--budget-gpu-hours", "0.001",
+                     "--results", str(results)]) == 0
+    assert "--budget-gpu-hours 0.001: the runs to train are estimated at" in capsys.readouterr().out
+    assert run.main(["table_block_type", "--profile", "smoke", "--budget-gpu-hours", "0.001",
+                     "--results", str(results)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--budget-gpu-hours 0.001: the runs to train are estimated at 1." in err[0]
+    assert not results.exists()

@@ -138,8 +138,15 @@ def test_smoke_table_block_type_end_to_end_then_relaunch_skips(capsys, tmp_path,
     index = (results / "REPORT.md").read_text()
     assert "## Profile smoke (generated data" in index and "## Profile paper" not in index
     assert "(`table_block_type`): 6 of 6 planned runs done" in index
+    assert re.search(r"- time: 6 finished runs on .+ trained [\d.]+ CPU-minutes against [\d.]+ CPU-minutes "
+                     r"estimated \([\d.]+x the estimate; training alone; estimated at: [\d.]+ TFLOP/s in fp32, "
+                     r"assumed for a CPU", index), "the report holds the smoke launch's time against its estimate"
     assert not (tmp_path / "results" / "REPORT.md").exists()
     capsys.readouterr()
+    # the relaunch's dry run estimates each network at the rate its finished run measured
+    assert run.main(["table_block_type", "--profile", "smoke", "--dry-run", "--json"]) == 0
+    assert all(r["rate_source"].startswith("measured on ") and " run " in r["rate_source"]
+               for r in json.loads(capsys.readouterr().out))
 
     mtimes = {r.run_id: (r.path / "result.json").stat().st_mtime_ns for r in records}
     assert run.main(["table_block_type", "--profile", "smoke"]) == 0

@@ -12,6 +12,7 @@ import pytest
 
 from experiments.estimate import estimate
 from experiments.plan import expand
+from experiments.rates import RateBook
 from experiments.schema import SpecError
 from experiments.spec import SPECS_DIR, load_spec
 
@@ -128,7 +129,7 @@ def test_spec_is_frozen():
 # ------------------------------------------------------------------------------------------------
 # Specs open with their command
 
-COST_LINE = re.compile(r"#\s+(\d+) runs?, about ([\d.]+) GPU-hours at ([\d.]+) TFLOP/s")
+COST_LINE = re.compile(r"#\s+(\d+) runs?, about ([\d.]+) GPU-hours on an? (\S+) at the rates assumed for it")
 
 
 @pytest.mark.parametrize("path", SPEC_FILES, ids=SPEC_NAMES)
@@ -147,6 +148,6 @@ def test_spec_opens_with_its_command_and_what_to_expect(path: Path):
         return
     match = COST_LINE.search(text)
     assert match, "the header states the runs and GPU-hours"
-    rows = estimate(runs, "cuda", float(match.group(3)))
+    rows = estimate(runs, RateBook("cuda", match.group(3), []))
     assert int(match.group(1)) == len(runs)
     assert float(match.group(2)) == pytest.approx(sum(r.est_seconds for r in rows) / 3600, abs=0.05)

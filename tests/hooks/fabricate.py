@@ -30,7 +30,7 @@ def write_run(results: Path, spec: str, config: RunConfig | dict[str, Any], *, s
               test_error: float = 5.0, epochs: int = 4, params: int = 1_000_000,
               epoch_time_s: float = 60.0, timing: dict[str, Any] | None = None,
               label: str | None = None, profile: str = "paper", precision: str = "fp32", dip: float = 0.0,
-              device_name: str = "cpu") -> Path:
+              device_name: str = "cpu", device: str = "cpu", images_per_s: float = 800.0) -> Path:
     """Write one run folder of `spec` in `state` and return it.
 
     A "done" train run has `epochs` lines of metrics ending at `test_error`, the epoch before the last
@@ -67,8 +67,9 @@ def write_run(results: Path, spec: str, config: RunConfig | dict[str, Any], *, s
     elif state == "corrupt":
         (path / "result.json").write_text('{"run_id": "' + rid + '", "status": "do')
     elif state in ("done", "diverged"):
-        atomic_write_json(path / "result.json", _result(cfg, rid, spec, label, state, test_error, epochs,
-                                                        params, epoch_time_s, timing, precision, device_name))
+        atomic_write_json(path / "result.json", _result(cfg, rid, spec, label, state, test_error, epochs, params,
+                                                        epoch_time_s, timing, precision, device_name, device,
+                                                        images_per_s))
     return path
 
 
@@ -80,7 +81,8 @@ def _epoch_line(cfg: RunConfig, epoch: int, epochs: int, final_error: float) -> 
             "images_per_s": 800.0}
 
 
-def _result(cfg, rid, spec, label, state, test_error, epochs, params, epoch_time_s, timing, precision, device_name):
+def _result(cfg, rid, spec, label, state, test_error, epochs, params, epoch_time_s, timing, precision, device_name,
+            device, images_per_s):
     diverged = state == "diverged"
     final = None
     if timing is None and not diverged:
@@ -95,8 +97,8 @@ def _result(cfg, rid, spec, label, state, test_error, epochs, params, epoch_time
         kind="timing" if timing else "train", status=state, final=final,
         diverged=Divergence(epoch=epochs, step=17, loss="nan") if diverged else None,
         params=params, flops=2 * params, epoch_time_s=epoch_time_s, train_time_s=epoch_time_s * epochs,
-        images_per_s=800.0, timing=timing_block,
-        runtime=RuntimeSettings(device="cpu", device_name=device_name, precision=precision, channels_last=False,
+        images_per_s=images_per_s, timing=timing_block,
+        runtime=RuntimeSettings(device=device, device_name=device_name, precision=precision, channels_last=False,
                                 tf32=False, compile=False, torch="2.14.1", threads=1, world_size=cfg.world_size,
                                 per_rank_batch=cfg.batch_size // cfg.world_size,
                                 backend="gloo" if cfg.world_size > 1 else "none"))
