@@ -18,20 +18,19 @@ already refused (as "corrupt") any result that lacks the numbers its kind must h
 from __future__ import annotations
 
 import dataclasses
-
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from experiments import store
 from experiments.plan import collapsed_rows, expand
 from experiments.profiles import PAPER, Profile, load_profile
 from experiments.schema import CONFIG_FIELDS
-from experiments.store import LATER_FIELDS, METRICS, PROVENANCE, RunRecord, read_metrics
-from wrn.files import read_json
+from experiments.store import METRICS, RunRecord, read_metrics
 from wrn.records import RunResult
 
 # result.json "final" -> column; prefixed where a config field has the same name (lr). ImageNet's
@@ -168,33 +167,27 @@ def _result_columns(result: RunResult | None) -> dict[str, Any]:
 
 
 def _provenance(rec: RunRecord) -> dict[str, Any]:
-    try:
-        provenance = read_json(rec.path / PROVENANCE)
-    except (OSError, ValueError):
-        provenance = {}
-    if not isinstance(provenance, dict):
-        provenance = {}
-    return {key: provenance.get(key) for key in PROVENANCE_COLUMNS}
+    provenance = store.read_provenance(rec.path)
+    if provenance is None:
+        return dict.fromkeys(PROVENANCE_COLUMNS)
+    return {key: getattr(provenance, key) for key in PROVENANCE_COLUMNS}
 
 
 def _run_row(rec: RunRecord, spec: str) -> dict[str, Any]:
+    config = rec.config.to_dict() if rec.config is not None else None
     row: dict[str, Any] = {"run_id": rec.run_id, "spec": spec, "planned_by": rec.spec, "label": rec.label,
                            "state": rec.state, "reason": rec.reason, "epochs_done": rec.epochs_done,
-                           "path": str(rec.path), "config": rec.config}
-    if rec.config is not None:
-        row.update({name: hashable(rec.config.get(name, LATER_FIELDS.get(name))) for name in CONFIG_FIELDS})
+                           "path": str(rec.path), "config": config}
+    if config is not None:
+        row.update({name: hashable(config[name]) for name in CONFIG_FIELDS})
     row.update(_result_columns(rec.result))
     row["finished_at"] = rec.finished_at
     row.update(_provenance(rec))
     return row
 
 
-def _epoch_rows(rec: RunRecord, state: str) -> list[dict[str, Any]]:
-    rows = []
-    for line in read_metrics(rec.path / METRICS):
-        if isinstance(line, dict):
-            rows.append({"run_id": rec.run_id, "state": state, **line})
-    return rows
+def _epoch_rows(rec: RunRecord) -> list[dict[str, Any]]:
+    return [line for line in read_metrics(rec.path / METRICS) if isinstance(line, dict)]
 
 
 def _best_test_error(row: dict[str, Any], epochs: list[dict[str, Any]]) -> float:
@@ -214,10 +207,10 @@ def collect(results: Path, spec: str, kind: str, plan: list, records: list[RunRe
     rows, epoch_rows = [], []
     for rec in store.runs_of(records, plan):
         row = _run_row(rec, spec)
-        epochs = _epoch_rows(rec, row["state"])
+        epochs = _epoch_rows(rec)
         row["best_test_error"] = _best_test_error(row, epochs)
         rows.append(row)
-        epoch_rows.extend(epochs)
+        epoch_rows.append(epochs)
     return Collection(spec=spec, kind=kind, runs=_runs_frame(rows), epochs=_epochs_frame(epoch_rows, rows),
                       plan=list(plan or []), profile=profile)
 
@@ -234,13 +227,22 @@ def _runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return runs
 
 
-def _epochs_frame(epoch_rows: list[dict[str, Any]], rows: list[dict[str, Any]]) -> pd.DataFrame:
-    if not epoch_rows:
+def _epochs_frame(epoch_rows: list[list[dict[str, Any]]], rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per epoch of each run (`epoch_rows[i]` are run `rows[i]`'s), with its run's id, state,
+    label and config fields. Built a column at a time: a store of thousands of runs has millions."""
+    counts = [len(epochs) for epochs in epoch_rows]
+    if not sum(counts):
         return pd.DataFrame(columns=["run_id", "state", "epoch", "label", *CONFIG_FIELDS])
-    epochs = pd.DataFrame(epoch_rows)
-    config = pd.DataFrame([{"run_id": r["run_id"], "label": r["label"],
-                            **{f: r.get(f) for f in CONFIG_FIELDS}} for r in rows])
-    return epochs.merge(config, on="run_id", how="left")
+    owner = np.repeat(np.arange(len(rows)), counts)
+    per_run = pd.DataFrame([{"run_id": r["run_id"], "state": r["state"], "label": r["label"],
+                             **{f: r.get(f) for f in CONFIG_FIELDS}} for r in rows])
+    repeated = per_run.take(owner).reset_index(drop=True)
+    metrics = pd.DataFrame.from_records([line for epochs in epoch_rows for line in epochs])
+    config = repeated.drop(columns=["run_id", "state"])
+    both = set(metrics.columns) & set(config.columns)  # "lr": the epoch's rate and the config's base rate
+    metrics = metrics.rename(columns={name: f"{name}_x" for name in both})
+    config = config.rename(columns={name: f"{name}_y" for name in both})
+    return pd.concat([repeated[["run_id", "state"]], metrics, config], axis=1)
 
 
 def collect_spec(spec, results: Path, profile: Profile | str = PAPER, overrides: dict | None = None,

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from experiments import store
 from wrn.cli import ArgumentParser, run_main
-from wrn.config import RunConfig
 from wrn.errors import UserError
 from wrn.tensorboard import INSTALL_HINT, sync_curves
 
@@ -46,7 +45,7 @@ def write_folder(folder: Path) -> Counter:
         elif record.config is None or not rows:
             counts["without a config or a finished epoch"] += 1
         else:
-            written = sync_curves(path, RunConfig.from_dict(record.config), rows)
+            written = sync_curves(path, record.config, rows)
             counts["written" if written else "up to date"] += 1
             counts["epochs"] += written
     return counts

@@ -21,8 +21,8 @@ def log_line(message: str) -> None:
 
 def run_name(rec: store.RunRecord) -> str:
     """A run as every progress line names it: two runs of one network differ by dataset or seed."""
-    cfg = rec.config or {}
-    return f"{rec.label} {cfg.get('dataset')} seed {cfg.get('seed')} [{rec.run_id}]"
+    cfg = rec.config
+    return f"{rec.label} {cfg.dataset if cfg else None} seed {cfg.seed if cfg else None} [{rec.run_id}]"
 
 
 def tally(counts: dict[str, int], running: int = 0, to_do: int = 0) -> str:

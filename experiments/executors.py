@@ -262,7 +262,8 @@ def take_slots(free: list[Slot], all_slots: list[Slot], world_size: int) -> tupl
 
 
 def _world_size(path: Path) -> int:
-    return int((store.read_run(path).config or {}).get("world_size", 1))
+    config = store.read_run(path).config
+    return 1 if config is None else config.world_size
 
 
 def check_slots_fit(run_dirs: list[Path], slots: list[Slot]) -> None:

@@ -28,7 +28,7 @@ from wrn.datasets import (ARRAY_DATASETS, MANIFEST_NAME, check_data_source, data
                           imagenet_hint, load_arrays)
 from wrn.errors import UserError
 from wrn.fake_data import write_fake_dataset
-from wrn.files import atomic_write_json, atomic_write_text
+from wrn.files import atomic_write_text
 from wrn.records import timestamp
 
 CPU_GUARD_HOURS = 1.0
@@ -211,9 +211,6 @@ def materialise(results: Path, spec: Spec, profile: Profile, estimate: Estimate,
     if (path / store.CONFIG).exists():
         return path
     path.mkdir(parents=True, exist_ok=True)
-    meta = {"run_id": estimate.run_id, "spec": spec.name, "profile": profile.source, "label": estimate.label,
-            "kind": spec.kind, "config": estimate.config.to_dict(), "created_at": timestamp()}
-    if timing is not None:
-        meta["timing"] = dict(timing)
-    atomic_write_json(path / store.CONFIG, meta)
+    store.write_meta(path, store.RunMeta(estimate.run_id, spec.name, estimate.label, estimate.config, timestamp(),
+                                         profile.source, spec.kind, None if timing is None else dict(timing)))
     return path

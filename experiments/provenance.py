@@ -10,6 +10,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from experiments.store import Provenance
 from wrn.records import RuntimeSettings, timestamp
 
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "submitit")
@@ -32,7 +33,7 @@ def git_state(root: Path = SUITE_ROOT) -> dict:
         return {"git_commit": None, "git_dirty": None}
 
 
-def collect(runtime: RuntimeSettings) -> dict:
+def collect(runtime: RuntimeSettings) -> Provenance:
     """Everything that says where and how a run (re)started, with the run's `runtime` settings."""
     packages = {}
     for name in PACKAGES:
@@ -40,16 +41,9 @@ def collect(runtime: RuntimeSettings) -> dict:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = None
-    return {
-        **git_state(),
-        "packages": packages,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "slurm_array": os.environ.get("SLURM_ARRAY_JOB_ID"),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "started_at": timestamp(),
-        **runtime.to_dict(),
-    }
+    git = git_state()
+    return Provenance(git_commit=git["git_commit"], git_dirty=git["git_dirty"], packages=packages,
+                      python=sys.version.split()[0], platform=platform.platform(), host=socket.gethostname(),
+                      pid=os.getpid(), started_at=timestamp(), runtime=runtime,
+                      slurm_job_id=os.environ.get("SLURM_JOB_ID"), slurm_array=os.environ.get("SLURM_ARRAY_JOB_ID"),
+                      cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))

@@ -121,7 +121,7 @@ def run_measurements(records: Iterable[RunRecord]) -> list[Measurement]:
         runtime = result.runtime
         mode = "bf16" if runtime.precision == "bf16" else "tf32" if runtime.tf32 and runtime.device == "cuda" else "fp32"
         tflops = 3 * result.flops * result.images_per_s / max(1, runtime.world_size) / 1e12
-        out.append(Measurement(runtime.device_name, mode, rec.label or "", int(rec.config["image_size"]),
+        out.append(Measurement(runtime.device_name, mode, rec.label or "", rec.config.image_size,
                                result.flops, tflops, rec.finished_at or "", f"run {rec.run_id}"))
     return out
 
@@ -149,6 +149,15 @@ class RateBook:
         self.device = device or (cpu_name() if device_type == "cpu" else DEFAULT_GPU)
         self.given = self._given(given_tflops)
         self.measurements = measurements
+        # Filed once, so that each run's lookup costs no more than the store's distinct networks:
+        # the latest of each network per mode, and the latest of each forward cost per mode.
+        key = device_key(self.device)
+        self._by_network: dict[tuple[str, str, int], Measurement] = {}
+        self._by_flops: dict[str, dict[int, Measurement]] = {}
+        for m in sorted(measurements, key=lambda m: m.measured_at):
+            if m.device_key == key and m.tflops > 0:
+                self._by_network[m.mode, m.network, m.image_size] = m
+                self._by_flops.setdefault(m.mode, {})[m.forward_flops] = m
 
     @staticmethod
     def _given(tflops: float | None) -> Rate | None:
@@ -176,16 +185,14 @@ class RateBook:
     def measured(self, mode: str, label: str, image_size: int, forward_flops: int) -> Rate | None:
         """The latest measurement of this network on this device in `mode`, else the one of the
         network nearest in forward FLOPs (log scale); None when the device has none in `mode`."""
-        key = device_key(self.device)
-        mine = [m for m in self.measurements if m.device_key == key and m.mode == mode and m.tflops > 0]
-        same = [m for m in mine if (m.network, m.image_size) == (label, image_size)]
-        if same:
-            best = max(same, key=lambda m: m.measured_at)
-            return Rate(best.tflops * 1e12, best.describe())
-        if not mine:
+        same = self._by_network.get((mode, label, image_size))
+        if same is not None:
+            return Rate(same.tflops * 1e12, same.describe())
+        by_flops = self._by_flops.get(mode)
+        if not by_flops:
             return None
-        def distance(m: Measurement) -> float:
-            return abs(math.log(max(1, m.forward_flops) / max(1, forward_flops)))
-        nearest = min(distance(m) for m in mine)
-        near = max((m for m in mine if distance(m) == nearest), key=lambda m: m.measured_at)
+        def distance(flops: int) -> float:
+            return abs(math.log(max(1, flops) / max(1, forward_flops)))
+        nearest = min(map(distance, by_flops))
+        near = max((m for flops, m in by_flops.items() if distance(flops) == nearest), key=lambda m: m.measured_at)
         return Rate(near.tflops * 1e12, f"{near.describe()}, the measured network nearest in size to {label}")

@@ -342,8 +342,7 @@ def _rate_book(args: argparse.Namespace, plan: _Plan, device_type: str) -> RateB
 def _estimates(plan: _Plan, runs: list[PlannedRun], book: RateBook) -> list[Estimate]:
     """Each run's size and cost, with the state its folder in the store has."""
     rows = estimate(runs, book)
-    for row in rows:
-        path = store.run_dir(plan.results, row.run_id)
+    for row, path in zip(rows, store.run_dirs(plan.results, [row.run_id for row in rows])):
         if path.is_dir():
             record = store.read_run(path)
             row.state, row.planned_by = record.state, record.spec

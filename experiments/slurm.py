@@ -42,6 +42,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import submitit
@@ -53,9 +54,7 @@ from experiments.estimate import estimate
 from experiments.plan import PlannedRun
 from experiments.provenance import git_state
 from experiments.rates import RateBook
-from wrn.config import RunConfig
 from wrn.errors import UserError
-from wrn.files import atomic_write_json, read_json
 from wrn.records import timestamp
 
 SNAPSHOT_PACKAGES = ("wrn", "experiments", "analysis")
@@ -333,9 +332,8 @@ def _sbatch_error(err: Exception) -> str:
 def run_load(run_dir: Path, book: RateBook) -> RunLoad:
     """What placing a stored run needs (`experiments.clusters.place_runs`), from its config.json, with
     its estimated time at the rates of `book`."""
-    meta = read_json(run_dir / store.CONFIG)
-    planned = PlannedRun(meta["run_id"], meta["spec"], meta["label"], RunConfig.from_dict(meta["config"]),
-                         meta.get("timing"))
+    meta = store.read_meta(run_dir)
+    planned = PlannedRun(meta.run_id, meta.spec, meta.label, meta.config, meta.timing)
     return estimate([planned], book)[0].load()
 
 
@@ -411,13 +409,13 @@ def submit_runs(run_dirs: list[Path], spec: str, cluster: ClusterProfile, data_d
         for runs, task_job in zip(folders, jobs):
             log_dir = jobs_dir / task_job.job_id
             for run in runs:
-                info = {"job_id": task_job.job_id, "cluster": cluster.name, "submitted_at": now, "active": True,
-                        "log_dir": str(log_dir), "snapshot": str(code), "tasks": topology.tasks,
-                        "nodes": topology.nodes}
-                if topology.runs > 1:
-                    info |= {"packed": [d.name for d in runs], "worker_log": str(worker_log(log_dir, run))}
-                atomic_write_json(run / store.SLURM, info)
-                (run / store.FAILURE).unlink(missing_ok=True)  # a resubmitted failed run is queued again
+                packed = topology.runs > 1
+                store.write_slurm(run, store.SlurmSubmission(
+                    job_id=task_job.job_id, cluster=cluster.name, submitted_at=now, log_dir=str(log_dir),
+                    snapshot=str(code), tasks=topology.tasks, nodes=topology.nodes,
+                    packed=tuple(d.name for d in runs) if packed else (),
+                    worker_log=str(worker_log(log_dir, run)) if packed else None))
+                store.clear_failure(run)  # a resubmitted failed run is queued again
         previous = jobs[0].job_id.split("_")[0]
         job_ids.append(previous)
     return job_ids
@@ -485,19 +483,19 @@ def job_states(job_ids: Iterable[str]) -> dict[str, str] | None:
     return {j: states[j] for j in job_ids if j in states}
 
 
-def run_logs(slurm: dict) -> list[tuple[str, Path]]:
+def run_logs(slurm: store.SlurmSubmission) -> list[tuple[str, Path]]:
     """The logs of the processes that train a run, named: its worker's when packed; each rank's of a
     distributed run (submitit writes ``<job>_<task>_log.err`` per SLURM task; SLURM's own messages, such
     as a task killed, go to task 0's); else its job's."""
-    if "worker_log" in slurm:
-        return [("log", Path(slurm["worker_log"]))]
-    job_id, log_dir, tasks = slurm.get("job_id", ""), Path(slurm.get("log_dir", "")), slurm.get("tasks", 1)
-    if tasks == 1:
-        return [("log", log_dir / f"{job_id}_0_log.err")]
-    return [(f"rank {rank}", log_dir / f"{job_id}_{rank}_log.err") for rank in range(tasks)]
+    if slurm.worker_log is not None:
+        return [("log", Path(slurm.worker_log))]
+    log_dir = Path(slurm.log_dir)
+    if slurm.tasks == 1:
+        return [("log", log_dir / f"{slurm.job_id}_0_log.err")]
+    return [(f"rank {rank}", log_dir / f"{slurm.job_id}_{rank}_log.err") for rank in range(slurm.tasks)]
 
 
-def _log_tails(slurm: dict) -> list[dict[str, str]]:
+def _log_tails(slurm: store.SlurmSubmission) -> tuple[store.LogTail, ...]:
     """The last lines of each of the run's process logs (`run_logs`): what failure.json keeps of them."""
     tails = []
     for name, path in run_logs(slurm):
@@ -505,18 +503,18 @@ def _log_tails(slurm: dict) -> list[dict[str, str]]:
             tail = "\n".join(path.read_text(errors="replace").rstrip().splitlines()[-LOG_TAIL_LINES:])
         except OSError:
             tail = "(no log: the process never started)"
-        tails.append({"name": name, "path": str(path), "tail": tail})
-    return tails
+        tails.append(store.LogTail(name, str(path), tail))
+    return tuple(tails)
 
 
 def _unsettled(rec: store.RunRecord) -> bool:
     """A run whose SLURM job may have ended without settling it: queued without a result, or a
     distributed run whose failure rank 0 recorded without the other ranks' logs (why a collective
     timed out is in another rank's log)."""
-    slurm = rec.slurm or {}
-    if not slurm.get("job_id") or not slurm.get("active"):
+    slurm = rec.slurm
+    if slurm is None or not slurm.job_id or not slurm.active:
         return False
-    return rec.state == "queued" or (rec.state == "failed" and slurm.get("tasks", 1) > 1)
+    return rec.state == "queued" or (rec.state == "failed" and slurm.tasks > 1)
 
 
 def reconcile(run_dirs: Iterable[Path]) -> list[store.RunRecord]:
@@ -529,29 +527,26 @@ def reconcile(run_dirs: Iterable[Path]) -> list[store.RunRecord]:
     unsettled = [r for r in records if _unsettled(r)]
     if not unsettled:
         return records
-    states = job_states(r.slurm["job_id"] for r in unsettled)
+    states = job_states(r.slurm.job_id for r in unsettled)
     if states is None:
         return records
     now = timestamp()
     for rec in unsettled:
-        job_id = rec.slurm["job_id"]
+        job_id = rec.slurm.job_id
         state = states.get(job_id)
         if state is not None and state not in ENDED:
             continue
         rec_now = store.read_run(rec.path)
         if rec_now.state == "queued":
             what = f"ended {state}" if state else "is no longer known to SLURM (squeue, sacct)"
-            atomic_write_json(rec.path / store.FAILURE, {
-                "error_type": "SlurmJobEnded",
-                "message": f"SLURM job {job_id} {what} without a result; logs: {rec.slurm.get('log_dir')}",
-                "logs": _log_tails(rec.slurm),
-                "at": now,
-            })
+            store.write_failure(rec.path, store.Failure(
+                "SlurmJobEnded", f"SLURM job {job_id} {what} without a result; logs: {rec.slurm.log_dir}", "", now,
+                _log_tails(rec.slurm)))
         elif rec_now.state == "failed" and rec_now.failure is not None:
-            atomic_write_json(rec.path / store.FAILURE, {**rec_now.failure, "logs": _log_tails(rec.slurm)})
+            store.write_failure(rec.path, replace(rec_now.failure, logs=_log_tails(rec.slurm)))
         else:
             continue
-        atomic_write_json(rec.path / store.SLURM, {**rec.slurm, "active": False})
+        store.write_slurm(rec.path, replace(rec.slurm, active=False))
     return [store.read_run(r.path) for r in records]
 
 

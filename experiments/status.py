@@ -57,26 +57,26 @@ def _note(rec: store.RunRecord) -> str:
     return rec.reason if rec.state in ("failed", "interrupted", "corrupt") else ""
 
 
-def _job(slurm: dict | None) -> str:
+def _job(slurm: store.SlurmSubmission | None) -> str:
     """A run's SLURM array task, and how it is shared or spread."""
     if not slurm:
         return ""
-    job = slurm.get("job_id", "")
-    if len(slurm.get("packed", ())) > 1:
-        return f"{job} (packed: {len(slurm['packed'])} runs)"
-    if slurm.get("tasks", 1) > 1:
-        nodes = slurm.get("nodes", 1)
-        return f"{job} ({slurm['tasks']} ranks on {nodes} node{'s' if nodes > 1 else ''})"
+    job = slurm.job_id
+    if len(slurm.packed) > 1:
+        return f"{job} (packed: {len(slurm.packed)} runs)"
+    if slurm.tasks > 1:
+        nodes = slurm.nodes
+        return f"{job} ({slurm.tasks} ranks on {nodes} node{'s' if nodes > 1 else ''})"
     return job
 
 
 def _details(rec: store.RunRecord) -> list[str]:
     """The lines under a run's row: a failed run's error and log tails, a running SLURM run's logs."""
     if rec.state == "failed" and rec.failure:
-        lines = [f"    | {t}" for t in (rec.failure.get("traceback_tail") or "").rstrip().splitlines()[-TAIL_LINES:]]
-        for log in rec.failure.get("logs", []):
-            lines.append(f"    {log['name']}: {log['path']}")
-            lines += [f"    | {t}" for t in log["tail"].splitlines()[-TAIL_LINES:]]
+        lines = [f"    | {t}" for t in rec.failure.traceback_tail.rstrip().splitlines()[-TAIL_LINES:]]
+        for log in rec.failure.logs:
+            lines.append(f"    {log.name}: {log.path}")
+            lines += [f"    | {t}" for t in log.tail.splitlines()[-TAIL_LINES:]]
         return lines
     if rec.state == "running" and rec.slurm:
         return [f"    {name}: {path}" for name, path in run_logs(rec.slurm)]
@@ -86,7 +86,7 @@ def _details(rec: store.RunRecord) -> list[str]:
 def status_lines(spec_name: str, planned: list[PlannedRun], results: Path, relaunch: list[str]) -> list[str]:
     """The status table of `planned` under `results`, one string per line; `relaunch` is the command
     (its words) that launches the plan again."""
-    paths = [store.run_dir(results, p.run_id) for p in planned]
+    paths = store.run_dirs(results, [p.run_id for p in planned])
     existing = [p for p in paths if p.is_dir()]
     records = {r.path: r for r in reconcile(existing)}
     rows, details = [], []
@@ -109,7 +109,7 @@ def status_lines(spec_name: str, planned: list[PlannedRun], results: Path, relau
         lines += detail
     lines += _other_runs(spec_name, planned, results)
     if counts["failed"] or counts["to do"] or counts["interrupted"]:
-        clusters = sorted({r.slurm["cluster"] for r in records.values() if r.slurm and r.slurm.get("cluster")})
+        clusters = sorted({r.slurm.cluster for r in records.values() if r.slurm and r.slurm.cluster})
         if clusters:  # the runs went to a cluster: so do the ones launched again
             relaunch = [*relaunch, "--executor", "slurm", "--cluster", clusters[0]]
         lines.append(f"launching again runs only the {counts['failed']} failed, {counts['interrupted']} "
@@ -130,8 +130,10 @@ def _other_runs(spec_name: str, planned: list[PlannedRun], results: Path) -> lis
     another profile or other overrides: counted, so that no run goes unseen."""
     ids = {p.run_id for p in planned}
     records = store.all_runs(results)
-    more_seeds = [r for r in store.runs_of(records, planned) if r.run_id not in ids]
-    elsewhere = [r for r in records if r.spec == spec_name and r not in store.runs_of(records, planned)]
+    of_plan = store.runs_of(records, planned)
+    mine = {r.run_id for r in of_plan}
+    more_seeds = [r for r in of_plan if r.run_id not in ids]
+    elsewhere = [r for r in records if r.spec == spec_name and r.run_id not in mine]
     lines = []
     if more_seeds:
         lines.append(f"({len(more_seeds)} more runs of these networks with other seeds, in the tables too)")

@@ -24,8 +24,7 @@ from wrn.cli import ArgumentParser, run_main
 from wrn import distributed
 from wrn.config import RunConfig
 from wrn.distributed import SINGLE, Processes
-from wrn.files import atomic_write_json, read_json, remove_temp_files
-from wrn.records import timestamp
+from wrn.files import remove_temp_files
 from wrn.runtime import bind_device, runtime_settings
 from wrn.timing import measure_step_time
 from wrn.train import TrainingInterrupted, train
@@ -48,18 +47,18 @@ def execute_run(
     any other error is recorded in failure.json and re-raised. `progress`: as `wrn.train.train`'s (a
     bar on a terminal, else a line every few seconds in the log; False for none)."""
     run_dir = Path(run_dir)
-    meta = read_json(run_dir / store.CONFIG)
-    cfg = RunConfig.from_dict(meta["config"])
+    meta = store.read_meta(run_dir)
+    cfg = meta.config
     dev = bind_device(device)
     if cfg.world_size > 1:
         return _execute_distributed(run_dir, meta, cfg, data_dir, stop, dev, progress)
     with RunLock(run_dir / store.LOCK):
-        if (run_dir / store.RESULT).exists():
-            return read_json(run_dir / store.RESULT)["status"]
+        if (result := store.read_result(run_dir)) is not None:
+            return result.status
         return _train_and_record(run_dir, meta, cfg, data_dir, stop, dev, progress, SINGLE)
 
 
-def _execute_distributed(run_dir: Path, meta: dict, cfg: RunConfig, data_dir: Path | None,
+def _execute_distributed(run_dir: Path, meta: store.RunMeta, cfg: RunConfig, data_dir: Path | None,
                          stop: threading.Event | None, dev, progress: bool | None) -> str:
     """`execute_run` in one process of a distributed run: the processes join first; rank 0 takes the
     lock and tells the others whether there is anything to train; each trains its share; rank 0
@@ -79,7 +78,7 @@ def _execute_distributed(run_dir: Path, meta: dict, cfg: RunConfig, data_dir: Pa
             raise
         try:
             if distributed.any_rank((run_dir / store.RESULT).exists()):
-                return read_json(run_dir / store.RESULT)["status"]
+                return store.read_result(run_dir).status
             return _train_and_record(run_dir, meta, cfg, data_dir, stop, dev, progress, processes)
         finally:
             lock.release()
@@ -89,8 +88,8 @@ def _execute_distributed(run_dir: Path, meta: dict, cfg: RunConfig, data_dir: Pa
 
 def _skipped(run_dir: Path) -> str:
     """What a rank other than 0 returns when rank 0 found nothing to train."""
-    if (run_dir / store.RESULT).exists():
-        return read_json(run_dir / store.RESULT)["status"]
+    if (result := store.read_result(run_dir)) is not None:
+        return result.status
     raise RunLocked(f"{run_dir.name}: owned by another live process (rank 0 could not take its lock)")
 
 
@@ -98,21 +97,19 @@ def _should_stop(stop: threading.Event | None):
     return stop.is_set if stop is not None else None
 
 
-def _train_and_record(run_dir: Path, meta: dict, cfg: RunConfig, data_dir: Path | None,
+def _train_and_record(run_dir: Path, meta: store.RunMeta, cfg: RunConfig, data_dir: Path | None,
                       stop: threading.Event | None, dev, progress: bool | None, processes: Processes) -> str:
     """Train or time the run as its owner (rank 0) and write its result, or its failure."""
-    (run_dir / store.FAILURE).unlink(missing_ok=True)
+    store.clear_failure(run_dir)
     remove_temp_files(run_dir)
     try:
-        atomic_write_json(run_dir / store.PROVENANCE, collect(runtime_settings(cfg, dev, processes)))
-        if meta.get("kind", "train") == "timing":
+        store.write_provenance(run_dir, collect(runtime_settings(cfg, dev, processes)))
+        if meta.kind == "timing":
             result = measure_step_time(cfg, device=dev, should_stop=_should_stop(stop), progress=progress,
-                                       **meta.get("timing", {}))
+                                       **(meta.timing or {}))
         else:
             result = train(cfg, run_dir, data_dir, device=dev, should_stop=_should_stop(stop), progress=progress)
-        atomic_write_json(run_dir / store.RESULT, {
-            "run_id": meta["run_id"], "spec": meta["spec"], "label": meta["label"], **result.to_dict(),
-            "finished_at": timestamp()})
+        store.write_result(run_dir, meta, result)
     except TrainingInterrupted:
         raise
     except BaseException as e:
@@ -124,12 +121,7 @@ def _train_and_record(run_dir: Path, meta: dict, cfg: RunConfig, data_dir: Path 
 def _record_failure(run_dir: Path, error: BaseException) -> None:
     """failure.json for a run that raised; best effort, since a full disk may refuse it too."""
     try:
-        atomic_write_json(run_dir / store.FAILURE, {
-            "error_type": type(error).__name__,
-            "message": str(error).splitlines()[0] if str(error) else "",
-            "traceback_tail": traceback.format_exc()[-4000:],
-            "at": timestamp(),
-        })
+        store.write_failure(run_dir, store.Failure.of(error, traceback.format_exc()))
     except OSError:
         pass
 

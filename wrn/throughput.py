@@ -17,6 +17,7 @@ large GPU and reach less.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -86,8 +87,10 @@ def compute_mode(cfg: RunConfig, device_type: str) -> str:
     return "tf32" if cfg.tf32 and device_type == "cuda" else "fp32"
 
 
+@functools.cache
 def device_class(name: str) -> str | None:
-    """The class of `DEVICE_PEAKS` a GPU's name belongs to; None for a GPU this model does not know."""
+    """The class of `DEVICE_PEAKS` a GPU's name belongs to; None for a GPU this model does not know.
+    Cached: a store's thousands of runs name a handful of devices."""
     upper = name.upper()
     return next((cls for cls, pattern in DEVICE_PATTERNS if re.search(pattern, upper)), None)
 

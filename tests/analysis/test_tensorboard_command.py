@@ -14,12 +14,11 @@ import wrn.tensorboard
 from analysis.tensorboard import main
 from experiments import store
 from experiments.locking import RunLock
-from wrn.config import RunConfig
 from wrn.tensorboard import SCALAR_TAGS, event_file
 
 
 def curve(run_dir) -> dict[str, list[tuple[int, float]]]:
-    cfg = RunConfig.from_dict(store.read_run(run_dir).config)
+    cfg = store.read_run(run_dir).config
     accumulator = EventAccumulator(str(event_file(run_dir, cfg).parent), purge_orphaned_data=False)
     accumulator.Reload()
     return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
@@ -51,12 +50,12 @@ def test_every_run_of_every_profile_gets_its_metrics_once(results, capsys):
     assert f"{root}: 4 runs: 1 without a config or a finished epoch, 3 written (11 epochs)" in out, out
     for run in runs:
         assert curve(run) == expected(run) and curve(run)["error/test"][0][0] == 1
-    before = {run: event_file(run, RunConfig.from_dict(store.read_run(run).config)).read_bytes() for run in runs}
+    before = {run: event_file(run, store.read_run(run).config).read_bytes() for run in runs}
 
     assert main([str(root), str(root / "smoke")]) == 0  # again, and a profile's folder by itself
     out = capsys.readouterr().out
     assert "3 up to date" in out and "1 up to date" in out and "written" not in out, out
-    assert all(event_file(run, RunConfig.from_dict(store.read_run(run).config)).read_bytes() == data
+    assert all(event_file(run, store.read_run(run).config).read_bytes() == data
                for run, data in before.items())
 
 

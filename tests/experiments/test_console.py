@@ -7,6 +7,7 @@ from pathlib import Path
 
 from experiments import store
 from experiments.console import OUTCOMES, run_name, summary, tally
+from wrn.config import RunConfig
 
 
 def counts(**given: int) -> dict[str, int]:
@@ -16,7 +17,7 @@ def counts(**given: int) -> dict[str, int]:
 def test_a_run_is_named_with_its_network_dataset_and_seed():
     """Table 5 trains preact-ResNet-164 on CIFAR-10 and on CIFAR-100: their lines must differ."""
     names = {run_name(store.RunRecord(path=Path(rid), run_id=rid, state="todo", label="preact-ResNet-164",
-                                      config={"dataset": dataset, "seed": 0}))
+                                      config=RunConfig(dataset=dataset, seed=0)))
              for rid, dataset in (("aaaaaaaaaaaa", "cifar10"), ("bbbbbbbbbbbb", "cifar100"))}
     assert names == {"preact-ResNet-164 cifar10 seed 0 [aaaaaaaaaaaa]",
                      "preact-ResNet-164 cifar100 seed 0 [bbbbbbbbbbbb]"}

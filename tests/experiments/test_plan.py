@@ -308,7 +308,7 @@ def test_a_timing_measurement_never_shares_a_run_with_a_training_run(profile):
     same_config = [(t, p) for t in timing for p in training if t.config == p.config]
     assert same_config or profile == "paper"  # the case the timing block exists for
     records = [store.RunRecord(path=Path(p.run_id), run_id=p.run_id, state="done", kind="timing" if p.timing else "train",
-                               config=p.config.to_dict()) for p in timing + training]
+                               config=p.config) for p in timing + training]
     assert {r.run_id for r in store.runs_of(records, timing)} == {p.run_id for p in timing}
     for t, p in same_config:
         assert t.run_id not in {r.run_id for r in store.runs_of(records, [p])}

@@ -86,7 +86,7 @@ def launch(spec: Path, results: Path, *extra: str) -> int:
 def seeds_by_k(results: Path) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
     for rec in store.all_runs(results):
-        out.setdefault(rec.config["k"], []).append(rec.config["seed"])
+        out.setdefault(rec.config.k, []).append(rec.config.seed)
     return {k: sorted(v) for k, v in sorted(out.items())}
 
 
@@ -187,7 +187,7 @@ def test_a_sequential_smoke_launch_with_real_training_stops_within_its_budget(tm
         assert rec.state == "done"
     seeds: dict[int, list[int]] = {}
     for rec in store.all_runs(tmp_path / "results"):
-        seeds.setdefault(rec.config["k"], []).append(rec.config["seed"])
+        seeds.setdefault(rec.config.k, []).append(rec.config.seed)
     assert all(sorted(s) in ([0, 1], [0, 1, 2, 3]) for s in seeds.values()), seeds
     assert (tmp_path / "results" / "tables" / "rounds_real.smoke.vs_baseline.csv").exists()
     capsys.readouterr()

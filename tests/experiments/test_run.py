@@ -112,7 +112,7 @@ def test_smoke_table_block_type_end_to_end_then_relaunch_skips(capsys, tmp_path,
     assert len(records) == 6 and {r.state for r in records} == {"done"} and {r.profile for r in records} == {"smoke"}
     for rec in records:
         assert (rec.path / "result.json").exists() and (rec.path / "provenance.json").exists()
-        assert rec.config["data_source"] == "synthetic:64:32" and rec.config["epochs"] == 2
+        assert rec.config.data_source == "synthetic:64:32" and rec.config.epochs == 2
         assert len(store.read_metrics(rec.path / "metrics.jsonl")) == 2
     for name in ("table_block_type.smoke.md", "table_block_type.smoke.tex", "table_block_type.smoke.csv"):
         assert (results / "tables" / name).exists(), name
@@ -272,7 +272,7 @@ def test_ctrl_c_in_the_debug_executor_is_an_interruption_and_the_relaunch_resume
     assert run.main(argv) == 130
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
-    first, second = sorted(store.all_runs(results), key=lambda r: r.config["seed"])
+    first, second = sorted(store.all_runs(results), key=lambda r: r.config.seed)
     assert (first.state, second.state) == ("interrupted", "todo")
     assert f"interrupted WRN-10-1 cifar10 seed 0 [{first.run_id}]: stopped at epoch 1, step 0" in out
     assert "summary: 1 interrupted, 1 not started\n" in out

@@ -203,10 +203,10 @@ def test_failed_and_cancelled_runs_are_reported_and_only_they_are_resubmitted(cl
     assert wait_for([good, broken, cancelled], poll_s=1, timeout_s=180) == {"done": 1, "failed": 2}
 
     failed = store.read_run(broken)
-    assert failed.failure["error_type"] == "ConfigError" and "depth=11" in failed.failure["message"]
+    assert failed.failure.error_type == "ConfigError" and "depth=11" in failed.failure.message
     gone = store.read_run(cancelled)
-    assert gone.failure["error_type"] == "SlurmJobEnded"
-    assert f"SLURM job {cancel_id} ended CANCELLED without a result" in gone.failure["message"]
+    assert gone.failure.error_type == "SlurmJobEnded"
+    assert f"SLURM job {cancel_id} ended CANCELLED without a result" in gone.failure.message
     assert not read_json(cancelled / store.SLURM)["active"]
 
     # relaunch: what the runner submits is every run not done; the done one keeps its result untouched
@@ -312,7 +312,7 @@ def test_smoke_spec_through_the_cluster_gives_the_local_executors_table(cluster,
     assert len(via_local) == 6 and via_local["median"].notna().all()  # every network has its test error
     pd.testing.assert_frame_equal(table_without_timing(tmp_path / "slurm", spec), via_local)
     for run in store.all_runs(tmp_path / "slurm"):
-        assert run.state == "done" and run.slurm["cluster"] == "local"
+        assert run.state == "done" and run.slurm.cluster == "local"
 
     again = run_cli(spec, "--profile", "smoke", "--executor", "slurm", "--results", str(tmp_path / "slurm"))
     assert again.returncode == 0, again.stderr

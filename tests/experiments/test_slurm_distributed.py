@@ -171,16 +171,16 @@ def test_a_dead_or_hung_rank_fails_the_run_without_hanging_and_a_relaunch_resume
     took = time.monotonic() - stopped
     assert took < 20 + 30 and (how == "killed" or took >= 20), took
     [rec] = reconcile([run])
-    assert rec.state == "failed" and rec.failure["error_type"] != "SlurmJobEnded"  # rank 0 recorded it
-    logs = {log["name"]: log for log in rec.failure["logs"]}
+    assert rec.state == "failed" and rec.failure.error_type != "SlurmJobEnded"  # rank 0 recorded it
+    logs = {log.name: log for log in rec.failure.logs}
     assert sorted(logs) == ["rank 0", "rank 1"]
     if how == "killed":
-        assert "task 1: Killed" in logs["rank 0"]["tail"]  # srun's words, in task 0's log
-        assert "as rank 1 of 2" in logs["rank 1"]["tail"]  # the killed rank's last words
+        assert "task 1: Killed" in logs["rank 0"].tail  # srun's words, in task 0's log
+        assert "as rank 1 of 2" in logs["rank 1"].tail  # the killed rank's last words
     else:
-        assert "Timed out waiting 20000ms" in rec.failure["message"]
-        assert "Terminating StepId" in logs["rank 0"]["tail"]  # srun ends the hung rank
-        assert "[rank1]:" in logs["rank 1"]["tail"]
+        assert "Timed out waiting 20000ms" in rec.failure.message
+        assert "Terminating StepId" in logs["rank 0"].tail  # srun ends the hung rank
+        assert "[rank1]:" in logs["rank 1"].tail
     epochs_before = rec.epochs_done
     assert 2 <= epochs_before < 12
 
@@ -200,7 +200,7 @@ def test_table_8_smoke_trains_as_two_processes_through_the_cluster(cluster, tmp_
                    "--wait", "--results", str(results))
     assert done.returncode == 0, done.stderr
     [run] = store.all_runs(results)
-    assert run.state == "done" and run.slurm["tasks"] == 2 and run.slurm["nodes"] == 1
+    assert run.state == "done" and run.slurm.tasks == 2 and run.slurm.nodes == 1
     runtime = run.result.runtime
     assert (runtime.world_size, runtime.per_rank_batch, runtime.backend) == (2, 2, "gloo")
     assert [f"as rank {r} of 2" in log for r, log in enumerate(rank_logs(run.path))] == [True, True]

@@ -103,6 +103,6 @@ def test_a_failing_run_leaves_the_run_it_is_packed_with_training(cluster, data_d
     assert read_json(good / store.SLURM)["job_id"] == read_json(broken / store.SLURM)["job_id"]
     assert wait_for([good, broken], poll_s=1, timeout_s=180) == {"done": 1, "failed": 1}
     failure = store.read_run(broken).failure
-    assert failure["error_type"] == "ConfigError" and "depth=11" in failure["message"]  # the worker's own record
+    assert failure.error_type == "ConfigError" and "depth=11" in failure.message  # the worker's own record
     assert "error: depth=11" in Path(read_json(broken / store.SLURM)["worker_log"]).read_text()  # its own log
     assert len(store.read_metrics(good / store.METRICS)) == 2

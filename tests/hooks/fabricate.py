@@ -1,8 +1,8 @@
 """Fake run folders in the run store's real format, for testing the analysis without training.
 
-Each helper writes what `wrn.train` and the runner would leave behind for a run in a given state (the
-run store's layout: docs/design.md, "The run store"; results built from `wrn.records.RunResult`), so
-the analysis is tested through the same reader, `experiments.store.read_run`, that it uses on real
+Each helper writes what `wrn.train` and the runner would leave behind for a run in a given state,
+through the run store's own writers (`experiments.store`: docs/design.md, "The run store"), so the
+analysis is tested through the same reader, `experiments.store.read_run`, that it uses on real
 results.
 """
 
@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from experiments import store
 from experiments.store import run_dir, run_id
 from wrn.config import RunConfig, resolve
-from wrn.files import atomic_write_json
 from wrn.names import render_label
 from wrn.records import Divergence, EpochMetrics, RunResult, RuntimeSettings, StepTiming
 
@@ -44,15 +44,15 @@ def write_run(results: Path, spec: str, config: RunConfig | dict[str, Any], *, s
     path = run_dir(Path(results), rid)
     path.mkdir(parents=True, exist_ok=True)
     label = label or render_label(cfg)
-    atomic_write_json(path / "config.json", {"run_id": rid, "spec": spec, "profile": profile, "label": label,
-                                             "kind": "train" if timing is None else "timing",
-                                             "config": cfg.to_dict(), "created_at": "2024-01-01T00:00:00Z",
-                                             **({} if measured is None else {"timing": measured})})
+    meta = store.RunMeta(rid, spec, label, cfg, "2024-01-01T00:00:00Z", profile,
+                         "train" if timing is None else "timing", measured)
+    store.write_meta(path, meta)
     if state == "todo":
         return path
-    atomic_write_json(path / "provenance.json", {
-        "git_commit": "0" * 40, "git_dirty": False, "packages": {"torch": "2.14.1"}, "host": "testhost",
-        "python": "3.12", "device": "cpu", "device_name": device_name, "started_at": "2024-01-01T00:00:00Z"})
+    store.write_provenance(path, store.Provenance(
+        git_commit="0" * 40, git_dirty=False, started_at="2024-01-01T00:00:00Z",
+        runtime=_runtime(cfg, precision, device_name, device), packages={"torch": "2.14.1"}, python="3.12",
+        host="testhost"))
     n_epochs = epochs if state in ("done", "diverged") else max(1, epochs // 2)
     if timing is None:
         lines = [_epoch_line(cfg, e, epochs, test_error) for e in range(1, n_epochs + 1)]
@@ -62,14 +62,13 @@ def write_run(results: Path, spec: str, config: RunConfig | dict[str, Any], *, s
     if state == "interrupted":
         (path / "checkpoint.pt").write_bytes(b"fake checkpoint")
     elif state == "failed":
-        atomic_write_json(path / "failure.json", {"error_type": "RuntimeError", "message": "CUDA out of memory",
-                                                  "traceback_tail": "...", "at": "2024-01-01T01:00:00Z"})
+        store.write_failure(path, store.Failure("RuntimeError", "CUDA out of memory", "...", "2024-01-01T01:00:00Z"))
     elif state == "corrupt":
-        (path / "result.json").write_text('{"run_id": "' + rid + '", "status": "do')
+        (path / "result.json").write_text('{"run_id": "' + rid + '", "status": "do')  # a torn write
     elif state in ("done", "diverged"):
-        atomic_write_json(path / "result.json", _result(cfg, rid, spec, label, state, test_error, epochs, params,
-                                                        epoch_time_s, timing, precision, device_name, device,
-                                                        images_per_s))
+        store.write_result(path, meta, _result(cfg, state, test_error, epochs, params, epoch_time_s, timing,
+                                               precision, device_name, device, images_per_s),
+                           finished_at="2024-01-02T00:00:00Z")
     return path
 
 
@@ -81,8 +80,15 @@ def _epoch_line(cfg: RunConfig, epoch: int, epochs: int, final_error: float) -> 
             "images_per_s": 800.0}
 
 
-def _result(cfg, rid, spec, label, state, test_error, epochs, params, epoch_time_s, timing, precision, device_name,
-            device, images_per_s):
+def _runtime(cfg: RunConfig, precision: str, device_name: str, device: str) -> RuntimeSettings:
+    return RuntimeSettings(device=device, device_name=device_name, precision=precision, channels_last=False,
+                           tf32=False, compile=False, torch="2.14.1", threads=1, world_size=cfg.world_size,
+                           per_rank_batch=cfg.batch_size // cfg.world_size,
+                           backend="gloo" if cfg.world_size > 1 else "none")
+
+
+def _result(cfg, state, test_error, epochs, params, epoch_time_s, timing, precision, device_name, device,
+            images_per_s) -> RunResult:
     diverged = state == "diverged"
     final = None
     if timing is None and not diverged:
@@ -93,13 +99,8 @@ def _result(cfg, rid, spec, label, state, test_error, epochs, params, epoch_time
         ms = float(timing["ms_median"])
         timing_block = StepTiming(batch_size=32, ms_median=ms, ms_min=timing.get("ms_min", ms * 0.98),
                                   ms_max=timing.get("ms_max", ms * 1.05), repeats=20)
-    result = RunResult(
+    return RunResult(
         kind="timing" if timing else "train", status=state, final=final,
         diverged=Divergence(epoch=epochs, step=17, loss="nan") if diverged else None,
         params=params, flops=2 * params, epoch_time_s=epoch_time_s, train_time_s=epoch_time_s * epochs,
-        images_per_s=images_per_s, timing=timing_block,
-        runtime=RuntimeSettings(device=device, device_name=device_name, precision=precision, channels_last=False,
-                                tf32=False, compile=False, torch="2.14.1", threads=1, world_size=cfg.world_size,
-                                per_rank_batch=cfg.batch_size // cfg.world_size,
-                                backend="gloo" if cfg.world_size > 1 else "none"))
-    return {"run_id": rid, "spec": spec, "label": label, **result.to_dict(), "finished_at": "2024-01-02T00:00:00Z"}
+        images_per_s=images_per_s, timing=timing_block, runtime=_runtime(cfg, precision, device_name, device))

@@ -93,7 +93,7 @@ def test_two_launchers_of_two_specs_that_share_a_network_train_it_once(tmp_path,
                                   stderr=subprocess.STDOUT, text=True) for spec in (spec_a, spec_b)]
     outputs = [proc.communicate(timeout=300)[0] for proc in launchers]
     assert [proc.returncode for proc in launchers] == [0, 0], outputs
-    runs = {rec.config["k"]: rec for rec in store.all_runs(results)}
+    runs = {rec.config.k: rec for rec in store.all_runs(results)}
     assert sorted(runs) == [1, 2, 3] and all(r.state == "done" for r in runs.values())
     starts = Counter(line.split()[0] for line in train_log.read_text().splitlines())
     assert starts == {r.run_id: 1 for r in runs.values()}, f"training starts per run: {dict(starts)}"

@@ -115,7 +115,7 @@ def test_a_prepared_subset_trains_under_its_own_data_source(data_dir, results, t
                      "--only", "k=1", "--executor", "debug", "--data-dir", str(data), "--results", str(results)])
     assert code == 0, capsys.readouterr().err
     (record,) = store.all_runs(results)
-    assert record.state == "done" and record.config["data_source"] == source
+    assert record.state == "done" and record.config.data_source == source
     assert not (results / "data").exists(), "the launcher generated data instead of reading --data-dir"
     table = next((results / "tables").glob("*.md")).read_text()
     assert f"trained on data_source {source}" in table  # not taken for the profile's generated data
@@ -132,5 +132,5 @@ def test_data_damaged_after_the_launch_is_caught_by_the_worker(workers, data_dir
     assert code not in (0, -9), worker_log(run)
     assert not (run / store.RESULT).exists()
     rec = store.read_run(run)
-    assert rec.state == "failed" and rec.failure["error_type"] == "DataError"
-    assert "data_batch_4" in rec.failure["message"] and "sha256" in rec.failure["message"]
+    assert rec.state == "failed" and rec.failure.error_type == "DataError"
+    assert "data_batch_4" in rec.failure.message and "sha256" in rec.failure.message
