@@ -105,8 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until-resolved", action="store_true",
                    help="run the spec's seeds, then add seeds in rounds (doubling) only to the cells of the "
                         "orderings still unresolved and resolvable within --max-seeds, until each is decided "
-                        "or the budget is spent; the level of each round's test is spent from 5%% (README, "
-                        "\"Reading the verdicts\")")
+                        "or the budget is spent; the level of each round's test is spent from 5%% (docs/verdicts.md)")
     p.add_argument("--max-seeds", type=int, default=None,
                    help="with --until-resolved: the most seeds any cell gets")
     p.add_argument("--budget-gpu-hours", type=float, default=None, metavar="H",

@@ -78,15 +78,15 @@ def test_nothing_there_gives_empty_frames(tmp_path):
     assert c.runs.empty and c.epochs.empty and c.counts() == {}
 
 
-def test_the_readmes_pandas_example_runs(tmp_path, monkeypatch):
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+def test_the_documented_pandas_example_runs(tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "usage.md").read_text()
     example = readme.split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)
     for planned in expand(load_spec("table_block_type"), "smoke"):
         write_run(tmp_path / "results" / "smoke", "table_block_type", planned.config, profile="smoke")
     write_run(tmp_path / "results", "table_width", dict(dataset="cifar10", depth=40, k=1, preprocessing="zca", recipe="v1-2016-05"))
     names: dict = {}
-    exec(compile(example, "README.md", "exec"), names)
+    exec(compile(example, "docs/usage.md", "exec"), names)
     assert len(names["smoke"].runs) == 6 and set(names["smoke"].runs["state"]) == {"done"}
     assert len(names["smoke"].epochs) == 6 * 4
     assert list(names["every"].runs["spec"]) == ["table_width"]

@@ -4,8 +4,8 @@ of the tests draws the same numbers, with two-sided bands around the expected ra
 procedure that never flags fails as surely as one that flags too often.
 
 σ = 0.15 pp is about the seed spread published for CIFAR-10 ResNets; the paper's values are medians of
-5 runs drawn from the same distribution as ours (a faithful reproduction). Measured here (the README's
-"Reading the verdicts" quotes them): a faithful 6-cell table is flagged in 4.2 % of tables at 2 and 5
+5 runs drawn from the same distribution as ours (a faithful reproduction). Measured here (docs/verdicts.md
+quotes them): a faithful 6-cell table is flagged in 4.2 % of tables at 2 and 5
 seeds per cell, whatever the true σ (the t-test on the pooled σ is exact); never at 1 seed (too_few);
 with t(3) noise in 3.7 % / 2.2 %, with a skewed mixture in 4.5 % / 4.0 % (20,000 tables each); a cell
 4 σ off at 5 seeds in 98.8 %; a cell off by its own `detectable` in 79 %; a sequential launch (5 to

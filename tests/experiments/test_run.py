@@ -165,8 +165,8 @@ def test_smoke_table_block_type_end_to_end_then_relaunch_skips(capsys, tmp_path,
 
 
 def test_the_readme_example_spec_dry_runs(capsys, tmp_path):
-    """The spec the README shows users as a template must stay valid."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    """The spec the documentation shows users as a template must stay valid."""
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "usage.md").read_text()
     block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
     path = tmp_path / "my_width_sweep.toml"
     path.write_text(block)

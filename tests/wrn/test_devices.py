@@ -170,7 +170,7 @@ def launch_torchrun(run: Path, data_dir: Path, monkeypatch) -> None:
                     "--data-dir", str(data_dir)], cwd=ROOT, check=True, timeout=300, capture_output=True)
 
 
-SLURM_TASK = ("import sys; from experiments.slurm import SlurmRunJob; "
+SLURM_TASK = ("import sys; from experiments.slurm_jobs import SlurmRunJob; "
               "print(SlurmRunJob(sys.argv[2], 1)(sys.argv[1]))")
 
 
