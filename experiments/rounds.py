@@ -14,7 +14,7 @@ spent on the rounds that fit it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.collect import collect_spec
@@ -26,24 +26,19 @@ from experiments.spec import Spec
 from wrn.config import RunConfig
 
 
-def network(config: RunConfig) -> RunConfig:
-    """A run's cell: its config with the seed set aside."""
-    return replace(config, seed=0)
-
-
 def round_runs(spec: Spec, profile: Profile, overrides: dict, design: SequentialDesign, look: int,
                extend: set[RunConfig]) -> list[PlannedRun]:
     """The runs of round `look` (0-based): the spec's seeds for every cell, and the seeds of this look
     for the cells in `extend`."""
     seeds = design.looks[look]
     return [run for run in expand(spec, profile, overrides, seeds=seeds)
-            if run.config.seed < design.start or network(run.config) in extend]
+            if run.config.seed < design.start or run.config.network in extend]
 
 
 def worst_case_runs(spec: Spec, profile: Profile, overrides: dict, design: SequentialDesign) -> list[PlannedRun]:
     """Every run a sequential launch may train: every cell of an ordering to the maximum seeds."""
     first = expand(spec, profile, overrides, seeds=design.start)
-    networks = {i: network(run.config) for i, run in enumerate(first)}
+    networks = {i: run.config.network for i, run in enumerate(first)}
     compared = {networks[k] for pair in baseline_pairs(networks, spec.table.baseline, spec.table.columns)
                 for k in pair}
     return round_runs(spec, profile, overrides, design, len(design.looks) - 1, compared)
@@ -53,7 +48,7 @@ def cells_to_extend(spec: Spec, results: Path, profile: Profile, overrides: dict
                     design: SequentialDesign) -> set[RunConfig]:
     """The cells of the orderings that the runs stored so far leave unresolved but resolvable."""
     table = build_table(spec, collect_spec(spec, results, profile, overrides), design)
-    return {network(table.cells.at[i, "config"]) for pair, ordering in table.orderings.items() if ordering.active
+    return {table.cells.at[i, "config"].network for pair, ordering in table.orderings.items() if ordering.active
             for i in pair}
 
 
@@ -83,9 +78,9 @@ def plan_rounds(spec: Spec, results: Path, profile: Profile, overrides: dict, de
     for look, seeds in enumerate(design.looks):
         if look == 0:
             extend: set[RunConfig] = set()
-            count = len({network(run.config) for run in expand(spec, profile, overrides, seeds=design.start)})
+            count = len({run.config.network for run in expand(spec, profile, overrides, seeds=design.start)})
         else:
-            extend = {network(cells.at[i, "config"]) for e in expected if e.extended and (e.look is None or e.look >= look)
+            extend = {cells.at[i, "config"].network for e in expected if e.extended and (e.look is None or e.look >= look)
                       for i in (e.variant, e.baseline)}
             count = len(extend)
             if not extend:

@@ -28,7 +28,6 @@ The engine writes the rest of the folder itself (wrn/ imports nothing of the sui
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
@@ -125,11 +124,6 @@ def _folder_index(results: Path) -> dict[str, Path]:
 
 def all_runs(results: Path) -> list[RunRecord]:
     return [read_run(path) for path in run_folders(results)]
-
-
-def network(config: RunConfig) -> RunConfig:
-    """A run's network, what a table's cell is: its config with the seed set aside."""
-    return dataclasses.replace(config, seed=0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -318,10 +312,10 @@ def runs_of(records: list[RunRecord], planned) -> list[RunRecord]:
     lists, whatever their seed, and those whose run id it lists (a damaged folder has no network).
     A timing measurement belongs only to timing plans, a training run only to training plans. The one
     rule by which the runner, the status command and the analysis select a spec's runs."""
-    networks = {(network(p.config), p.timing is not None) for p in planned}
+    networks = {(p.config.network, p.timing is not None) for p in planned}
     ids = {p.run_id for p in planned}
     return [r for r in records if r.run_id in ids
-            or (r.config is not None and (network(r.config), r.kind == "timing") in networks)]
+            or (r.config is not None and (r.config.network, r.kind == "timing") in networks)]
 
 
 def count_epochs(path: Path) -> int:

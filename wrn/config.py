@@ -18,6 +18,7 @@ its rules are the table `FIELD_RULES` (what each field may hold on its own) and 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -226,6 +227,14 @@ class RunConfig:
         if data.get("lr_milestones") is not None:
             data["lr_milestones"] = tuple(data["lr_milestones"])
         return cls(**data)
+
+    @functools.cached_property
+    def network(self) -> RunConfig:
+        """The network this run trains, what a table's cell is: the config with its seed set aside
+        (seed 0), shared by the runs of every seed. Cached: a store of thousands of runs asks it of
+        each, and building a config is not free."""
+        network = dataclasses.replace(self, seed=0)
+        return _proven_resolved(network) if is_resolved(self) else network
 
     @property
     def num_classes(self) -> int:
@@ -538,7 +547,11 @@ NETWORKS: dict[str, Callable[[RunConfig], RunConfig]] = {
 def resolve(config: RunConfig) -> RunConfig:
     """Fill every dataset-dependent default from the paper's recipe and validate every field.
 
-    The result is what is hashed, run and recorded; `resolve(resolve(c)) == resolve(c)`."""
+    The result is what is hashed, run and recorded, and carries the proof that it was resolved
+    (`is_resolved`): resolving it again returns it as it is, so the planner, the store and the engine
+    may each ask for a resolved config and the rules run once per run."""
+    if is_resolved(config):
+        return config
     _choice("dataset", DATASETS).check(config.dataset)
     _choice("arch", ARCHS).check(config.arch)
     if config.recipe is None:
@@ -554,7 +567,21 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ConfigError("blocks_per_group", config.blocks_per_group,
                           f"depth {c.depth} with {resolved.block} ({c.depth_convention} convention) gives "
                           f"{resolved.blocks_per_group}")
-    return dataclasses.replace(resolved, dropout=float(c.dropout))
+    return _proven_resolved(dataclasses.replace(resolved, dropout=float(c.dropout)))
+
+
+_RESOLVED = "_resolved"  # an attribute outside the fields: not hashed, compared or written, only carried
+
+
+def is_resolved(config: RunConfig) -> bool:
+    """Whether `config` is what `resolve` returned (or that config's `network`). A config built or
+    changed any other way (`dataclasses.replace`, `RunConfig.from_dict`) is not, until resolved."""
+    return config.__dict__.get(_RESOLVED, False)
+
+
+def _proven_resolved(config: RunConfig) -> RunConfig:
+    object.__setattr__(config, _RESOLVED, True)  # the dataclass is frozen; the proof is no field
+    return config
 
 
 def _fill_recipe(config: RunConfig) -> RunConfig:

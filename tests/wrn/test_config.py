@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
 
 import pytest
 
 from wrn.config import (DATASET_SIZES, FIELD_RULES, RECIPE_DATASETS, RECIPE_FIELDS, RECIPE_PRESETS, RECIPES, RunConfig,
-                        expected_sizes, parse_data_source, recipe_family, resolve, synthetic_sizes)
+                        expected_sizes, is_resolved, parse_data_source, recipe_family, resolve, synthetic_sizes)
+from wrn import config as config_module
 from wrn.errors import ConfigError
 
 CIFAR = dict(dataset="cifar10", depth=16, k=2)
@@ -352,3 +354,24 @@ def test_a_prepared_subset_is_named_apart_from_generated_data():
 def test_resolved_configs_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         resolve(RunConfig(**CIFAR)).lr = 1.0  # type: ignore[misc]
+
+
+def test_a_resolved_config_carries_its_proof_and_is_resolved_once(monkeypatch):
+    """The planner, the store and the engine each ask for a resolved config: the rules run once."""
+    resolved = resolve(RunConfig(dataset="cifar100", depth=28, k=10, seed=3))
+    assert is_resolved(resolved) and resolve(resolved) is resolved
+    assert is_resolved(pickle.loads(pickle.dumps(resolved)))  # as a worker or a SLURM job receives it
+    for unproven in (dataclasses.replace(resolved, seed=4), RunConfig.from_dict(resolved.to_dict())):
+        assert not is_resolved(unproven) and resolve(unproven) is not unproven
+        assert resolve(unproven) == dataclasses.replace(resolved, seed=unproven.seed)
+    calls = []
+    monkeypatch.setattr(config_module, "_fill_recipe", lambda c: calls.append(c) or c)
+    resolve(resolved)
+    assert calls == []
+
+
+def test_a_network_is_its_config_without_the_seed():
+    runs = [resolve(RunConfig(depth=16, k=4, seed=seed)) for seed in range(3)]
+    assert {run.network for run in runs} == {dataclasses.replace(runs[0], seed=0)}
+    assert runs[1].network is runs[1].network and is_resolved(runs[1].network)
+    assert runs[0].network != resolve(RunConfig(depth=16, k=8)).network
