@@ -4,13 +4,14 @@ by it with ``[table] rows = ["deviation"]``).
 
 A deviation is read off the resolved configs, so it names what really differs, whichever layer set
 it: "precision = bf16", "recipe = official-current". Fields a recipe preset implies are left out
-when the recipe itself is what changed (`wrn.config.RECIPE_PRESETS`), and fields that follow from
+when the recipe itself is what changed (`wrn.recipes.RECIPE_PRESETS`), and fields that follow from
 others (blocks per group from depth) never count.
 """
 
 from __future__ import annotations
 
-from wrn.config import RECIPE_PRESETS, RunConfig
+from wrn.config import RunConfig
+from wrn.recipes import RECIPE_PRESETS
 
 BASELINE = "none (the baseline)"
 BEST_EPOCH = "best test epoch reported, not the final one"

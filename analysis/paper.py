@@ -7,7 +7,7 @@ numbers (Table 5's NIN, Table 8's ResNet-50...), named by ``method``, which the 
 ``runs`` is how many runs the paper's number summarises: 5 where the paper gives the median of 5
 runs, 1 for a single run or where the paper does not say (the larger noise that assumes makes fewer
 cells look different from the paper); empty for numbers that are no statistic over runs (parameter
-counts, times). ``paper_recipe``, when filled, names the recipe preset (`wrn.config.RECIPE_PRESETS`)
+counts, times). ``paper_recipe``, when filled, names the recipe preset (`wrn.recipes.RECIPE_PRESETS`)
 of the runs behind a number the paper quotes from elsewhere (Table 5's pre-activation ResNets are He
 et al.'s own runs): only runs of that recipe are compared with it. The numbers are transcribed from
 arXiv:1605.07146v4 (docs/paper.md, "Tables and figures").
@@ -21,7 +21,7 @@ from typing import Any
 
 from experiments.schema import REPO_ROOT, SETTABLE_FIELDS, check_choice, check_field_name, display_path, fail
 from experiments.spec import Spec
-from wrn.config import RECIPE_NAMES
+from wrn.recipes import RECIPE_NAMES
 
 SPECIAL_COLUMNS = ("method", "runs", "paper_recipe")
 

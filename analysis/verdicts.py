@@ -35,9 +35,10 @@ import pandas as pd
 from analysis import stats
 from experiments.profiles import Profile
 from experiments.spec import matches
-from wrn.config import RECIPE_PRESETS, RunConfig
+from wrn.config import RunConfig
 from wrn.files import atomic_write_json, read_json
 from wrn.names import render_label
+from wrn.recipes import RECIPE_PRESETS
 
 ERROR_METRICS = ("test_error", "top1_error", "top5_error")
 NOT_KEY_FIELDS = ("seed",)
@@ -114,7 +115,7 @@ VERDICT_COLUMNS = ["sigma", "sigma_source", "sigma_df", "p_value", "p_adjusted",
 def _cell_runs(cells: pd.DataFrame, i: int, values: dict[int, dict[int, float]], column_field: str | None,
                tested: bool) -> CellRuns:
     """Cell `i` as the verdicts take it. The paper's runs shared their data order where the code of
-    their recipe's era did (`wrn.config.RECIPE_PRESETS`: the v2 code's train.lua)."""
+    their recipe's era did (`wrn.recipes.RECIPE_PRESETS`: the v2 code's train.lua)."""
     config = cells.at[i, "config"]
     era = cells.at[i, "paper_recipe"] or config.recipe
     runs = cells.at[i, "paper_runs"]

@@ -1,5 +1,6 @@
 """Where a training step's time goes: the suite's own step (`wrn.train.training_step` over batches
-of `wrn.data.make_pipeline`), profiled with torch.profiler and summed by kind of operator.
+of `wrn.data.tensor_pipeline.make_pipeline`), profiled with torch.profiler and summed by kind of
+operator.
 
 It answers the question a throughput number leaves open: is the step limited by the convolution
 kernels (then only faster kernels or fewer FLOPs help) or by everything around them (batch norm,
@@ -23,7 +24,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from wrn.config import RunConfig
-from wrn.data import make_pipeline
+from wrn.data.tensor_pipeline import make_pipeline
 from wrn.models import forward_flops
 from wrn.runtime import runtime_settings, synchronize
 from wrn.train import build_trainable, seed_everything, training_step

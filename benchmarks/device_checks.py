@@ -39,9 +39,9 @@ from benchmarks.input_speed import grey_level_difference, torch_threads, write_j
 from experiments.executors import rank_environments
 from wrn import checkpoint, distributed
 from wrn.config import RunConfig, resolve
-from wrn.data import make_pipeline
-from wrn.fake_data import write_fake_dataset
-from wrn.imagenet import ImageNetPipeline
+from wrn.data.fake import write_fake_dataset
+from wrn.data.imagenet import ImageNetPipeline
+from wrn.data.tensor_pipeline import make_pipeline
 from wrn.names import parse_label
 from wrn.runtime import runtime_settings, set_cuda_switches, synchronize
 from wrn.train import (TrainingInterrupted, build_trainable, make_optimizer, prepare_training, seed_everything,

@@ -26,7 +26,7 @@ import torch
 
 from benchmarks import input_speed, train_speed
 from wrn.config import RunConfig, resolve
-from wrn.fake_data import write_fake_dataset
+from wrn.data.fake import write_fake_dataset
 from wrn.models import forward_flops
 from wrn.names import parse_label
 from wrn.runtime import peak_memory_bytes, runtime_settings

@@ -1,5 +1,5 @@
 """ImageNet input speed: decoded, augmented 224x224 crops per second through each input path of
-wrn.imagenet, against the rate WRN-50-2's training consumes them.
+wrn.data.imagenet, against the rate WRN-50-2's training consumes them.
 
     python -m benchmarks.input_speed            # a table
     python -m benchmarks.input_speed --json     # one JSON object
@@ -7,10 +7,10 @@ wrn.imagenet, against the rate WRN-50-2's training consumes them.
 
 It writes ImageNet-like JPEGs (500x375, a common ImageNet size, about 95 KB each at quality 90: smooth
 colour fields, texture and noise) in ImageFolder layout with a generated-data manifest, a few hundred
-distinct files hard-linked into a longer epoch, and reads them through `wrn.imagenet.ImageNetPipeline`
-itself with fb.resnet.torch's full recipe (RandomSizedCrop, colour jitter, lighting, flip, mean/std),
-at the per-GPU batch of its 256 images on 8 GPUs. The files are in the page cache: this measures
-decoding and augmentation, not the disk. Paths:
+distinct files hard-linked into a longer epoch, and reads them through
+`wrn.data.imagenet.ImageNetPipeline` itself with fb.resnet.torch's full recipe (RandomSizedCrop,
+colour jitter, lighting, flip, mean/std), at the per-GPU batch of its 256 images on 8 GPUs. The files
+are in the page cache: this measures decoding and augmentation, not the disk. Paths:
 
 * pil with 0 workers (one core's rate: torch held to one thread, as in a worker) and with --workers
   DataLoader workers (the baseline: the portable path every machine can run), their batches finished
@@ -50,13 +50,13 @@ from PIL import Image
 from experiments.rates import RateBook
 from wrn.cli import ArgumentParser, run_main
 from wrn.config import RunConfig, resolve
-from wrn.datasets import dataset_folder
+from wrn.data.imagenet import ImageNetPipeline
+from wrn.data.imagenet_augment import FB_RESNET
+from wrn.data.layout import dataset_folder
+from wrn.data.prepared import write_manifest
+from wrn.data.preprocess import IMAGENET_STD
 from wrn.errors import UsageError
 from wrn.files import atomic_write
-from wrn.imagenet import ImageNetPipeline
-from wrn.imagenet_augment import FB_RESNET
-from wrn.manifest import write_manifest
-from wrn.preprocess import IMAGENET_STD
 from wrn.runtime import bind_device, synchronize
 from wrn.sizes import network_size
 from wrn.throughput import Rate, assumed_rate

@@ -4,7 +4,7 @@
     python -m benchmarks.train_speed --model WRN-16-2 --json     # one JSON object
 
 Everything is measured in one process on generated data in the real on-disk format (written by
-`wrn.fake_data`, read through the real loaders), each side after a warm-up epoch and as the median over
+`wrn.data.fake`, read through the real loaders), each side after a warm-up epoch and as the median over
 repeated epochs:
 
 * suite: `wrn.train.train` itself, the code every run goes through. Its per-epoch `images_per_s` is
@@ -14,7 +14,8 @@ repeated epochs:
   transforms (reflect Pad, RandomCrop, RandomHorizontalFlip, ToTensor, Normalize), a DataLoader, fp32
   in NCHW, the same network from `wrn.models.build_model`, the same SGD (PyTorch's default
   implementation), and the usual `loss.item()` per step.
-* the data pipelines alone: `wrn.data.make_pipeline(...).train_batches` against that DataLoader.
+* the data pipelines alone: `wrn.data.tensor_pipeline.make_pipeline(...).train_batches` against that
+  DataLoader.
 * peak: a timed matrix multiply in the mode's precision on the same device, so that the achieved rate
   (3 x forward FLOPs per trained image, counted by torch.utils.flop_counter, as `wrn.throughput`
   counts them) becomes a fraction of what this device really does, not of a datasheet.
@@ -58,16 +59,18 @@ from torchvision import transforms
 
 from benchmarks.breakdown import format_breakdown, profile_training
 from experiments.rates import DEFAULT_RESULTS, Measurement, record_measurements
-from wrn import datasets
 from wrn.cli import ArgumentParser, run_main
 from wrn.config import DATASET_SIZES, RunConfig, resolve
-from wrn.data import make_pipeline
+from wrn.data import datasets
+from wrn.data.fake import write_fake_dataset
+from wrn.data.layout import dataset_folder
+from wrn.data.manifest import read_manifest
+from wrn.data.preprocess import OFFICIAL_MEAN, OFFICIAL_STD
+from wrn.data.tensor_pipeline import make_pipeline
 from wrn.errors import UsageError
-from wrn.fake_data import write_fake_dataset
 from wrn.models import build_model, count_params, forward_flops
 from wrn.names import parse_label
 from wrn.cpuinfo import cpu_has_native_bf16
-from wrn.preprocess import OFFICIAL_MEAN, OFFICIAL_STD
 from wrn.records import timestamp
 from wrn.runtime import bind_device, cpu_capability, peak_memory_bytes, pick_device, runtime_settings, synchronize
 from wrn.throughput import compute_mode
@@ -203,7 +206,7 @@ def conventional_loader(cfg: RunConfig, data_dir: Path, device: torch.device, wo
     steps += [transforms.ToTensor(),  # to the 0-1 scale, hence the official 0-255 constants / 255
               transforms.Normalize([m / 255 for m in OFFICIAL_MEAN], [s / 255 for s in OFFICIAL_STD])]
     cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[cfg.dataset]
-    manifest = datasets.read_manifest(datasets.dataset_folder(cfg.dataset, data_dir), cfg.dataset)
+    manifest = read_manifest(dataset_folder(cfg.dataset, data_dir), cfg.dataset)
     dataset = cls(root=str(data_dir), train=True, transform=transforms.Compose(steps), download=False,
                   manifest=manifest)
     return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=cfg.drop_last,

@@ -24,10 +24,13 @@ from experiments.profiles import Profile
 from experiments.slurm import check_available, submit_runs, wait_for
 from experiments.spec import SPECS_DIR, Spec
 from wrn.config import synthetic_sizes
-from wrn.datasets import (ARRAY_DATASETS, MANIFEST_NAME, check_data_source, dataset_folder, default_data_dir,
-                          imagenet_hint, load_arrays)
+from wrn.data.datasets import load_arrays
+from wrn.data.download import imagenet_hint
+from wrn.data.fake import write_fake_dataset
+from wrn.data.layout import ARRAY_DATASETS, dataset_folder, default_data_dir
+from wrn.data.manifest import MANIFEST_NAME
+from wrn.data.origin import check_data_source
 from wrn.errors import UserError
-from wrn.fake_data import write_fake_dataset
 from wrn.files import atomic_write_text
 from wrn.records import timestamp
 
@@ -43,7 +46,7 @@ class LaunchOptions:
     executor: str  # local, slurm or debug (experiments.run's --executor)
     results: Path
     profile: Profile
-    data_dir: Path | None  # None: $WRN_DATA_DIR or ./data (wrn.datasets.default_data_dir)
+    data_dir: Path | None  # None: $WRN_DATA_DIR or ./data (wrn.data.layout.default_data_dir)
     max_parallel: int | None
     runs_per_gpu: int
     cluster: ClusterProfile | None  # the executor "slurm" only

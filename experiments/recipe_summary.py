@@ -1,6 +1,6 @@
 """The training recipe behind a launch's runs, in words, as a dry run prints it.
 
-A run's `recipe` names the code it follows (`wrn.config.RECIPE_PRESETS`; docs/recipes.md), and the
+A run's `recipe` names the code it follows (`wrn.recipes.RECIPE_PRESETS`; docs/recipes.md), and the
 dataset fills the rest; what that resolves to (the schedule, the optimizer, the batch and its split,
 the augmentation, the init and the data order) is what a reader checks before spending GPU-hours, so
 the dry run says it, one line per distinct recipe.

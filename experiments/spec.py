@@ -71,9 +71,10 @@ from experiments.schema import (REPO_ROOT, SELECT_FIELDS, SETTABLE_FIELDS, check
                                 check_field_name, check_keys, check_partial, check_value, display_path,
                                 expect_list, expect_str, expect_table, fail, locate, parse_seeds, parse_timing,
                                 read_toml)
-from wrn.config import DATASETS, RunConfig, paper_dropout, resolve
+from wrn.config import DATASETS, RunConfig, resolve
 from wrn.errors import ConfigError
 from wrn.names import render_label
+from wrn.recipes import paper_dropout
 from wrn.records import KINDS
 
 SPECS_DIR = REPO_ROOT / "experiments" / "specs"

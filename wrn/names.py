@@ -29,8 +29,9 @@ import re
 from typing import Any
 
 from wrn.blocks import BASIC_BLOCK, format_block, parse_block
-from wrn.config import RunConfig, paper_dropout
+from wrn.config import RunConfig
 from wrn.errors import ConfigError
+from wrn.recipes import paper_dropout
 
 _LABEL_FORMS = ("expected WRN-<depth>-<k>[-B(k1,...)][-true][-dropout[=p]], preact-ResNet-<depth> "
                 "or WRN-50-2-bottleneck, e.g. WRN-28-10, WRN-40-2-B(1,3,1), WRN-16-4-dropout")

@@ -50,7 +50,7 @@ class RuntimeSettings:
     world_size: int = 1
     per_rank_batch: int | None = None
     backend: str = "none"
-    input_pipeline: str | None = None  # ImageNet's: "pil" or "tensor" (wrn.imagenet); None for the others
+    input_pipeline: str | None = None  # ImageNet's: "pil" or "tensor" (wrn.data.imagenet); None for the others
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

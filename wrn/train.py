@@ -33,10 +33,10 @@ import torch.nn.functional as F
 
 from wrn import checkpoint, distributed
 from wrn.config import RunConfig, resolve
-from wrn.data import make_pipeline
+from wrn.data.origin import check_data_source
+from wrn.data.pipeline import DataPipeline, derived_seed
+from wrn.data.tensor_pipeline import make_pipeline
 from wrn.distributed import SINGLE, Processes
-from wrn.pipeline import DataPipeline, derived_seed
-from wrn.datasets import check_data_source
 from wrn.files import atomic_write_text
 from wrn.models import build_model, count_params, forward_flops
 from wrn.progress import progress_meter

@@ -138,7 +138,7 @@ def test_a_run_of_more_processes_than_gpus_is_refused_before_it_starts(tmp_path)
 
 
 def distributed_run(results: Path, data: Path) -> Path:
-    from wrn.fake_data import write_fake_dataset
+    from wrn.data.fake import write_fake_dataset
 
     write_fake_dataset("cifar100", data, n_train=64, n_test=32, seed=0)
     # epochs enough that a stop at the first epoch's line lands mid-run even on a loaded machine

@@ -27,7 +27,7 @@ from experiments.slurm import check_available, reconcile, snapshot_code, submit_
 from test_rounds import PAPER, SPEC
 from wrn import checkpoint
 from wrn.config import RunConfig, resolve
-from wrn.fake_data import write_fake_dataset
+from wrn.data.fake import write_fake_dataset
 from wrn.errors import UserError
 from wrn.files import atomic_write_json, read_json
 from wrn.names import render_label

@@ -43,7 +43,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: make the suite importable
 import torch  # noqa: E402
 
 import experiments.worker  # noqa: E402,F401  (preloaded by the forkserver)
-import wrn.data  # noqa: E402,F401
+import wrn.data.tensor_pipeline  # noqa: E402,F401
 import wrn.models  # noqa: E402,F401
 import wrn.train  # noqa: E402
 

@@ -22,7 +22,7 @@ if str(HERE) not in sys.path:
 from experiments import store  # noqa: E402
 from wrn import checkpoint  # noqa: E402
 from wrn.config import RunConfig, resolve  # noqa: E402
-from wrn.fake_data import write_fake_dataset  # noqa: E402
+from wrn.data.fake import write_fake_dataset  # noqa: E402
 from wrn.files import atomic_write_json, read_json  # noqa: E402
 
 N_TRAIN, N_TEST, BATCH, EPOCHS = 128, 32, 16, 2

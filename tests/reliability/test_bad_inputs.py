@@ -28,7 +28,7 @@ from experiments.plan import expand
 from experiments.run import main as run_main
 from experiments.spec import load_spec
 from harness import REPO_ROOT, USER_SPEC, python_env, tree, write_spec
-from wrn.fake_data import write_fake_dataset
+from wrn.data.fake import write_fake_dataset
 
 SPEC_NAME = "reliability_tiny"
 CIFAR = "cifar-10-batches-py"

@@ -251,7 +251,7 @@ def test_rewriting_the_generated_data_never_exposes_a_partial_file(tmp_path):
     """Two launchers of a synthetic-data profile both (re)write <results>/data/synthetic-*/ while the
     other's workers may already read it: each file must be kept as it is or replaced atomically
     (new inode), never truncated and rewritten in place under a reader."""
-    from wrn.fake_data import write_fake_dataset
+    from wrn.data.fake import write_fake_dataset
 
     folder = write_fake_dataset("cifar10", tmp_path, 32, 16, seed=0)
     first = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.iterdir()}

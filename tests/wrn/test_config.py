@@ -10,10 +10,11 @@ import pickle
 
 import pytest
 
-from wrn.config import (DATASET_SIZES, FIELD_RULES, RECIPE_DATASETS, RECIPE_FIELDS, RECIPE_PRESETS, RECIPES, RunConfig,
-                        expected_sizes, is_resolved, parse_data_source, recipe_family, resolve, synthetic_sizes)
 from wrn import config as config_module
+from wrn.config import (DATASET_SIZES, FIELD_RULES, RunConfig, expected_sizes, is_resolved, parse_data_source, resolve,
+                        synthetic_sizes)
 from wrn.errors import ConfigError
+from wrn.recipes import RECIPE_DATASETS, RECIPE_FIELDS, RECIPE_PRESETS, RECIPES, recipe_family
 
 CIFAR = dict(dataset="cifar10", depth=16, k=2)
 IMAGENET = dict(dataset="imagenet", arch="wrn50_2_bottleneck", depth=50, k=2)

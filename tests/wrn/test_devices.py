@@ -19,11 +19,12 @@ import torch
 from cuda_standin import read_log
 from experiments import store
 from experiments.executors import plan_slots, run_local
-from wrn import checkpoint, imagenet
+from wrn import checkpoint
 from wrn.config import RunConfig, resolve
-from wrn.fake_data import write_fake_dataset
+from wrn.data import imagenet
+from wrn.data.fake import write_fake_dataset
+from wrn.data.imagenet import ImageNetPipeline
 from wrn.files import atomic_write_json
-from wrn.imagenet import ImageNetPipeline
 from wrn.models import build_model
 from wrn.runtime import bind_device, host_to_device, pick_device, runtime_settings, set_cuda_switches
 from wrn.sync_batchnorm import synchronise_batch_norm

@@ -16,7 +16,7 @@ import torch
 from experiments.executors import rank_environments
 from wrn import checkpoint
 from wrn.config import RunConfig
-from wrn.fake_data import write_fake_dataset
+from wrn.data.fake import write_fake_dataset
 from wrn.train import train
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wrn.augment import CropFlip
 from wrn.config import RunConfig, resolve
+from wrn.data.augment import CropFlip
 from wrn.models import build_model
 from wrn.train import make_optimizer, set_epoch_learning_rate
 

@@ -15,10 +15,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from experiments.plan import expand
 from experiments.spec import list_specs
-from wrn.config import RECIPE_NAMES, RECIPE_PRESETS, RunConfig, resolve
+from wrn.config import RunConfig, resolve
 from wrn.models import (PreActBlock, PreActBottleneck, PreActBottleneckResNet, WideResNet, build_model,
                         count_params, forward_flops, init_official)
 from wrn.names import parse_label, render_label
+from wrn.recipes import RECIPE_NAMES, RECIPE_PRESETS
 
 
 class Net(NamedTuple):

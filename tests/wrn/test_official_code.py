@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from wrn.config import RunConfig, resolve
+from wrn.data.preprocess import apply_zca, fit_zca, global_contrast_normalize, zca_transform
 from wrn.models import build_model, count_params
-from wrn.preprocess import apply_zca, fit_zca, global_contrast_normalize, zca_transform
 
 BATCH = 4
 NUM_CLASSES = 10

@@ -14,7 +14,7 @@ from tensorboard.plugins.hparams.metadata import parse_session_start_info_plugin
 
 import wrn.tensorboard
 from wrn.config import RunConfig, resolve
-from wrn.fake_data import write_fake_dataset
+from wrn.data.fake import write_fake_dataset
 from wrn.tensorboard import EVENTS_FOLDER, SCALAR_TAGS, event_file, sync_curves, write_curves
 from wrn.train import TrainingInterrupted, train
 

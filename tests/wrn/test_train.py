@@ -10,8 +10,8 @@ import torch
 
 from wrn import checkpoint
 from wrn.config import RunConfig
+from wrn.data.fake import write_fake_dataset
 from wrn.errors import DataError
-from wrn.fake_data import write_fake_dataset
 from wrn.train import TrainingInterrupted, train
 
 TIME_FIELDS = ("train_time_s", "images_per_s")

@@ -1,7 +1,8 @@
-"""The data pipeline training sees: `make_pipeline(cfg, data_dir, device)`.
+"""The data pipeline training sees, `make_pipeline(cfg, data_dir, device)`, and the one it builds for
+CIFAR and SVHN, `TensorPipeline` (ImageNet's is wrn.data.imagenet's).
 
 CIFAR and SVHN live whole on the training device (uint8, or float32 once ZCA-whitened); a batch is
-an index_select of a shuffled permutation, then the batched crop/flip of wrn.augment and the
+an index_select of a shuffled permutation, then the batched crop/flip of wrn.data.augment and the
 per-batch normalisation. No DataLoader, no workers, no per-image Python, as in fast CIFAR trainers
 such as KellerJordan/cifar10-airbench.
 
@@ -11,8 +12,8 @@ carries over from one batch to the next, so a run resumed at any step sees exact
 uninterrupted run would have seen, and `train_batches(e, start_step=s)` is the tail of
 `train_batches(e)`. The generators are CPU generators, so batches are also the same on any device.
 
-ImageNet cannot be device-resident; its pipelines (wrn.imagenet) have the same interface and the same
-stateless seeding (each image's transform is seeded by its position in the epoch).
+ImageNet cannot be device-resident; its pipelines (wrn.data.imagenet) have the same interface and the
+same stateless seeding (each image's transform is seeded by its position in the epoch).
 
 Under data parallelism (`RunConfig.world_size` processes) every process draws the same step, the
 `batch_size` images of (seed, epoch, step) with their crops and flips, and trains on its `rank`-th
@@ -28,12 +29,14 @@ from pathlib import Path
 
 import torch
 
-from wrn.augment import CropFlip
 from wrn.config import RunConfig
-from wrn.datasets import data_cache_dir, load_arrays
-from wrn.pipeline import Batch, DataPipeline, epoch_permutation, seeded_generator
-from wrn.preprocess import make_normalizer, pixel_mean, subtract_pixel_mean, zca_transform, zca_whiten
+from wrn.data.augment import CropFlip
+from wrn.data.datasets import load_arrays
+from wrn.data.layout import data_cache_dir
+from wrn.data.pipeline import Batch, DataPipeline, epoch_permutation, seeded_generator
+from wrn.data.preprocess import make_normalizer, pixel_mean, subtract_pixel_mean, zca_transform, zca_whiten
 from wrn.runtime import host_to_device
+
 
 class TensorPipeline(DataPipeline):
     """A dataset held whole on `device` (CIFAR, SVHN)."""
@@ -94,7 +97,7 @@ def make_pipeline(cfg: RunConfig, data_dir: str | Path, device: torch.device | s
         raise ValueError("make_pipeline needs a resolved RunConfig (wrn.config.resolve)")
     device, data_dir = torch.device(device), Path(data_dir)
     if cfg.dataset == "imagenet":
-        from wrn.imagenet import ImageNetPipeline  # deferred: CIFAR and SVHN runs need none of it
+        from wrn.data.imagenet import ImageNetPipeline  # deferred: CIFAR and SVHN runs need none of it
 
         return ImageNetPipeline(cfg, data_dir, device, workers, rank=rank)
     data = load_arrays(cfg.dataset, data_dir, download=download)

@@ -1,5 +1,5 @@
 """ImageNet's training and test transforms as per-image random draws, a geometric plan, and batched
-pixel operations: one definition that both input paths of wrn.imagenet (PIL in DataLoader workers,
+pixel operations: one definition that both input paths of wrn.data.imagenet (PIL in DataLoader workers,
 torchvision.io decoding on the device) execute, so that they crop and flip alike.
 
 Two recipes, chosen by `RunConfig.color_augment`:
@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from wrn.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from wrn.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 TEST_SIDE, TEST_CROP = 256, 224  # Scale(256) before CenterCrop(224)
 CROP_ATTEMPTS = 10

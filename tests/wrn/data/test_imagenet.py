@@ -13,13 +13,13 @@ import torchvision.transforms as T
 from torchvision.transforms.v2.functional import pil_to_tensor
 from PIL import Image
 
-from wrn import fake_data
 from wrn.config import RunConfig, resolve, resolved_input_pipeline
-from wrn.imagenet import ImageNetPipeline, _Job, _PilLoader, _TensorLoader, crop_batch
-from wrn.imagenet_augment import (FB_RESNET, PCA_EIGVAL, PCA_EIGVEC, BatchDraws, Box, Plan, finish_batch,
-                                  lighting_shift)
-from wrn.pipeline import derived_seed, epoch_permutation
-from wrn.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from wrn.data.fake import write_fake_dataset
+from wrn.data.imagenet import ImageNetPipeline, _Job, _PilLoader, _TensorLoader, crop_batch
+from wrn.data.imagenet_augment import (FB_RESNET, PCA_EIGVAL, PCA_EIGVEC, BatchDraws, Box, Plan, finish_batch,
+                                       lighting_shift)
+from wrn.data.pipeline import derived_seed, epoch_permutation
+from wrn.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 N_TRAIN, N_TEST = 40, 20
 CPU = torch.device("cpu")
@@ -33,7 +33,7 @@ MEAN_TOLERANCE = 0.1 / 255 / min(IMAGENET_STD)  # a tenth of a grey level on ave
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    fake_data.write_fake_dataset("imagenet", root, N_TRAIN, N_TEST, seed=0)
+    write_fake_dataset("imagenet", root, N_TRAIN, N_TEST, seed=0)
     return root
 
 

@@ -1,6 +1,6 @@
 """ImageNet's input pipelines: JPEG files in, training and test batches on the device out.
 
-The transform is wrn.imagenet_augment's recipe (fb.resnet.torch's, or with `color_augment` off the
+The transform is wrn.data.imagenet_augment's recipe (fb.resnet.torch's, or with `color_augment` off the
 earlier torchvision one). Every image's random draws come from a generator seeded by (seed, epoch,
 position in the epoch), in whichever worker process it is loaded, so nothing depends on worker
 scheduling and `train_batches(e, start_step=s)` is the tail of `train_batches(e)`. Two paths
@@ -13,13 +13,13 @@ scheduling and `train_batches(e, start_step=s)` is the tail of `train_batches(e)
   that is not a JPEG, or a CMYK one, is decoded by PIL in the worker, as the pil path would.
 
 Then, on the training device and batched for both paths, x / 255, the colour augmentation, mean/std
-and the flips (`wrn.imagenet_augment.finish_batch`). Both paths make the same crops and flips from
+and the flips (`wrn.data.imagenet_augment.finish_batch`). Both paths make the same crops and flips from
 the same seed; their pixels differ only by the resamplers' rounding (PIL's fixed-point passes against
 torch's), which the colour augmentation's contrast and saturation can amplify. Measured on the
 CPU over 256 generated 500x375 JPEGs at 224 (benchmarks/input_speed.py's): fb.resnet.torch's recipe
 (bicubic, colour) at most 4.5 grey levels apart, 0.04 on average (0.079 and 0.0007 after mean/std),
 its test crops at most 1 level, 0.004 on average; the torchvision recipe (bilinear) at most 1 level,
-0.04 on average; the same on wrn.fake_data's 48x40 JPEGs at 24 and 64. libjpeg-turbo through PIL
+0.04 on average; the same on wrn.data.fake's 48x40 JPEGs at 24 and 64. libjpeg-turbo through PIL
 and through torchvision on the CPU decode identically; nvJPEG's IDCT may add a level or so, which
 the GPU check bounds (`python -m benchmarks.gpu_check`, `jpeg_decoders_agree`).
 
@@ -43,9 +43,9 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from wrn.config import RunConfig, resolved_input_pipeline
-from wrn.datasets import load_image_folders
-from wrn.imagenet_augment import BatchDraws, Draws, Plan, Recipe, finish_batch, recipe_for
-from wrn.pipeline import Batch, DataPipeline, derived_seed, epoch_permutation
+from wrn.data.datasets import load_image_folders
+from wrn.data.imagenet_augment import BatchDraws, Draws, Plan, Recipe, finish_batch, recipe_for
+from wrn.data.pipeline import Batch, DataPipeline, derived_seed, epoch_permutation
 from wrn.runtime import host_to_device, on_device
 
 NVJPEG_MODES = ("RGB", "L")  # JPEG colour modes decode_jpeg turns into RGB as PIL's convert("RGB") does

@@ -1,11 +1,11 @@
 """Loading CIFAR-10/100, SVHN and ImageNet folders through torchvision, and every way a data folder
-is rejected: manifest tampering, malformed files, wrong counts, missing data, failed downloads, data
-other than a run's data_source names. (Successful downloads are in test_download.py.)"""
+is rejected by the loader: malformed files, wrong counts, missing data, failed downloads. (The
+manifest route's own checks are in test_manifest.py, successful downloads in test_download.py, a
+run's data_source in test_origin.py; the folders come from conftest.py.)"""
 
 import hashlib
 import json
 import pickle
-import shutil
 import urllib.error
 
 import numpy as np
@@ -14,30 +14,14 @@ import scipy.io
 import torch
 import torchvision
 
-from wrn import datasets, fake_data, manifest
-from wrn.config import DATASET_SIZES, RunConfig, resolve
-from wrn.datasets import MANIFEST_NAME, check_data_source, dataset_folder, load_arrays, load_image_folders
+from wrn.data import download
+from wrn.data.datasets import load_arrays, load_image_folders
+from wrn.data.layout import dataset_folder
+from wrn.data.manifest import MANIFEST_NAME
 from wrn.errors import DataError
 
-N_TRAIN, N_TEST = 60, 20
+N_TRAIN, N_TEST = 60, 20  # conftest.py's generated folders
 ARRAY_SETS = ("cifar10", "cifar100", "svhn")
-
-
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    """One pristine copy of every dataset; tests that damage data work on a copy."""
-    root = tmp_path_factory.mktemp("data")
-    for name in (*ARRAY_SETS, "imagenet"):
-        fake_data.write_fake_dataset(name, root, N_TRAIN, N_TEST, seed=1)
-    return root
-
-
-@pytest.fixture
-def copy_of(generated, tmp_path):
-    def make(name):
-        shutil.copytree(dataset_folder(name, generated), dataset_folder(name, tmp_path))
-        return tmp_path
-    return make
 
 
 def one_line(exc_info) -> str:
@@ -103,111 +87,6 @@ def test_imagenet_folders(generated):
     assert train.classes == val.classes and len(train.classes) <= 10
     image, label = train[0]
     assert image.shape == (3, 32, 32) and 0 <= label < len(train.classes)
-
-
-# --- manifest route ---------------------------------------------------------------------------------
-def test_manifest_records_sha256_and_counts(generated):
-    folder = dataset_folder("cifar10", generated)
-    content = json.loads((folder / MANIFEST_NAME).read_text())
-    assert content["format"] == "wrn-manifest/1" and content["dataset"] == "cifar10"
-    assert content["counts"] == {"train": N_TRAIN, "test": N_TEST}
-    assert set(content["files"]) == {*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"}
-    for rel, digest in content["files"].items():
-        assert digest == hashlib.sha256((folder / rel).read_bytes()).hexdigest()
-
-
-def test_manifest_cli_writes_and_reports(copy_of, capsys):
-    root = copy_of("svhn")
-    (dataset_folder("svhn", root) / MANIFEST_NAME).unlink()
-    assert manifest.main([str(root), "--dataset", "svhn"]) == 0
-    out = capsys.readouterr().out
-    assert "train 60, test 20" in out and f"--data-dir {root} and data_source=subset:60:20" in out
-    assert load_arrays("svhn", root, download=False).source == "manifest"
-    assert datasets.data_origin("svhn", root) == "prepared"
-
-
-def test_generated_data_says_so_in_its_manifest(generated, copy_of):
-    content = json.loads((dataset_folder("cifar10", generated) / MANIFEST_NAME).read_text())
-    assert content["generated"] is True and datasets.data_origin("cifar10", generated) == "generated"
-    root = copy_of("cifar10")
-    path = dataset_folder("cifar10", root) / MANIFEST_NAME
-    path.unlink()
-    manifest.write_manifest("cifar10", root)  # a user's manifest vouches for prepared data
-    assert "generated" not in json.loads(path.read_text())
-    content["generated"] = "yes"
-    path.write_text(json.dumps(content))
-    with pytest.raises(DataError) as err:
-        load_arrays("cifar10", root, download=False)
-    assert MANIFEST_NAME in one_line(err) and '"generated": true' in str(err.value)
-
-
-def test_manifest_cli_refuses_bad_data_with_one_line(copy_of, capsys):
-    root = copy_of("cifar10")
-    folder = dataset_folder("cifar10", root)
-    (folder / MANIFEST_NAME).unlink()
-    (folder / "test_batch").unlink()
-    assert manifest.main([str(root), "--dataset", "cifar10"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "test_batch" in err and "missing" in err
-    assert not (folder / MANIFEST_NAME).exists()
-    assert manifest.main([str(root / "nowhere"), "--dataset", "cifar10"]) == 2
-    assert "--data-dir" in capsys.readouterr().err
-
-
-def test_tampered_file_is_rejected_naming_it(copy_of):
-    root = copy_of("cifar10")
-    path = dataset_folder("cifar10", root) / "data_batch_3"
-    raw = bytearray(path.read_bytes())
-    raw[-100] ^= 0xFF
-    path.write_bytes(bytes(raw))
-    with pytest.raises(DataError) as err:
-        load_arrays("cifar10", root, download=False)
-    assert "data_batch_3" in one_line(err) and "sha256" in str(err.value)
-
-
-def test_tampered_imagenet_image_is_rejected(copy_of):
-    root = copy_of("imagenet")
-    victim = sorted((dataset_folder("imagenet", root) / "val").rglob("*.JPEG"))[0]
-    victim.write_bytes(victim.read_bytes() + b"x")
-    with pytest.raises(DataError) as err:
-        load_image_folders(root)
-    assert victim.name in one_line(err)
-
-
-def test_unlisted_imagenet_image_is_rejected(copy_of):
-    root = copy_of("imagenet")
-    source = sorted((dataset_folder("imagenet", root) / "train").rglob("*.JPEG"))[0]
-    shutil.copy(source, source.with_name("stray.JPEG"))
-    with pytest.raises(DataError) as err:
-        load_image_folders(root)
-    assert "stray.JPEG" in one_line(err) and "not listed" in str(err.value)
-
-
-def test_manifest_must_cover_every_file_the_loader_reads(copy_of):
-    root = copy_of("cifar100")
-    path = dataset_folder("cifar100", root) / MANIFEST_NAME
-    content = json.loads(path.read_text())
-    del content["files"]["meta"]
-    path.write_text(json.dumps(content))
-    with pytest.raises(DataError) as err:
-        load_arrays("cifar100", root, download=False)
-    assert "meta" in one_line(err) and "not listed" in str(err.value)
-
-
-@pytest.mark.parametrize("text, expected", [("{not json", "not a readable JSON"),
-                                            ('{"format": "other"}', "expected"),
-                                            (None, "manifest is for dataset 'svhn'")])
-def test_malformed_or_foreign_manifest(copy_of, text, expected):
-    root = copy_of("cifar10")
-    path = dataset_folder("cifar10", root) / MANIFEST_NAME
-    if text is None:
-        content = json.loads(path.read_text())
-        content["dataset"] = "svhn"
-        text = json.dumps(content)
-    path.write_text(text)
-    with pytest.raises(DataError) as err:
-        load_arrays("cifar10", root, download=False)
-    assert MANIFEST_NAME in one_line(err) and expected in str(err.value)
 
 
 # --- malformed content behind a consistent manifest -----------------------------------------------
@@ -320,8 +199,8 @@ def test_missing_data_offline_says_where_and_how(tmp_path, name):
 def test_failed_download_is_one_line(tmp_path, monkeypatch, name):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
-    monkeypatch.setattr(datasets, "download_and_extract_archive", offline)
-    monkeypatch.setattr(datasets, "download_url", offline)
+    monkeypatch.setattr(download, "download_and_extract_archive", offline)
+    monkeypatch.setattr(download, "download_url", offline)
     with pytest.raises(DataError) as err:
         load_arrays(name, tmp_path, download=True)
     message = one_line(err)
@@ -332,49 +211,3 @@ def test_failed_download_is_one_line(tmp_path, monkeypatch, name):
 def test_unknown_dataset():
     with pytest.raises(DataError, match="allowed: cifar10, cifar100, svhn"):
         load_arrays("mnist", "/nonexistent")
-
-
-# --- the data a run's data_source names ---------------------------------------------------------------
-def cifar10(data_source):
-    return resolve(RunConfig(dataset="cifar10", data_source=data_source))
-
-
-@pytest.fixture
-def prepared_subset(copy_of):
-    """A user's subset: the generated files vouched for by a manifest of wrn.manifest (not generated)."""
-    root = copy_of("cifar10")
-    (dataset_folder("cifar10", root) / MANIFEST_NAME).unlink()
-    manifest.write_manifest("cifar10", root)
-    return root
-
-
-@pytest.mark.parametrize("data_source", ["subset:60:20", "synthetic:60:20"])  # synthetic: the old spelling
-def test_a_prepared_subset_trains_as_a_subset(prepared_subset, data_source):
-    check_data_source(cifar10(data_source), N_TRAIN, N_TEST, prepared_subset)
-
-
-@pytest.mark.parametrize("data_source, fits", [("real", "subset:60:20"), ("subset:50:20", "subset:60:20")])
-def test_a_prepared_subset_is_refused_naming_the_data_source_that_fits(prepared_subset, data_source, fits):
-    with pytest.raises(DataError) as err:
-        check_data_source(cifar10(data_source), N_TRAIN, N_TEST, prepared_subset)
-    message = one_line(err)
-    assert f"data_source={data_source!r}" in message and f"data_source={fits} fits this folder" in message
-    assert f"60 train / 20 test images of prepared data ({MANIFEST_NAME})" in message
-
-
-@pytest.mark.parametrize("data_source", ["real", "subset:60:20"])
-def test_generated_data_never_passes_for_real_data(generated, data_source, monkeypatch):
-    """Not even when its counts are the real ones (here the official counts are made 60 / 20)."""
-    monkeypatch.setitem(DATASET_SIZES, "cifar10", (N_TRAIN, N_TEST) if data_source == "real" else (500, 100))
-    check_data_source(cifar10(f"synthetic:{N_TRAIN}:{N_TEST}"), N_TRAIN, N_TEST, generated)
-    with pytest.raises(DataError) as err:
-        check_data_source(cifar10(data_source), N_TRAIN, N_TEST, generated)
-    message = one_line(err)
-    assert "data generated by wrn.fake_data" in message and "data_source=synthetic:60:20 fits" in message
-
-
-def test_official_files_of_the_real_size_fit_real(tmp_path):
-    with pytest.raises(DataError) as err:
-        check_data_source(cifar10("subset:64:32"), *DATASET_SIZES["cifar10"], tmp_path)
-    assert "of the official files" in one_line(err) and "data_source=real fits" in str(err.value)
-    check_data_source(cifar10("real"), *DATASET_SIZES["cifar10"], tmp_path)

@@ -4,29 +4,24 @@ torchvision ImageFolders.
 The files are always parsed by torchvision's own code (its CIFAR10/CIFAR100/SVHN classes), so what
 we train on is what everyone else who uses torchvision trains on. Integrity takes one of two routes:
 
-* official: the files are torchvision's downloads and pass its hard-coded md5 sums (`download_official`
-  fetches a missing set, md5-checked: ``python -m wrn.download`` on a machine with internet, or the
-  loader when `download` is allowed);
-* manifest: the dataset folder holds ``wrn-manifest.json`` (written by ``python -m wrn.manifest``)
-  listing every file's sha256 and the train/test counts. The subclasses below replace only
-  torchvision's integrity check by the manifest's, so prepared or generated data still goes through
-  the real parser instead of around it.
+* official: the files are torchvision's downloads and pass its hard-coded md5 sums
+  (`wrn.data.download.download_official` fetches a missing set, md5-checked: ``python -m wrn.download``
+  on a machine with internet, or the loader when `download` is allowed);
+* manifest: the dataset folder holds ``wrn-manifest.json`` (wrn.data.manifest; written by
+  ``python -m wrn.manifest``) listing every file's sha256 and the train/test counts. The subclasses
+  below replace only torchvision's integrity check by the manifest's, so prepared or generated data
+  still goes through the real parser instead of around it.
 
 Either way the parsed arrays are checked for shape, dtype, label range and count, and every failure
 is a one-line `DataError` naming the file and what was expected, so a bad folder can never train
-silently. `check_data_source` then holds the folder to what a run's ``data_source`` says it trains on
-(the real data, a prepared subset, or generated data: a manifest written by wrn.fake_data says so).
+silently. wrn.data.origin then holds the folder to what a run's ``data_source`` says it trains on
+(the real data, a prepared subset, or generated data: a manifest written by wrn.data.fake says so).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import pickle
-import urllib.error
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,30 +29,16 @@ import numpy as np
 import scipy.io
 import torch
 import torchvision
-from torchvision.datasets.utils import calculate_md5, check_integrity, download_and_extract_archive, download_url
+from torchvision.datasets.utils import calculate_md5
 
-from wrn.config import DATASET_SIZES, NUM_CLASSES, RunConfig, expected_sizes, parse_data_source
+from wrn.config import NUM_CLASSES
+from wrn.data.download import download_command, download_official, imagenet_hint, supply_hint
+from wrn.data.layout import (ARRAY_DATASETS, IMAGENET_SPLITS, dataset_folder, dataset_layout, official_counts,
+                             official_md5)
+from wrn.data.manifest import Manifest, read_manifest
 from wrn.errors import DataError
 
-MANIFEST_NAME = "wrn-manifest.json"
-MANIFEST_FORMAT = "wrn-manifest/1"
-
-ARRAY_DATASETS = ("cifar10", "cifar100", "svhn")
 IMAGE_SHAPE = (3, 32, 32)
-
-IMAGENET_SPLITS = {"train": "train", "test": "val"}
-DATA_DIR_VARIABLE = "WRN_DATA_DIR"
-
-
-def default_data_dir() -> Path:
-    """The data directory when none is given: $WRN_DATA_DIR, else ./data."""
-    return Path(os.environ.get(DATA_DIR_VARIABLE, "data")).absolute()
-
-
-def official_counts(name: str) -> dict[str, int]:
-    """{"train": N, "test": M} of the official dataset (`wrn.config.DATASET_SIZES`)."""
-    train, test = DATASET_SIZES[name]
-    return {"train": train, "test": test}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -93,120 +74,6 @@ class SVHN(_ManifestIntegrity, torchvision.datasets.SVHN):
     pass
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where a dataset's files live and which of them make up each split."""
-
-    folder: str  # under data_dir
-    train: tuple[str, ...]
-    test: tuple[str, ...]
-    meta: tuple[str, ...] = ()
-
-
-def dataset_layout(name: str) -> Layout:
-    if name in ("cifar10", "cifar100"):
-        tv = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-        return Layout(tv.base_folder, tuple(f for f, _ in tv.train_list),
-                       tuple(f for f, _ in tv.test_list), (tv.meta["filename"],))
-    if name == "svhn":
-        files = {s: v[1] for s, v in torchvision.datasets.SVHN.split_list.items()}
-        return Layout("svhn", (files["train"], files["extra"]), (files["test"],))
-    if name == "imagenet":
-        return Layout("imagenet", (), ())
-    raise DataError(f"dataset={name!r}: allowed: {', '.join((*ARRAY_DATASETS, 'imagenet'))}")
-
-
-def dataset_folder(name: str, data_dir: str | Path) -> Path:
-    """The folder holding `name`'s files (and its manifest): torchvision's own folder names for
-    CIFAR (cifar-10-batches-py, cifar-100-python), data_dir/svhn and data_dir/imagenet."""
-    return Path(data_dir) / dataset_layout(name).folder
-
-
-def _official_md5(name: str) -> dict[str, str]:
-    if name == "svhn":
-        return {v[1]: v[2] for v in torchvision.datasets.SVHN.split_list.values()}
-    tv = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-    return {**dict(tv.train_list + tv.test_list), tv.meta["filename"]: tv.meta["md5"]}
-
-
-# ------------------------------------------------------------------------------------------------
-# Manifest (reading and verifying; writing lives in wrn.manifest)
-# ------------------------------------------------------------------------------------------------
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-@dataclass
-class Manifest:
-    """``wrn-manifest.json``: {"format": "wrn-manifest/1", "dataset": NAME, "counts": {"train": N,
-    "test": M}, "files": {relative/posix/path: sha256, ...}}, plus ``"generated": true`` when
-    wrn.fake_data wrote the data (so that generated data cannot pass for real data or a subset of
-    it). Paths are relative to the folder holding the manifest."""
-
-    path: Path
-    dataset: str
-    counts: dict[str, int]
-    files: dict[str, str]
-    generated: bool = False
-    _verified: bool = field(default=False, repr=False)
-
-    @property
-    def folder(self) -> Path:
-        return self.path.parent
-
-    def require(self, needed: Iterable[str]) -> None:
-        """Every file the loader reads must be covered by the manifest."""
-        for name in needed:
-            if name not in self.files:
-                raise DataError(f"{self.folder / name}: not listed in {self.path}; "
-                                f"rewrite it with `python -m wrn.manifest {self.folder.parent} "
-                                f"--dataset {self.dataset}`")
-
-    def verify(self) -> None:
-        """Hash every listed file once (later calls are free) and compare with the manifest."""
-        if self._verified:
-            return
-        for rel, expected in sorted(self.files.items()):
-            path = self.folder / rel
-            if not path.is_file():
-                raise DataError(f"{path}: listed in {self.path} but missing")
-            actual = sha256_file(path)
-            if actual != expected:
-                raise DataError(f"{path}: sha256 {actual[:16]}... does not match {expected[:16]}... "
-                                f"in {self.path} (file changed or corrupt)")
-        self._verified = True
-
-
-def read_manifest(folder: Path, dataset: str) -> Manifest | None:
-    """The manifest in `folder`, or None when there is none (official route)."""
-    path = Path(folder) / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not a readable JSON manifest ({exc})") from None
-    ok = (isinstance(raw, dict) and raw.get("format") == MANIFEST_FORMAT
-          and isinstance(raw.get("files"), dict) and isinstance(raw.get("counts"), dict)
-          and all(isinstance(raw["counts"].get(s), int) and raw["counts"][s] >= 0
-                  for s in ("train", "test"))
-          and all(isinstance(k, str) and isinstance(v, str) for k, v in raw["files"].items())
-          and isinstance(raw.get("generated", False), bool))
-    if not ok:
-        raise DataError(f"{path}: expected {{\"format\": \"{MANIFEST_FORMAT}\", \"dataset\", "
-                        "\"counts\": {\"train\", \"test\"}, \"files\": {path: sha256}} "
-                        "(and optionally \"generated\": true)")
-    if raw.get("dataset") != dataset:
-        raise DataError(f"{path}: manifest is for dataset {raw.get('dataset')!r}, expected {dataset!r}")
-    counts = {s: raw["counts"][s] for s in ("train", "test")}
-    return Manifest(path=path, dataset=dataset, counts=counts, files=dict(raw["files"]),
-                    generated=raw.get("generated", False))
-
-
 # ------------------------------------------------------------------------------------------------
 # CIFAR and SVHN as tensors
 # ------------------------------------------------------------------------------------------------
@@ -224,67 +91,6 @@ class ArrayDataset:
     @property
     def num_classes(self) -> int:
         return NUM_CLASSES[self.name]
-
-
-def download_command(name: str, data_dir: str | Path) -> str:
-    """The command that fetches `name`'s official files into `data_dir`."""
-    return f"python -m wrn.download {name} --data-dir {data_dir}"
-
-
-def _supply_hint(name: str, data_dir: Path) -> str:
-    folder = dataset_layout(name).folder
-    return (f"get it with `{download_command(name, data_dir)}` (on a machine without internet: run it on "
-            f"one with internet and copy {folder}/ here), pass --data-dir pointing at the folder that "
-            f"holds {folder}/, or for prepared data write a manifest with "
-            f"`python -m wrn.manifest {data_dir} --dataset {name}`")
-
-
-def imagenet_hint(data_dir: str | Path) -> str:
-    """How to supply ImageNet, which no command can download."""
-    return (f"ImageNet cannot be downloaded automatically (ILSVRC-2012 is distributed under the terms of "
-            f"image-net.org): copy its train/ and val/ (val sorted into one folder per class) into "
-            f"{dataset_folder('imagenet', data_dir)}/ as ImageFolder trees (<split>/<class>/<image>) and "
-            f"pass --data-dir {data_dir}, or for a prepared subset write a manifest with "
-            f"`python -m wrn.manifest {data_dir} --dataset imagenet`")
-
-
-def _failing_md5(name: str, folder: Path) -> list[str]:
-    """`name`'s official files under `folder` that are missing or fail torchvision's md5 sums."""
-    return [f for f, md5 in _official_md5(name).items() if not check_integrity(str(folder / f), md5)]
-
-
-def download_official(name: str, data_dir: str | Path) -> list[str]:
-    """Fetch the official CIFAR-10/100 or SVHN files into `data_dir` with torchvision's download code
-    (the URLs and md5 sums of its dataset classes), unless they are there and pass those sums; then
-    md5-check every file. Returns the files that were missing or damaged and are now in place.
-
-    What ``python -m wrn.download`` runs on a machine with internet, so that compute nodes without it
-    find the set in place, and what the loader runs for a missing set when `download` is allowed."""
-    if name not in ARRAY_DATASETS:
-        raise DataError(f"dataset={name!r}: allowed: {', '.join(ARRAY_DATASETS)} (imagenet cannot be downloaded)")
-    data_dir, folder = Path(data_dir), dataset_folder(name, data_dir)
-    if read_manifest(folder, name) is not None:
-        raise DataError(f"{folder}: holds prepared data ({MANIFEST_NAME}); the official files are not "
-                        "downloaded over it: pass another --data-dir")
-    needed = _failing_md5(name, folder)
-    if not needed:
-        return []
-    try:
-        if name == "svhn":
-            for url, filename, md5 in torchvision.datasets.SVHN.split_list.values():
-                if filename in needed:
-                    download_url(url, str(folder), filename, md5)
-        else:
-            tv = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-            download_and_extract_archive(tv.url, str(data_dir), filename=tv.filename, md5=tv.tgz_md5)
-    except (OSError, urllib.error.URLError, RuntimeError) as exc:
-        raise DataError(f"could not download {name} into {data_dir} ({type(exc).__name__}: {exc}); "
-                        f"{_supply_hint(name, data_dir)}") from None
-    failing = _failing_md5(name, folder)
-    if failing:
-        raise DataError(f"{folder / failing[0]}: missing or not matching torchvision's official md5 after "
-                        f"the download")
-    return needed
 
 
 def _check_cifar_file(path: Path, label_key: str, num_classes: int, is_meta: bool) -> int:
@@ -374,7 +180,7 @@ def _check_split(name: str, split: str, folder: Path, files: tuple[str, ...], x:
 
 def _official_failure(name: str, data_dir: Path, folder: Path, exc: Exception) -> DataError:
     """torchvision says only "not found or corrupted": find the file and say which."""
-    for filename, md5 in _official_md5(name).items():
+    for filename, md5 in official_md5(name).items():
         path = folder / filename
         if path.is_file() and calculate_md5(str(path)) != md5:
             return DataError(f"{path}: md5 does not match torchvision's official {md5}; fetch the "
@@ -395,8 +201,8 @@ def load_arrays(name: str, data_dir: str | Path, download: bool = True) -> Array
 
 
 def load_arrays_with_manifest(name: str, data_dir: str | Path, manifest: Manifest) -> ArrayDataset:
-    """`load_arrays` through the manifest route with `manifest` in memory: how `wrn.manifest` makes
-    sure the loader accepts a folder before it writes a manifest that vouches for it."""
+    """`load_arrays` through the manifest route with `manifest` in memory: how wrn.data.prepared
+    makes sure the loader accepts a folder before it writes a manifest that vouches for it."""
     return _load_arrays(name, Path(data_dir), manifest, download=False)
 
 
@@ -426,7 +232,7 @@ def _load_arrays(name: str, data_dir: Path, manifest: Manifest | None, download:
             missing = [f for f in needed if not (folder / f).is_file()]
         if missing:
             raise DataError(f"{name} not found: looked in {folder} for {', '.join(needed)} "
-                            f"(missing {', '.join(missing)}); {_supply_hint(name, data_dir)}")
+                            f"(missing {', '.join(missing)}); {supply_hint(name, data_dir)}")
         expected, source = official_counts(name), "official"
     else:
         manifest.require(needed)
@@ -526,54 +332,3 @@ def image_folder_files(folder: Path) -> list[str]:
         ds = torchvision.datasets.ImageFolder(str(folder / sub))
         out += [Path(p).relative_to(folder).as_posix() for p, _ in ds.samples]
     return out
-
-
-def data_cache_dir(data_dir: str | Path) -> Path:
-    """Where derived data (the fitted ZCA transform) is cached, next to the data it came from."""
-    return Path(data_dir) / "wrn-cache"
-
-
-# ------------------------------------------------------------------------------------------------
-# The data a run's config names
-# ------------------------------------------------------------------------------------------------
-ORIGINS = {
-    "official": "the official files",
-    "prepared": f"prepared data ({MANIFEST_NAME})",
-    "generated": "data generated by wrn.fake_data",
-}
-_SOURCE_KINDS = {"real": "the real dataset", "subset": "a prepared subset", "synthetic": "generated data"}
-
-
-def data_origin(name: str, data_dir: str | Path) -> str:
-    """Where `name`'s files under `data_dir` come from (a key of `ORIGINS`): "official" (no manifest:
-    torchvision's md5 sums), "generated" (a manifest written by wrn.fake_data) or "prepared" (any
-    other manifest)."""
-    manifest = read_manifest(dataset_folder(name, data_dir), name)
-    if manifest is None:
-        return "official"
-    return "generated" if manifest.generated else "prepared"
-
-
-def fitting_data_source(name: str, train_size: int, test_size: int, origin: str) -> str:
-    """The data_source a folder of `origin` holding these counts of `name` is honestly trained as."""
-    if origin == "generated":
-        return f"synthetic:{train_size}:{test_size}"
-    if (train_size, test_size) == DATASET_SIZES[name]:
-        return "real"
-    return f"subset:{train_size}:{test_size}"
-
-
-def check_data_source(cfg: RunConfig, train_size: int, test_size: int, data_dir: str | Path) -> None:
-    """Refuse to train a run on data other than what its config names: a "real" run on a subset or on
-    generated data (or the reverse) would be stored as a result it is not. The message names the
-    data_source that fits the folder. "synthetic:N:M" accepts prepared data of its counts too: runs
-    planned before "subset" existed named their subsets so, and keep their run ids."""
-    kind, _ = parse_data_source(cfg.data_source)
-    origin = data_origin(cfg.dataset, data_dir)
-    expected = expected_sizes(cfg)
-    if (train_size, test_size) == expected and (origin != "generated" or kind == "synthetic"):
-        return
-    fits = fitting_data_source(cfg.dataset, train_size, test_size, origin)
-    raise DataError(f"{data_dir}: {cfg.dataset} holds {train_size} train / {test_size} test images of "
-                    f"{ORIGINS[origin]}, but data_source={cfg.data_source!r} means {_SOURCE_KINDS[kind]} "
-                    f"of {expected[0]} / {expected[1]}; data_source={fits} fits this folder")

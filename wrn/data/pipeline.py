@@ -2,7 +2,8 @@
 
 A random choice of the pipelines is drawn from a generator seeded by its purpose and its position in
 training, (seed, epoch[, step or image]), never from a global RNG: so a run resumed at any step sees
-exactly the data the uninterrupted run would have seen (wrn.data for CIFAR and SVHN, wrn.imagenet).
+exactly the data the uninterrupted run would have seen (wrn.data.tensor_pipeline for CIFAR and SVHN,
+wrn.data.imagenet).
 """
 
 from __future__ import annotations

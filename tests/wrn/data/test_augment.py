@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wrn.augment import CropFlip
+from wrn.data.augment import CropFlip
 
 
 def reference(images, dy, dx, flips, padding, pad_mode, normalize=None):

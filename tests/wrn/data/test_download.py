@@ -2,7 +2,7 @@
 then read offline through the official route.
 
 There is no network in the tests. `urllib.request.urlopen`, the one call through which torchvision's
-download code reaches a server, serves files written by wrn.fake_data in the real on-disk formats
+download code reaches a server, serves files written by wrn.data.fake in the real on-disk formats
 (CIFAR's .tar.gz of pickles, SVHN's .mat files); everything above it runs as it is: the redirect
 check, the download, the md5 checks and the extraction. torchvision's md5 sums (and the official
 image counts) are replaced by those of the served files, the route test_datasets.py's
@@ -20,10 +20,12 @@ import pytest
 import torch
 import torchvision
 
-from wrn import download
 from wrn.config import DATASET_SIZES
-from wrn.datasets import MANIFEST_NAME, dataset_folder, load_arrays
-from wrn.fake_data import write_fake_dataset
+from wrn.data import download
+from wrn.data.datasets import load_arrays
+from wrn.data.fake import write_fake_dataset
+from wrn.data.layout import dataset_folder
+from wrn.data.manifest import MANIFEST_NAME
 
 N_TRAIN, N_TEST = 40, 20
 ARRAY_SETS = ("cifar10", "cifar100", "svhn")

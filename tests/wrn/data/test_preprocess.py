@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from wrn import preprocess
 from wrn.config import RunConfig, resolve
-from wrn.data import make_pipeline
-from wrn.datasets import load_arrays
-from wrn.fake_data import write_fake_dataset
-from wrn.preprocess import (
+from wrn.data import preprocess
+from wrn.data.datasets import load_arrays
+from wrn.data.fake import write_fake_dataset
+from wrn.data.preprocess import (
     OFFICIAL_MEAN,
     OFFICIAL_STD,
     channel_stats,
@@ -22,6 +21,7 @@ from wrn.preprocess import (
     zca_transform,
     zca_whiten,
 )
+from wrn.data.tensor_pipeline import make_pipeline
 
 
 # --- numpy reference (pylearn2 semantics, float64) ------------------------------------------------
