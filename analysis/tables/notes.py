@@ -10,6 +10,7 @@ statistics' constants they quote (`analysis.stats`) change here only.
 from __future__ import annotations
 
 from analysis import stats
+from analysis.improvement import MIN_RUNS_IMPROVEMENT
 from analysis.tables.layout import TIME_EXTRAS, orders_papers, usual_runs
 from analysis.tables.table import SpecTable, display_name, display_value, metric_unit
 from wrn.config import expected_sizes
@@ -95,7 +96,7 @@ def comparison_note(table: SpecTable) -> str:
              "of the test and of the interval (spent over the looks of a sequential launch); \"detects ≥\": the "
              f"smallest true difference the comparison resolves with {stats.POWER:.0%} power at that level; "
              "P(better): the chance that the variant's run beats the baseline's, over seed pairs (paired) or all "
-             f"pairs of runs, with a bootstrap interval (from {stats.MIN_RUNS_IMPROVEMENT} runs per side)")
+             f"pairs of runs, with a bootstrap interval (from {MIN_RUNS_IMPROVEMENT} runs per side)")
     if orders_papers(table):
         legend = ("\"supported\": significant on the paper's side; \"contradicted\": on the other side; "
                   "\"unresolved\": not significant; \"too_few\": a side without runs, or too few to estimate σ; "
