@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import device_checks, device_speed, gpu_check, train_speed
+from benchmarks import device_checks, device_speed, gpu_check, train_measure
 from experiments import rates
 from wrn import train as engine
 from wrn.runtime import bind_device
@@ -158,7 +158,7 @@ def test_a_step_that_waits_for_the_device_fails_the_sync_check(cuda_node, tmp_pa
 
 
 def test_a_gpu_environment_and_a_training_measurement(cuda_node, tmp_path, monkeypatch):
-    monkeypatch.setattr(train_speed, "PEAK_MATMUL_SIZE", {"cpu": 128, "cuda": 128})  # a GPU's 8192 on a CPU
+    monkeypatch.setattr(train_measure, "PEAK_MATMUL_SIZE", {"cpu": 128, "cuda": 128})  # a GPU's 8192 on a CPU
     cuda_node(None, local_rank=2)
     device = bind_device("cuda")
     env = gpu_check.environment(device)
@@ -172,7 +172,7 @@ def test_a_gpu_environment_and_a_training_measurement(cuda_node, tmp_path, monke
 def test_a_gpus_full_size_rates_are_kept_for_its_dry_runs(cuda_node, tmp_path, monkeypatch):
     """The paper-profile measurement of a GPU, and a packed network alone, go to the rates file under
     the GPU's name; a quick check or a CPU's keeps nothing (a few dozen images say nothing of a run)."""
-    monkeypatch.setattr(train_speed, "PEAK_MATMUL_SIZE", {"cpu": 128, "cuda": 128})
+    monkeypatch.setattr(train_measure, "PEAK_MATMUL_SIZE", {"cpu": 128, "cuda": 128})
     cuda_node(None, local_rank=0)
     device = bind_device("cuda")
     env = gpu_check.environment(device)
