@@ -194,8 +194,8 @@ def data_parallel_equals_one_process(ctx: Context) -> Outcome:
     """A step of two processes with batch norm over the whole batch (NCCL on 2 GPUs, gloo on a CPU)
     is the step of one process on the same global batch: the gradients' all-reduce, the synchronised
     batch statistics, their backward and the update, held to fp32 rounding. (One step, since several
-    free-running steps diverge chaotically, as the module docstring says: over 12 steps the same
-    comparison ranged from 5e-4 to 2e-2 between two small networks.)"""
+    free-running steps diverge chaotically, as `benchmarks.numerics_checks` says: over 12 steps the
+    same comparison ranged from 5e-4 to 2e-2 between two small networks.)"""
     if ctx.device.type == "cuda" and torch.cuda.device_count() < 2:
         return None, f"needs 2 GPUs, one per process; this machine has {torch.cuda.device_count()}"
     one = ctx.config(train_images=32, epochs=1, batch_size=32)
