@@ -32,10 +32,8 @@ reports the median of 5 runs for most tables, so our cell statistic is the media
 - **Seeds needed** to resolve a difference δ with power 1 − β at level α: the normal-approximation
   sample size n = ((z_{1−α/2} + z_{1−β}) · s_d / δ)², where s_d is the standard deviation of one
   seed's difference.
-- **Probability of improvement**, P(variant better than baseline) (Bouthillier et al. 2021, "Accounting
-  for variance in machine learning benchmarks", MLSys; as rliable reports it): the share of seed pairs
-  (paired) or of all pairs of runs (unpaired) in which the variant's error is lower, ties counted
-  half, with a percentile bootstrap interval.
+- **Probability of improvement**, P(variant better than baseline) with its bootstrap interval, needs
+  no noise model: `analysis.improvement`.
 """
 
 from __future__ import annotations
@@ -53,8 +51,6 @@ ALPHA = 0.05  # the level of every test (its false-positive rate under no effect
 POWER = 0.8  # the power `detectable` and `seeds_needed` plan for
 CONFIDENCE = 0.95  # the coverage intervals aim for
 MIN_DF = 2  # fewer pooled degrees of freedom than this: no verdict (`TOO_FEW`)
-MIN_RUNS_IMPROVEMENT = 3  # runs per side below which no probability of improvement is estimated
-BOOTSTRAP_RESAMPLES = 2000
 
 # Planning σ of one run's final test error (pp) per dataset: never below the published seed-to-seed
 # spreads. CIFAR-10: 0.16 (ResNet-110, He et al. 2015, arXiv:1512.03385, Table 6), 0.14 and 0.20
@@ -442,55 +438,6 @@ def ordering_verdict(difference: Difference, paper_diff: float) -> str:
     if paper_diff != 0 and (difference.diff > 0) == (paper_diff > 0):
         return SUPPORTED
     return CONTRADICTED
-
-
-# --------------------------------------------------------------------------------------------------
-# Probability of improvement
-
-
-@dataclass(frozen=True)
-class Improvement:
-    """P(the variant's error is lower than the baseline's), with its bootstrap interval; NaN with fewer
-    than `MIN_RUNS_IMPROVEMENT` runs (or seed pairs) per side."""
-
-    p: float
-    low: float
-    high: float
-
-
-NO_IMPROVEMENT = Improvement(math.nan, math.nan, math.nan)
-
-
-def _better_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Share of pairs with a < b (ties counted half), along the last axis pair by pair (same shapes)."""
-    return np.mean((a < b) + 0.5 * (a == b), axis=-1)
-
-
-def probability_of_improvement(variant: dict[int, float], baseline: dict[int, float], paired: bool,
-                               alpha: float = ALPHA) -> Improvement:
-    """P(variant better than baseline), lower being better: over the seeds both sides ran when
-    `paired`, over all pairs of runs otherwise (the Mann-Whitney statistic over n·m); its percentile
-    bootstrap interval at 1 - `alpha` resamples seeds (paired) or each side's runs, from a fixed seed
-    so that a report reproduces it."""
-    rng = np.random.default_rng(0)
-    if paired:
-        seeds = sorted(set(variant) & set(baseline))
-        if len(seeds) < MIN_RUNS_IMPROVEMENT:
-            return NO_IMPROVEMENT
-        a, b = np.array([variant[s] for s in seeds]), np.array([baseline[s] for s in seeds])
-        p = float(_better_share(a, b))
-        picks = rng.integers(0, len(seeds), (BOOTSTRAP_RESAMPLES, len(seeds)))
-        boot = _better_share(a[picks], b[picks])
-    else:
-        a, b = np.array(list(variant.values())), np.array(list(baseline.values()))
-        if min(len(a), len(b)) < MIN_RUNS_IMPROVEMENT:
-            return NO_IMPROVEMENT
-        p = float(_better_share(a[:, None], b[None, :]).mean())
-        ra = a[rng.integers(0, len(a), (BOOTSTRAP_RESAMPLES, len(a)))]
-        rb = b[rng.integers(0, len(b), (BOOTSTRAP_RESAMPLES, len(b)))]
-        boot = _better_share(ra[:, :, None], rb[:, None, :]).mean(axis=-1)
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return Improvement(p, float(low), float(high))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from analysis import stats
+from analysis.improvement import Improvement, probability_of_improvement
 from experiments.profiles import Profile
 from experiments.spec import matches
 from wrn.config import RunConfig
@@ -253,7 +254,7 @@ class Ordering:
     seeds_needed: float
     difference_sd: float
     noise_source: str
-    improvement: stats.Improvement
+    improvement: Improvement
     look: int  # 0-based index of the deciding (or last) look
     active: bool  # still undecided and decidable within the design's seeds: more seeds would help
 
@@ -292,8 +293,8 @@ def decide_orderings(pairs: list[tuple[int, int, float]], values: dict[int, dict
             difference = fit.compare(v, b, level)
             verdict = stats.ordering_verdict(difference, paper_diff)
             target = paper_diff if math.isfinite(paper_diff) else difference.diff
-            improvement = stats.probability_of_improvement(fit.cells.get(v, {}), fit.cells.get(b, {}),
-                                                           difference.paired, level)
+            improvement = probability_of_improvement(fit.cells.get(v, {}), fit.cells.get(b, {}),
+                                                     difference.paired, level)
             undecided = verdict == stats.UNRESOLVED or (verdict == stats.TOO_FEW and difference.n > 0
                                                         and difference.n_baseline > 0)
             still = (undecided and design is not None and k + 1 < len(looks)

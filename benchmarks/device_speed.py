@@ -9,7 +9,7 @@
   rate the fast profile reached here.
 
 Every training measurement states its share of the device's matrix-multiply peak in its precision,
-measured on the spot (`benchmarks.train_speed.matmul_peak`), and its peak device memory. Each is
+measured on the spot (`benchmarks.train_measure.matmul_peak`), and its peak device memory. Each is
 bounded in time; what does not fit the check's deadline is listed as skipped.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from benchmarks import input_speed, train_speed
+from benchmarks import input_speed, train_measure, train_speed
 from wrn.config import RunConfig, resolve
 from wrn.data.fake import write_fake_dataset
 from wrn.models import forward_flops
@@ -64,7 +64,7 @@ def _config(model: str, images: int, batch: int, epochs: int, **systems) -> RunC
 def _share(achieved: float, device: torch.device, precision: str, tf32: bool, peaks: dict) -> dict[str, float]:
     key = (precision, tf32)
     if key not in peaks:
-        peaks[key] = train_speed.matmul_peak(device, precision, tf32)
+        peaks[key] = train_measure.matmul_peak(device, precision, tf32)
     return {"tflops": achieved / 1e12, "peak_tflops": peaks[key] / 1e12, "mfu": achieved / peaks[key]}
 
 
@@ -76,7 +76,7 @@ def engine_epoch(name: str, model: str, systems: dict, sizes: SpeedSizes, device
     data = _data(work, cfg)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    img_s, bounded = train_speed.measure_suite(cfg, data, device, warmup=1, deadline=deadline)
+    img_s, bounded = train_measure.measure_suite(cfg, data, device, warmup=1, deadline=deadline)
     settings = runtime_settings(cfg, device)
     out: dict[str, Any] = {"name": name, "model": model, "precision": settings.precision, "tf32": cfg.tf32,
                            "compute_mode": compute_mode(cfg, device.type), "forward_flops": forward_flops(cfg),

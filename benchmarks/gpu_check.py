@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from benchmarks import device_checks, device_speed
+from benchmarks import check_context, device_checks, device_speed, engine_checks
 from experiments.rates import DEFAULT_RESULTS, Measurement, record_measurements
 from wrn.cli import ArgumentParser, run_main
 from wrn.cpuinfo import cpu_name
@@ -102,9 +102,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"environment": environment(device), "quick": args.quick, "budget_s": budget,
                               "required": list(REQUIRED[device.type]), "checks": [], "measurements": [],
                               "skipped_measurements": []}
-    sizes = device_checks.QUICK if args.quick else device_checks.FULL
+    sizes = check_context.QUICK if args.quick else check_context.FULL
     with tempfile.TemporaryDirectory(prefix="wrn-gpu-check-") as tmp:
-        ctx = device_checks.Context(device, sizes, Path(tmp))
+        ctx = check_context.Context(device, sizes, Path(tmp))
         for name in ALL_CHECKS:
             if time.monotonic() > deadline:
                 _log(f"{name}: not run, the {budget:g} s budget is spent")
@@ -219,7 +219,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
     if args.train_rank:
-        return device_checks.train_rank(*args.train_rank, device=args.device)
+        return engine_checks.train_rank(*args.train_rank, device=args.device)
     report = run(args)
     kept = measurements(report)
     if kept:

@@ -4,7 +4,7 @@
     python -m benchmarks.train_speed --model WRN-16-2 --json     # one JSON object
 
 Everything is measured in one process on generated data in the real on-disk format (written by
-`wrn.data.fake`, read through the real loaders), each side after a warm-up epoch and as the median over
+`wrn.fake_data`, read through the real loaders), each side after a warm-up epoch and as the median over
 repeated epochs:
 
 * suite: `wrn.train.train` itself, the code every run goes through. Its per-epoch `images_per_s` is
@@ -14,8 +14,7 @@ repeated epochs:
   transforms (reflect Pad, RandomCrop, RandomHorizontalFlip, ToTensor, Normalize), a DataLoader, fp32
   in NCHW, the same network from `wrn.models.build_model`, the same SGD (PyTorch's default
   implementation), and the usual `loss.item()` per step.
-* the data pipelines alone: `wrn.data.tensor_pipeline.make_pipeline(...).train_batches` against that
-  DataLoader.
+* the data pipelines alone: `wrn.data.make_pipeline(...).train_batches` against that DataLoader.
 * peak: a timed matrix multiply in the mode's precision on the same device, so that the achieved rate
   (3 x forward FLOPs per trained image, counted by torch.utils.flop_counter, as `wrn.throughput`
   counts them) becomes a fraction of what this device really does, not of a datasheet.
@@ -34,6 +33,10 @@ suite mode stops at its next step, and the result lists what was bounded. On a C
 (`wrn.cpuinfo.cpu_has_native_bf16`: an AVX2 CPU, say) the default modes leave bf16 out, since torch
 emulates it there many times slower than fp32; `--precision bf16` still measures it, bounded. The
 result names the CPU's vector capability as torch dispatches to it (`cpu_capability`, e.g. "AVX2").
+
+This module is the command: what one invocation measures (`Bench`), in which order, and the
+concurrent processes of `--concurrent`. The measurements themselves are `benchmarks.train_measure`;
+the table and the rates file's records, `benchmarks.train_report`.
 """
 
 from __future__ import annotations
@@ -41,253 +44,40 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader
-from torchvision import transforms
 
-from benchmarks.breakdown import format_breakdown, profile_training
-from experiments.rates import DEFAULT_RESULTS, Measurement, record_measurements
+from benchmarks.breakdown import profile_training
+from benchmarks.train_measure import (DATA_SAMPLE_IMAGES, EPOCH_IMAGES, BenchmarkError, Mode, bench_config, matmul_peak,
+                                      measure_baseline, measure_suite, measure_suite_data)
+from benchmarks.train_report import describe, format_report, measurements
+from experiments.rates import DEFAULT_RESULTS, record_measurements
 from wrn.cli import ArgumentParser, run_main
-from wrn.config import DATASET_SIZES, RunConfig, resolve
-from wrn.data import datasets
-from wrn.data.fake import write_fake_dataset
-from wrn.data.layout import dataset_folder
-from wrn.data.manifest import read_manifest
-from wrn.data.preprocess import OFFICIAL_MEAN, OFFICIAL_STD
-from wrn.data.tensor_pipeline import make_pipeline
-from wrn.errors import UsageError
-from wrn.models import build_model, count_params, forward_flops
-from wrn.names import parse_label
 from wrn.cpuinfo import cpu_has_native_bf16
-from wrn.records import timestamp
-from wrn.runtime import bind_device, cpu_capability, peak_memory_bytes, pick_device, runtime_settings, synchronize
+from wrn.errors import UsageError
+from wrn.data.fake import write_fake_dataset
+from wrn.models import build_model, count_params, forward_flops
+from wrn.runtime import bind_device, cpu_capability, peak_memory_bytes, pick_device, runtime_settings
 from wrn.throughput import compute_mode
-from wrn.train import TrainingInterrupted, seed_everything, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("cifar10", "cifar100")
 TEST_IMAGES = 256  # at most; evaluated after every suite epoch (untimed), so kept small for wall time
-EPOCH_IMAGES = DATASET_SIZES["cifar10"][0]  # a CIFAR training epoch, for "seconds per epoch"
-DATA_SAMPLE_IMAGES = 4096  # least images per timed sample of a data pipeline alone
-PEAK_MATMUL_SIZE = {"cuda": 8192, "cpu": 2048}  # square operands of the peak measurement
 BREAKDOWN_STEPS = 20  # profiled training steps of --breakdown
 MAX_SECONDS = {"cpu": 60.0, "cuda": 900.0}  # default bound of each measurement (compiling takes minutes)
-
-
 EXIT_FAILED = 1
 
 
-class BenchmarkError(RuntimeError):
-    """A measurement that could not be made (a diverged or failed run, a failed worker)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Mode:
-    """The systems settings of one suite measurement, as `RunConfig` fields."""
-
-    precision: str  # auto | fp32 | bf16
-    channels_last: str  # auto | on | off
-    compile: bool
-
-
 # ------------------------------------------------------------------------------------------------
-# Configs and devices
+# Concurrency
 # ------------------------------------------------------------------------------------------------
-def bench_config(model: str, dataset: str, batch_size: int | None, epochs: int, mode: Mode,
-                 images: tuple[int, int]) -> RunConfig:
-    """The resolved config both sides train: the paper's recipe for `dataset`, mean/std normalisation,
-    on generated data of `images` (train, test) images."""
-    return resolve(RunConfig(dataset=dataset, data_source=f"synthetic:{images[0]}:{images[1]}",
-                             **parse_label(model), epochs=epochs, batch_size=batch_size,
-                             preprocessing="meanstd", precision=mode.precision,
-                             channels_last=mode.channels_last, compile=mode.compile))
-
-
-def median_epoch_seconds(run_epoch: Callable[[], None], device: torch.device, warmup: int,
-                         repeats: int, deadline: float = math.inf) -> tuple[float, bool]:
-    """Median wall time of `run_epoch` over `repeats` calls after `warmup` untimed ones, and whether
-    `deadline` (a `time.monotonic()` value) cut the calls short: past it no further call starts, but
-    one timed call always runs, so that a bounded measurement still has its number."""
-    warmed = 0
-    while warmed < warmup and (warmed == 0 or time.monotonic() < deadline):
-        run_epoch()
-        warmed += 1
-    times: list[float] = []
-    while len(times) < repeats and (not times or time.monotonic() < deadline):
-        synchronize(device)
-        started = time.perf_counter()
-        run_epoch()
-        synchronize(device)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), warmed < warmup or len(times) < repeats
-
-
-# ------------------------------------------------------------------------------------------------
-# The suite
-# ------------------------------------------------------------------------------------------------
-def measure_suite(cfg: RunConfig, data_dir: Path, device: torch.device, warmup: int,
-                  deadline: float = math.inf) -> tuple[float | None, bool]:
-    """Train `cfg` with the engine in a throw-away run directory: the median per-epoch images/s of the
-    epochs after `warmup`, as the engine itself records them in metrics.jsonl, and whether `deadline`
-    (a `time.monotonic()` value) stopped the training at a step boundary first (then the epochs done
-    after warm-up give the number, None when there are none)."""
-    bounded = False
-    with tempfile.TemporaryDirectory(prefix="wrn-bench-") as tmp:
-        run_dir = Path(tmp) / "run"
-        try:
-            result = train(cfg, run_dir, data_dir, device, should_stop=lambda: time.monotonic() > deadline,
-                           progress=False, download=False)
-        except TrainingInterrupted:
-            result, bounded = None, True
-        metrics = run_dir / "metrics.jsonl"
-        rows = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
-    if result is not None and (result.status != "done" or len(rows) != cfg.epochs):
-        raise BenchmarkError(f"the suite's run ended {result.status} after {len(rows)} of {cfg.epochs} "
-                             f"epochs ({result.diverged})")
-    timed = [r["images_per_s"] for r in rows[warmup:]]
-    return (statistics.median(timed) if timed else None), bounded
-
-
-def measure_suite_data(cfg: RunConfig, data_dir: Path, device: torch.device, warmup: int,
-                       repeats: int, deadline: float = math.inf) -> tuple[float, bool]:
-    """Images/s of the suite's training batches alone (shuffle, crop, flip, normalise, on device)."""
-    pipeline = make_pipeline(cfg, data_dir, device, download=False)
-    epoch = 0
-
-    def run_epoch() -> None:
-        nonlocal epoch
-        epoch += 1
-        for _ in pipeline.train_batches(epoch):
-            pass
-
-    return data_rate(run_epoch, pipeline.steps_per_epoch * cfg.batch_size, device, warmup, repeats, deadline)
-
-
-def data_rate(run_epoch: Callable[[], None], images: int, device: torch.device, warmup: int,
-              repeats: int, deadline: float = math.inf) -> tuple[float, bool]:
-    """Images/s of a data pipeline, each timed sample `DATA_SAMPLE_IMAGES` or more (whole epochs), so
-    that a fast pipeline over a small generated set is not timed on a few milliseconds; and whether
-    `deadline` cut the samples short (`median_epoch_seconds`)."""
-    passes = -(-DATA_SAMPLE_IMAGES // images)
-
-    def run_sample() -> None:
-        for _ in range(passes):
-            run_epoch()
-
-    seconds, bounded = median_epoch_seconds(run_sample, device, warmup, repeats, deadline)
-    return passes * images / seconds, bounded
-
-
-# ------------------------------------------------------------------------------------------------
-# The conventional baseline
-# ------------------------------------------------------------------------------------------------
-def conventional_loader(cfg: RunConfig, data_dir: Path, device: torch.device, workers: int):
-    """torchvision's dataset over the same files with the usual PIL transforms, in a DataLoader.
-
-    Persistent workers, so that their start-up is not charged to every epoch of the baseline."""
-    steps: list[Any] = []
-    if cfg.crop_padding:
-        steps += [transforms.Pad(cfg.crop_padding, padding_mode="reflect" if cfg.pad_mode == "reflect" else "constant"),
-                  transforms.RandomCrop(cfg.image_size)]
-    if cfg.hflip:
-        steps.append(transforms.RandomHorizontalFlip())
-    steps += [transforms.ToTensor(),  # to the 0-1 scale, hence the official 0-255 constants / 255
-              transforms.Normalize([m / 255 for m in OFFICIAL_MEAN], [s / 255 for s in OFFICIAL_STD])]
-    cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[cfg.dataset]
-    manifest = read_manifest(dataset_folder(cfg.dataset, data_dir), cfg.dataset)
-    dataset = cls(root=str(data_dir), train=True, transform=transforms.Compose(steps), download=False,
-                  manifest=manifest)
-    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=cfg.drop_last,
-                      num_workers=workers, persistent_workers=workers > 0,
-                      pin_memory=device.type == "cuda")
-
-
-def measure_baseline(cfg: RunConfig, data_dir: Path, device: torch.device, workers: int, warmup: int,
-                     repeats: int, data_repeats: int, max_seconds: float = math.inf) -> dict[str, Any]:
-    """Images/s of the conventional loop: training (data + step) and its DataLoader alone, each
-    measurement bounded by `max_seconds` (`median_epoch_seconds`)."""
-    seed_everything(cfg.seed)
-    loader = conventional_loader(cfg, data_dir, device, workers)
-    images = len(loader) * cfg.batch_size
-
-    def data_epoch() -> None:
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-
-    data_img_s, data_bounded = data_rate(data_epoch, images, device, warmup, data_repeats,
-                                         time.monotonic() + max_seconds)
-
-    model = build_model(cfg).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.dampening,
-                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
-    model.train()
-
-    def train_epoch() -> None:
-        running_loss, correct = 0.0, 0
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            out = model(x)
-            loss = F.cross_entropy(out, y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            running_loss += loss.item()
-            correct += (out.argmax(1) == y).sum().item()
-
-    train_seconds, bounded = median_epoch_seconds(train_epoch, device, warmup, repeats, time.monotonic() + max_seconds)
-    return {"img_s": images / train_seconds, "data_img_s": data_img_s, "bounded": bounded,
-            "data_bounded": data_bounded}
-
-
-# ------------------------------------------------------------------------------------------------
-# Peak and concurrency
-# ------------------------------------------------------------------------------------------------
-def matmul_peak(device: torch.device, precision: str, tf32: bool = False) -> float:
-    """FLOP/s of a large square matrix multiply in `precision` on `device`, measured now: the ceiling
-    the network's convolutions are compared with, so the fastest repeat (on a shared machine slower
-    repeats measure the neighbours). Random operands (zeros run faster than real data), several pairs
-    on CUDA so that repeats do not run out of the L2 cache, CUDA events there."""
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    n = PEAK_MATMUL_SIZE[device.type]
-    pairs, warmup, repeats = (3, 5, 30) if device.type == "cuda" else (1, 2, 10)
-    operands = [(torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype))
-                for _ in range(pairs)]
-    previous = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    try:
-        for i in range(warmup):
-            torch.mm(*operands[i % pairs])
-        times = []
-        for i in range(repeats):
-            a, b = operands[i % pairs]
-            if device.type == "cuda":
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                torch.mm(a, b)
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end) / 1000)
-            else:
-                started = time.perf_counter()
-                torch.mm(a, b)
-                times.append(time.perf_counter() - started)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
-    return 2 * n**3 / min(times)
-
-
 def measure_concurrent(bench: Bench, mode: Mode, processes: int, data_dir: Path) -> dict[str, Any]:
     """Total images/s of `processes` suite trainings running at once on the device, each in its own
     process as the runner's `--runs-per-gpu` starts them, the CPU threads split between them."""
@@ -536,72 +326,8 @@ def _measure_modes(bench: Bench, data_dir: Path, baseline_img_s: float | None, f
     return modes
 
 
-def describe(precision: str, channels_last: bool, compiled: bool) -> str:
-    return f"{precision}, {'channels_last' if channels_last else 'NCHW'}{', compiled' if compiled else ''}"
-
-
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a / b
-
-
-def format_report(r: dict[str, Any]) -> str:
-    def rate(x):
-        return "-" if x is None else f"{x:,.0f}"
-
-    def times(x):
-        return "" if x is None else f"{x:.2f}x"
-
-    bf16 = "" if r["native_bf16"] is None else f", {'native' if r['native_bf16'] else 'no native'} bf16"
-    lines = [
-        f"{r['model']} on {r['device']} ({r['device_name']}, {r['cpu_capability']}{bf16}, {r['threads']} threads); generated "
-        f"{r['dataset_format']}-format data, {r['train_images']} training images, batch {r['batch_size']}; "
-        f"median of {r['repeats']} epochs after {r['warmup_epochs']} warm-up",
-        f"params {r['params']:,}; forward {r['forward_flops'] / 1e9:.3f} GFLOP/image, "
-        f"training {r['train_flops_per_image'] / 1e9:.3f} GFLOP/image (3 x forward)",
-        "",
-        f"{'training (data + step, eval excluded)':<44}{'images/s':>10}{'vs baseline':>13}{'s/50k epoch':>13}"
-        f"{'TFLOP/s':>10}{'matmul peak':>13}{'of peak':>9}",
-    ]
-    if r["baseline_img_s"] is not None:
-        lines.append(f"{'  baseline: DataLoader(' + str(r['baseline_workers']) + ')+PIL, fp32 NCHW':<44}"
-                     f"{rate(r['baseline_img_s']):>10}{'1.00x':>13}{EPOCH_IMAGES / r['baseline_img_s']:>13.1f}")
-    for m in r["modes"]:
-        name = f"  suite: {describe(m['precision'], m['channels_last'], m['compile'])}"
-        if m["suite_img_s"] is None:
-            lines.append(f"{name:<44}{'-':>10}  no timed epoch within {r['max_seconds']:g} s")
-            continue
-        lines.append(f"{name:<44}{rate(m['suite_img_s']):>10}{times(m['ratio']):>13}{m['epoch_50k_s']:>13.1f}"
-                     f"{m['achieved_flops'] / 1e12:>10.3f}{m['peak_flops'] / 1e12:>13.3f}{m['mfu']:>9.1%}"
-                     + ("  (emulated bf16)" if m["emulated"] else ""))
-    for precision in r["skipped_precisions"]:
-        lines.append(f"  suite: {precision:<36}skipped: no native {precision} on this CPU ({r['cpu_capability']}); "
-                     f"--precision {precision} measures it anyway")
-    lines += ["", f"{'data pipeline alone':<44}{'images/s':>10}{'vs baseline':>13}"]
-    if r["baseline_data_img_s"] is not None:
-        lines.append(f"{'  baseline: DataLoader(' + str(r['baseline_workers']) + ')+PIL transforms':<44}"
-                     f"{rate(r['baseline_data_img_s']):>10}{'1.00x':>13}")
-    lines.append(f"{'  suite: wrn.data.make_pipeline':<44}{rate(r['data_img_s']):>10}{times(r['data_ratio']):>13}")
-    if r["breakdown"] is not None:
-        lines += ["", *format_breakdown(r["breakdown"], describe(r["precision"], r["channels_last"], r["compile"]))]
-    c = r["concurrent"]
-    if c is not None:
-        lines += ["", f"concurrent: {c['processes']} suite processes ({c['threads_each']} threads each) "
-                      f"{rate(c['total_img_s'])} images/s in total vs {rate(c['single_img_s'])} alone "
-                      f"({c['ratio']:.2f}x; each: {', '.join(rate(x) for x in c['per_process_img_s'])})"]
-    if r["bounded"]:
-        lines += ["", f"bounded at {r['max_seconds']:g} s (fewer epochs than asked; --max-seconds): "
-                      + ", ".join(r["bounded"])]
-    if r.get("rates_file"):
-        lines += ["", f"each mode's achieved rate kept in {r['rates_file']} for the dry runs on this device"]
-    return "\n".join(lines)
-
-
-def measurements(r: dict[str, Any]) -> list[Measurement]:
-    """The achieved rate of each timed mode of a result, as the rates file keeps it."""
-    when = timestamp()
-    return [Measurement(r["device_name"], m["compute_mode"], r["model"], r["image_size"], r["forward_flops"],
-                        m["device_tflops"], when, "benchmarks.train_speed")
-            for m in r["modes"] if m["device_tflops"]]
 
 
 def _main(argv: list[str] | None) -> int:

@@ -16,6 +16,7 @@ from analysis import figures, stats  # noqa: E402
 from analysis.collect import collect_spec  # noqa: E402
 from analysis.figures import (curves, differences, error_vs_params, pointplot, timing_bars,  # noqa: E402
                               write_figures)
+from analysis.figures import files as figure_files  # noqa: E402
 from analysis.tables import build_table  # noqa: E402
 from experiments.plan import expand  # noqa: E402
 from experiments.spec import FIGURE_KINDS, load_spec  # noqa: E402
@@ -170,7 +171,7 @@ def test_every_figure_is_stamped_with_what_its_runs_are(tmp_path, monkeypatch):
         write_run(tmp_path, spec.name, planned.config, profile="smoke")
     collection = collect_spec(spec, tmp_path, "smoke")
     saved = []
-    monkeypatch.setattr(figures, "save", lambda fig, out_dir, stem: saved.append((stem, fig)) or [])
+    monkeypatch.setattr(figure_files, "save", lambda fig, out_dir, stem: saved.append((stem, fig)) or [])
     figures.write_figures(spec, build_table(spec, collection), collection, tmp_path / "figures", ".smoke")
     (stem, fig), = saved
     assert stem == "table_block_type_pointplot.smoke"
@@ -331,7 +332,7 @@ def test_every_kind_is_stamped_under_everything_it_draws(smoke_runs, tmp_path, m
     spec, table, collection = smoke_runs(SPEC_OF_KIND[kind])
     kinds = [f.kind for f in spec.figures]
     saved = []
-    monkeypatch.setattr(figures, "save", lambda fig, out_dir, stem: saved.append(fig) or [])
+    monkeypatch.setattr(figure_files, "save", lambda fig, out_dir, stem: saved.append(fig) or [])
     figures.write_figures(spec, table, collection, tmp_path / "figures", ".smoke")
     assert len(saved) == len(kinds)
     fig = saved[kinds.index(kind)]

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from benchmarks import train_speed
+from benchmarks import train_measure, train_speed
 
 TINY = ["--model", "WRN-10-1", "--train-images", "32", "--batch-size", "16", "--repeats", "1",
         "--data-repeats", "1", "--baseline-workers", "0"]
@@ -15,8 +15,8 @@ TINY = ["--model", "WRN-10-1", "--train-images", "32", "--batch-size", "16", "--
 
 def _shrink(monkeypatch: pytest.MonkeyPatch) -> None:
     """Sizes that make measurements meaningful cost seconds; the tests check plumbing, not speed."""
-    monkeypatch.setattr(train_speed, "DATA_SAMPLE_IMAGES", 32)
-    monkeypatch.setattr(train_speed, "PEAK_MATMUL_SIZE", {"cpu": 128, "cuda": 128})
+    monkeypatch.setattr(train_measure, "DATA_SAMPLE_IMAGES", 32)
+    monkeypatch.setattr(train_measure, "PEAK_MATMUL_SIZE", {"cpu": 128, "cuda": 128})
     monkeypatch.setattr(train_speed, "BREAKDOWN_STEPS", 3)  # more than the 2 steps of an epoch here
 
 

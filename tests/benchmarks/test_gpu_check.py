@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import device_checks, device_speed, gpu_check, train_speed
+from benchmarks import check_context, device_checks, device_speed, engine_checks, gpu_check, train_measure
 from experiments import rates
 from wrn import train as engine
 from wrn.runtime import bind_device
@@ -136,8 +136,8 @@ def test_a_bad_budget_is_one_line(capsys):
 
 def test_the_sync_check_runs_an_epoch_in_error_mode_on_a_gpu(cuda_node, tmp_path):
     standin = cuda_node(None, local_rank=0)
-    ctx = device_checks.Context(bind_device("cuda"), device_checks.QUICK, tmp_path)
-    passed, detail = device_checks.no_host_sync_per_step(ctx)
+    ctx = check_context.Context(bind_device("cuda"), check_context.QUICK, tmp_path)
+    passed, detail = engine_checks.no_host_sync_per_step(ctx)
     assert passed, detail
     assert [e["mode"] for e in standin.events if e["event"] == "sync_debug_mode"] == [2, 0]
 
@@ -152,13 +152,13 @@ def test_a_step_that_waits_for_the_device_fails_the_sync_check(cuda_node, tmp_pa
         return loss, out
 
     monkeypatch.setattr(engine, "training_step", waiting_step)
-    ctx = device_checks.Context(bind_device("cuda"), device_checks.QUICK, tmp_path)
-    passed, detail = device_checks.no_host_sync_per_step(ctx)
+    ctx = check_context.Context(bind_device("cuda"), check_context.QUICK, tmp_path)
+    passed, detail = engine_checks.no_host_sync_per_step(ctx)
     assert passed is False and "synchronizing CUDA operation" in detail
 
 
 def test_a_gpu_environment_and_a_training_measurement(cuda_node, tmp_path, monkeypatch):
-    monkeypatch.setattr(train_speed, "PEAK_MATMUL_SIZE", {"cpu": 128, "cuda": 128})  # a GPU's 8192 on a CPU
+    monkeypatch.setattr(train_measure, "PEAK_MATMUL_SIZE", {"cpu": 128, "cuda": 128})  # a GPU's 8192 on a CPU
     cuda_node(None, local_rank=2)
     device = bind_device("cuda")
     env = gpu_check.environment(device)
@@ -172,7 +172,7 @@ def test_a_gpu_environment_and_a_training_measurement(cuda_node, tmp_path, monke
 def test_a_gpus_full_size_rates_are_kept_for_its_dry_runs(cuda_node, tmp_path, monkeypatch):
     """The paper-profile measurement of a GPU, and a packed network alone, go to the rates file under
     the GPU's name; a quick check or a CPU's keeps nothing (a few dozen images say nothing of a run)."""
-    monkeypatch.setattr(train_speed, "PEAK_MATMUL_SIZE", {"cpu": 128, "cuda": 128})
+    monkeypatch.setattr(train_measure, "PEAK_MATMUL_SIZE", {"cpu": 128, "cuda": 128})
     cuda_node(None, local_rank=0)
     device = bind_device("cuda")
     env = gpu_check.environment(device)

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from benchmarks import train_speed
+from benchmarks import train_measure, train_report, train_speed
 from experiments import rates
 from wrn.config import RunConfig, resolve
 
@@ -44,7 +44,7 @@ def test_every_required_key_and_consistent_ratios(measured):
 
 
 def test_table_names_every_measurement(measured):
-    text = train_speed.format_report(measured)
+    text = train_report.format_report(measured)
     for needle in ("baseline: DataLoader(0)+PIL, fp32 NCHW", "suite: fp32, channels_last", "suite: bf16, channels_last",
                    "data pipeline alone", "suite: wrn.data.make_pipeline",
                    "where a step's time goes", "convolution backward", "if nothing else took time"):
@@ -130,7 +130,7 @@ def test_default_modes_leave_out_bf16_where_the_cpu_would_emulate_it(monkeypatch
 def test_the_report_names_the_cpu_features_skipped_modes_and_bounds(measured):
     assert measured["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert isinstance(measured["native_bf16"], bool) and measured["bounded"] == []
-    text = train_speed.format_report({**measured, "skipped_precisions": ["bf16"], "bounded": ["baseline training"]})
+    text = train_report.format_report({**measured, "skipped_precisions": ["bf16"], "bounded": ["baseline training"]})
     assert measured["cpu_capability"] in text.splitlines()[0]
     assert "bf16" in text and "skipped: no native bf16 on this CPU" in text
     assert "bounded at" in text and "baseline training" in text
@@ -138,11 +138,11 @@ def test_the_report_names_the_cpu_features_skipped_modes_and_bounds(measured):
 
 def test_a_deadline_stops_the_epochs_but_keeps_one_timed():
     calls = []
-    seconds, bounded = train_speed.median_epoch_seconds(lambda: calls.append(1), torch.device("cpu"), warmup=2,
-                                                        repeats=5, deadline=0.0)
+    seconds, bounded = train_measure.median_epoch_seconds(lambda: calls.append(1), torch.device("cpu"), warmup=2,
+                                                          repeats=5, deadline=0.0)
     assert (len(calls), bounded) == (2, True) and seconds >= 0  # one warm-up, one timed
     calls.clear()
-    _, bounded = train_speed.median_epoch_seconds(lambda: calls.append(1), torch.device("cpu"), warmup=2, repeats=5)
+    _, bounded = train_measure.median_epoch_seconds(lambda: calls.append(1), torch.device("cpu"), warmup=2, repeats=5)
     assert (len(calls), bounded) == (7, False)
 
 
