@@ -32,12 +32,12 @@ from analysis.costs import cost_checks
 from analysis.figures import figure_stem, write_figures
 from analysis.paper import read_paper_results
 from analysis.tables import build_table, csv_text, write_tables
-from analysis.verdicts import SequentialDesign
 from experiments import store
 from experiments.plan import expand, parse_overrides
 from experiments.profiles import PAPER, Profile, load_profile, profile_names
 from experiments.rates import rates_folder
 from experiments.schema import SpecError
+from experiments.sequential import SequentialDesign
 from experiments.spec import Spec, list_specs, load_spec, shipped_names
 from wrn.cli import ArgumentParser, run_main
 from wrn.errors import UserError

@@ -47,7 +47,8 @@ import numpy as np
 from scipy import special
 from scipy import stats as distributions
 
-ALPHA = 0.05  # the level of every test (its false-positive rate under no effect)
+from experiments.sequential import ALPHA
+
 POWER = 0.8  # the power `detectable` and `seeds_needed` plan for
 CONFIDENCE = 0.95  # the coverage intervals aim for
 MIN_DF = 2  # fewer pooled degrees of freedom than this: no verdict (`TOO_FEW`)
@@ -438,24 +439,3 @@ def ordering_verdict(difference: Difference, paper_diff: float) -> str:
     if paper_diff != 0 and (difference.diff > 0) == (paper_diff > 0):
         return SUPPORTED
     return CONTRADICTED
-
-
-# --------------------------------------------------------------------------------------------------
-# Spending seeds in rounds
-
-
-def rounds(start: int, max_seeds: int) -> list[int]:
-    """The seeds per cell at each look of a sequential launch: the spec's seeds, then doubling, up to
-    `max_seeds` (5, 10, 20, 40 for 5 up to 40)."""
-    out = [start]
-    while out[-1] < max_seeds:
-        out.append(min(2 * out[-1], max_seeds))
-    return out
-
-
-def alpha_spending(looks: list[int], alpha: float = ALPHA) -> list[float]:
-    """The level of each look: α spent in proportion to the seeds added since the last look (so
-    Σ α_k = α). Whatever the looks' dependence, the chance that any look rejects a true null is at
-    most Σ α_k = α (the union bound), so stopping early keeps the error rate honest."""
-    edges = [0, *looks]
-    return [alpha * (edges[k + 1] - edges[k]) / looks[-1] for k in range(len(looks))]

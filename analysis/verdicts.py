@@ -18,7 +18,7 @@ cells and says, in words, what the seeds run so far decide and what they could h
   the variant beats the baseline. Runs of one seed are paired only where they draw the same data
   (`draw_group`).
 - **Sequential launches** (`--until-resolved`) look at the orderings after each round of seeds; the
-  level of each look is spent from 5 % (`analysis.stats.alpha_spending`), every interval and number of
+  level of each look is spent from 5 % (`experiments.sequential.alpha_spending`), every interval and number of
   a look is at its level, and the launcher records its design, so that a report made later replays
   the same looks and reaches the same verdicts.
 """
@@ -26,23 +26,18 @@ cells and says, in words, what the seeds run so far decide and what they could h
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from analysis import stats
 from analysis.improvement import Improvement, probability_of_improvement
-from experiments.profiles import Profile
-from experiments.spec import matches
+from experiments.sequential import SequentialDesign
 from wrn.config import RunConfig
-from wrn.files import atomic_write_json, read_json
-from wrn.names import render_label
 from wrn.recipes import RECIPE_PRESETS
 
 ERROR_METRICS = ("test_error", "top1_error", "top5_error")
-NOT_KEY_FIELDS = ("seed",)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,69 +155,6 @@ def cell_verdicts(cells: pd.DataFrame, values: dict[int, dict[int, float]], metr
 
 # --------------------------------------------------------------------------------------------------
 # Orderings
-
-
-def column_value(config: RunConfig, column_field: str) -> Any:
-    """A config's value of a table's column field: a config field, or "label", the network's name."""
-    return render_label(config) if column_field == "label" else getattr(config, column_field)
-
-
-def baseline_pairs(configs: dict[int, RunConfig], baseline: dict[str, Any], column_field: str | None
-                   ) -> list[tuple[int, int]]:
-    """(variant, baseline) keys of `configs` (networks, seed aside): each network that the `baseline`
-    selection does not match, with the baseline network of its column that differs from it in the
-    fewest fields (the no-dropout network of the same depth and width for a dropout variant, the single
-    B(3,3) network for every block type)."""
-    is_base = {key: matches(baseline, cfg) for key, cfg in configs.items()}
-    pairs = []
-    for key, cfg in configs.items():
-        if is_base[key]:
-            continue
-        bases = [b for b in configs if is_base[b]
-                 and (not column_field or column_value(configs[b], column_field) == column_value(cfg, column_field))]
-        if bases:
-            mine = cfg.to_dict()
-            shared = lambda b: sum(mine[f] == v for f, v in configs[b].to_dict().items() if f not in NOT_KEY_FIELDS)  # noqa: E731
-            pairs.append((key, max(bases, key=shared)))
-    return pairs
-
-
-@dataclass(frozen=True)
-class SequentialDesign:
-    """How a `--until-resolved` launch spends seeds: each look's seeds per cell (`looks`, doubling
-    from `start` up to `max_seeds`) and its level (`alpha` spent over the looks)."""
-
-    spec: str
-    profile: str
-    start: int
-    max_seeds: int
-    alpha: float = stats.ALPHA
-
-    @property
-    def looks(self) -> list[int]:
-        return stats.rounds(self.start, self.max_seeds)
-
-    @property
-    def levels(self) -> list[float]:
-        return stats.alpha_spending(self.looks, self.alpha)
-
-    @staticmethod
-    def path(results: Path, spec: str, profile: Profile) -> Path:
-        return Path(results) / "sequential" / f"{profile.output_stem(spec)}.json"
-
-    def write(self, results: Path, profile: Profile) -> Path:
-        path = self.path(results, self.spec, profile)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return atomic_write_json(path, asdict(self))
-
-    @classmethod
-    def read(cls, results: Path, spec: str, profile: Profile) -> SequentialDesign | None:
-        """The design recorded for `spec` under `profile` in `results`, if any."""
-        path = cls.path(results, spec, profile)
-        if not path.is_file():
-            return None
-        design = cls(**read_json(path))
-        return design if design.profile == profile.source else None
 
 
 # The config fields that change what a seed draws (its data order, crops, flips, or the images a

@@ -23,13 +23,13 @@ from experiments.plan import PlannedRun
 from experiments.profiles import Profile
 from experiments.slurm import check_available, submit_runs, wait_for
 from experiments.spec import SPECS_DIR, Spec
-from wrn.config import synthetic_sizes
 from wrn.data.datasets import load_arrays
 from wrn.data.download import imagenet_hint
 from wrn.data.fake import write_fake_dataset
 from wrn.data.layout import ARRAY_DATASETS, dataset_folder, default_data_dir
 from wrn.data.manifest import MANIFEST_NAME
 from wrn.data.origin import check_data_source
+from wrn.data.sources import synthetic_sizes
 from wrn.errors import UserError
 from wrn.files import atomic_write_text
 from wrn.records import timestamp

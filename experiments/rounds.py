@@ -1,28 +1,18 @@
-"""Spending seeds where they decide something: the runs of each round of a `--until-resolved` launch.
+"""The runs of each round of a `--until-resolved` launch (`experiments.sequential.SequentialDesign`).
 
-The first round runs the spec's seeds for every cell. After each round the orderings are decided as
-the report decides them (`analysis.verdicts.decide_orderings`, replaying the looks of the recorded
-`SequentialDesign`); the next round gives more seeds (doubling, up to `--max-seeds`) only to the
-variant and baseline cells of orderings that are still unresolved and that `seeds_needed` says can be
-resolved within the maximum. A round's runs are a function of the runs already stored, so a launch
-that is stopped and started again trains nothing twice and carries on with the round it was in.
-
-Before a launch, `plan_rounds` projects the rounds: which cells each would extend, and which orderings
-it is expected to decide (`analysis.tables.expected_resolution`), so that a budget of GPU-hours can be
-spent on the rounds that fit it.
+The first round runs the spec's seeds for every cell; a later round gives the seeds of its look only
+to the cells it extends, which the analysis decides from the runs stored so far (`analysis.rounds`:
+the variant and baseline cells of orderings still unresolved but resolvable within the maximum). A
+round's runs are a function of the runs already stored, so a launch that is stopped and started again
+trains nothing twice and carries on with the round it was in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
-from analysis.collect import collect_spec
-from analysis.tables import build_table, expected_resolution
-from analysis.verdicts import SequentialDesign, baseline_pairs
 from experiments.plan import PlannedRun, expand
 from experiments.profiles import Profile
-from experiments.spec import Spec
+from experiments.sequential import SequentialDesign
+from experiments.spec import Spec, baseline_pairs
 from wrn.config import RunConfig
 
 
@@ -42,50 +32,3 @@ def worst_case_runs(spec: Spec, profile: Profile, overrides: dict, design: Seque
     compared = {networks[k] for pair in baseline_pairs(networks, spec.table.baseline, spec.table.columns)
                 for k in pair}
     return round_runs(spec, profile, overrides, design, len(design.looks) - 1, compared)
-
-
-def cells_to_extend(spec: Spec, results: Path, profile: Profile, overrides: dict,
-                    design: SequentialDesign) -> set[RunConfig]:
-    """The cells of the orderings that the runs stored so far leave unresolved but resolvable."""
-    table = build_table(spec, collect_spec(spec, results, profile, overrides), design)
-    return {table.cells.at[i, "config"].network for pair, ordering in table.orderings.items() if ordering.active
-            for i in pair}
-
-
-@dataclass(frozen=True)
-class RoundPlan:
-    """One projected round: its seeds per extended cell, the cells it extends (all of them in the
-    first), every run of the launch up to it, and the orderings expected decided by its end."""
-
-    look: int
-    seeds: int
-    cells: int
-    runs: list[PlannedRun]  # every run of the rounds up to this one
-    decided: int
-    orderings: int
-
-
-def plan_rounds(spec: Spec, results: Path, profile: Profile, overrides: dict, design: SequentialDesign
-                ) -> list[RoundPlan]:
-    """The rounds of a sequential launch as the runs stored so far (or the planning prior) project
-    them: a later round extends the cells of the orderings not expected decided before it that the
-    launch would follow (`analysis.tables.Expectation`)."""
-    table = build_table(spec, collect_spec(spec, results, profile, overrides), design)
-    expected = expected_resolution(table, design)
-    cells = table.cells
-    rounds: list[RoundPlan] = []
-    so_far: dict[str, PlannedRun] = {}
-    for look, seeds in enumerate(design.looks):
-        if look == 0:
-            extend: set[RunConfig] = set()
-            count = len({run.config.network for run in expand(spec, profile, overrides, seeds=design.start)})
-        else:
-            extend = {cells.at[i, "config"].network for e in expected if e.extended and (e.look is None or e.look >= look)
-                      for i in (e.variant, e.baseline)}
-            count = len(extend)
-            if not extend:
-                break
-        so_far.update((run.run_id, run) for run in round_runs(spec, profile, overrides, design, look, extend))
-        decided = sum(e.look is not None and e.look <= look for e in expected)
-        rounds.append(RoundPlan(look, seeds, count, list(so_far.values()), decided, len(expected)))
-    return rounds

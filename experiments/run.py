@@ -33,7 +33,9 @@ from experiments.plan import PlannedRun, collapsed_rows, expand, parse_overrides
 from experiments.profiles import Profile, load_profile
 from experiments.rates import RateBook, local_gpu_name, rates_folder, read_measurements, run_measurements
 from experiments.recipe_summary import recipe_lines
+from experiments.rounds import round_runs, worst_case_runs
 from experiments.schema import SELECT_FIELDS
+from experiments.sequential import SequentialDesign
 from experiments.spec import Spec, list_specs, load_spec
 from wrn.cli import ArgumentParser, run_main
 from wrn.errors import UsageError, UserError
@@ -41,7 +43,6 @@ from wrn.errors import UsageError, UserError
 # --list and --dry-run stay fast (about a second) by importing torch, pandas and matplotlib only where a
 # launch, a sequential design or a report needs them: the imports marked "deferred" below.
 if TYPE_CHECKING:
-    from analysis.verdicts import SequentialDesign  # deferred: type names only; the module imports pandas
     from experiments.launch import LaunchOptions  # deferred: type names only; the module imports torch
 
 EXECUTORS = ("local", "slurm", "debug")  # how experiments.launch.launch runs the runs
@@ -187,7 +188,7 @@ def _launch_rounds(plan: _Plan, book: RateBook, options: LaunchOptions, budget_h
     """The rounds of a sequential launch (`experiments.rounds`), each launched and waited for, while
     the estimate of all their runs stays within --budget-gpu-hours."""
     from experiments.launch import launch  # deferred: imports torch and the engine
-    from experiments.rounds import cells_to_extend, round_runs  # deferred: imports pandas
+    from analysis.rounds import cells_to_extend  # deferred: imports pandas
     design = plan.design
     extend: set = set()
     so_far: dict[str, float] = {}
@@ -277,7 +278,6 @@ def _plan(args: argparse.Namespace) -> _Plan:
     cluster = _cluster(args, planned)
     design = _sequential_design(args, spec, profile, planned)
     if design is not None:
-        from experiments.rounds import worst_case_runs  # deferred: imports pandas
         planned = worst_case_runs(spec, profile, overrides, design)
     results = (args.results or profile.default_results()).absolute()
     return _Plan(spec, profile, overrides, planned, cluster, design, results, collapsed_rows(spec, profile, overrides))
@@ -310,7 +310,6 @@ def _sequential_design(args: argparse.Namespace, spec: Spec, profile: Profile,
     if args.max_seeds < len(seeds):
         raise UsageError(f"--max-seeds: {args.max_seeds}: expected at least the {len(seeds)} seeds the first "
                          "round runs")
-    from analysis.verdicts import SequentialDesign  # deferred: imports pandas
     return SequentialDesign(spec.name, profile.source, len(seeds), args.max_seeds)
 
 
@@ -394,7 +393,7 @@ def _round_lines(plan: _Plan, book: RateBook, budget_hours: float | None) -> lis
     """The rounds of a sequential launch as projected now (`experiments.rounds.plan_rounds`): each
     one's seeds, cells and cost with those before it, the orderings expected decided by its end, and
     whether it fits the budget."""
-    from experiments.rounds import plan_rounds  # deferred: imports pandas
+    from analysis.rounds import plan_rounds  # deferred: imports pandas
     design, unit = plan.design, _unit(book.device_type)
     rounds = plan_rounds(plan.spec, plan.results, plan.profile, plan.overrides, design)
     lines = [f"--until-resolved: rounds of up to {', '.join(map(str, design.looks))} seeds per cell at levels "

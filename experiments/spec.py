@@ -427,3 +427,32 @@ def _networks(spec: Spec) -> list[Network]:
         if not any(matches(selection, c) for c in resolved):
             raise fail(where, field, selection, "matches no run of the spec")
     return out
+
+
+# Fields that set runs of one network apart rather than networks apart: not a cell's.
+NOT_KEY_FIELDS = ("seed",)
+
+
+def column_value(config: RunConfig, column_field: str) -> Any:
+    """A config's value of a table's column field: a config field, or "label", the network's name."""
+    return render_label(config) if column_field == "label" else getattr(config, column_field)
+
+
+def baseline_pairs(configs: dict[int, RunConfig], baseline: dict[str, Any], column_field: str | None
+                   ) -> list[tuple[int, int]]:
+    """(variant, baseline) keys of `configs` (networks, seed aside): each network that the `baseline`
+    selection does not match, with the baseline network of its column that differs from it in the
+    fewest fields (the no-dropout network of the same depth and width for a dropout variant, the single
+    B(3,3) network for every block type)."""
+    is_base = {key: matches(baseline, cfg) for key, cfg in configs.items()}
+    pairs = []
+    for key, cfg in configs.items():
+        if is_base[key]:
+            continue
+        bases = [b for b in configs if is_base[b]
+                 and (not column_field or column_value(configs[b], column_field) == column_value(cfg, column_field))]
+        if bases:
+            mine = cfg.to_dict()
+            shared = lambda b: sum(mine[f] == v for f, v in configs[b].to_dict().items() if f not in NOT_KEY_FIELDS)  # noqa: E731
+            pairs.append((key, max(bases, key=shared)))
+    return pairs

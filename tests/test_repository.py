@@ -69,6 +69,19 @@ def test_the_library_knows_nothing_of_specs_clusters_or_tables():
     assert not outside
 
 
+# The command line: the one module of experiments that orchestrates launching and reporting together.
+TOP_LAYER = {"experiments.run"}
+
+
+def test_the_flow_runs_one_way_from_the_library_through_experiments_to_analysis():
+    """wrn <- experiments <- analysis: a module of experiments that imported analysis would make the
+    two packages one (every import counts, deferred ones too); only the command line joins them."""
+    upstream = {f"{name} imports {dep}" for name, deps in GRAPH.items()
+                if name.startswith("experiments") and name not in TOP_LAYER
+                for dep in deps if dep.startswith("analysis")}
+    assert not upstream
+
+
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_imports_sit_at_the_top_unless_deferred_with_a_reason(name):
     path = MODULES[name]
@@ -155,3 +168,24 @@ def test_every_link_of_the_documentation_resolves(doc):
         elif anchor and resolved.suffix == ".md" and anchor not in headings(resolved).values():
             broken.append(target)
     assert not broken, f"{doc.name}: broken links {broken}"
+
+
+def test_the_architecture_page_names_every_module():
+    """docs/architecture.md is the map of the code: each module by its path, or by its file name in a
+    line that names its folder (`experiments/estimate.py`, `rates.py`)."""
+    lines = (REPO / "docs" / "architecture.md").read_text().splitlines()
+    unnamed = []
+    for path in MODULES.values():
+        relative = path.relative_to(REPO)
+        if relative.name == "__init__.py":
+            continue
+        folder = f"{relative.parent.as_posix()}/"
+        if not any(str(relative) in line or (f"`{relative.name}`" in line and folder in line) for line in lines):
+            unnamed.append(str(relative))
+    assert not unnamed, f"modules docs/architecture.md does not name: {unnamed}"
+
+
+def test_no_module_is_over_500_lines():
+    """A module does one job; one that grows past this is doing two."""
+    long = {str(p.relative_to(REPO)): n for p in MODULES.values() if (n := len(p.read_text().splitlines())) > 500}
+    assert not long

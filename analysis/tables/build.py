@@ -14,7 +14,7 @@ from analysis.tables.cells import (PRECISION_KEY, CellBuilder, baseline_runs, ce
                                    split_by_precision)
 from analysis.tables.comparisons import compare_to_baseline, deviation_keys
 from analysis.tables.table import BEST_EPOCH, SpecTable
-from analysis.verdicts import SequentialDesign
+from experiments.sequential import SequentialDesign
 from experiments.schema import CONFIG_FIELDS
 from experiments.spec import DEVIATION
 

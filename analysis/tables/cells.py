@@ -12,7 +12,6 @@ the plan's).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,9 +23,9 @@ from analysis import stats
 from analysis.collect import FINISHED, hashable
 from analysis.paper import read_paper_results
 from analysis.tables.table import BEST_EPOCH, FINAL_EPOCH
-from analysis.verdicts import NOT_KEY_FIELDS, cell_verdicts, column_value
+from analysis.verdicts import cell_verdicts
 from experiments.schema import CONFIG_FIELDS
-from experiments.spec import matches
+from experiments.spec import NOT_KEY_FIELDS, column_value, matches
 from wrn.config import RunConfig
 
 PRECISION_KEY = "precision_used"  # the key that keeps runs of different precisions in different cells
@@ -89,7 +88,7 @@ def _cell_record(group: pd.DataFrame, metric: str, extra: list[str]) -> tuple[di
                   seeds=";".join(str(int(s)) for s in sorted(finished["seed"].dropna())),
                   device="; ".join(sorted({str(d) for d in finished["device_name"].dropna()})),
                   runtime_precision="; ".join(sorted({str(p) for p in finished["runtime_precision"].dropna()})),
-                  config=dataclasses.replace(RunConfig.from_dict(first["config"]), seed=0), paper_keys={},
+                  config=RunConfig.from_dict(first["config"]).network, paper_keys={},
                   reported=FINAL_EPOCH, paper_recipe="")
     for name in extra:
         have = finished[name].dropna() if name in finished else pd.Series(dtype=float)
@@ -111,7 +110,7 @@ def _planned_records(plan, keys: dict[str, Any]) -> list[dict[str, Any]]:
     matches the paper's `keys`: the row and its label then read as they will once it runs."""
     records, seen = [], set()
     for planned in plan:
-        network = dataclasses.replace(planned.config, seed=0)
+        network = planned.config.network
         if network in seen or not matches(keys, planned.config):
             continue
         seen.add(network)
@@ -265,7 +264,7 @@ def _plan_positions(plan, records: list[dict[str, Any]], column: str | None) -> 
     by_network: dict[RunConfig, int] = {}
     by_label: dict[tuple, int] = {}
     for i, planned in enumerate(plan):
-        by_network.setdefault(dataclasses.replace(planned.config, seed=0), i)
+        by_network.setdefault(planned.config.network, i)
         by_label.setdefault((planned.label, column_value(planned.config, column) if column else None), i)
     positions = []
     for r in records:

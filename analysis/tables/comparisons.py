@@ -17,14 +17,15 @@ import pandas as pd
 
 from analysis import deviations, stats
 from analysis.tables.table import BEST_EPOCH, FINAL_EPOCH, SpecTable, display_value, metric_unit
-from analysis.verdicts import (Ordering, SequentialDesign, baseline_pairs, decide_orderings, draw_group, generated_data,
+from analysis.verdicts import (Ordering, decide_orderings, draw_group, generated_data,
                                ordering_sentence, unpaired_because)
-from experiments.spec import DEVIATION, matches
+from experiments.sequential import SequentialDesign
+from experiments.spec import DEVIATION, baseline_pairs, matches
 
 
 def baseline_of(cells: pd.DataFrame, baseline: dict[str, Any], column: str | None) -> dict[int, int]:
     """Each run cell's baseline cell: itself for a baseline cell, the one its column's comparison pairs
-    it with otherwise (`analysis.verdicts.baseline_pairs`), and for a best-epoch cell the cell whose runs
+    it with otherwise (`experiments.spec.baseline_pairs`), and for a best-epoch cell the cell whose runs
     it re-reports."""
     final = {i: cells.at[i, "config"] for i in cells.index
              if cells.at[i, "config"] is not None and cells.at[i, "reported"] == FINAL_EPOCH}

@@ -21,6 +21,7 @@ import pytest
 from scipy import stats as distributions
 
 from analysis import stats, verdicts
+from experiments import sequential
 
 SIGMA = 0.15
 PRIOR = stats.PRIOR_SD["cifar10"]
@@ -345,8 +346,8 @@ def test_ordering_verdicts(p, paper_diff, diff, verdict):
 
 
 def test_rounds_double_up_to_the_maximum_and_spend_alpha_over_them():
-    assert stats.rounds(5, 40) == [5, 10, 20, 40] and stats.rounds(5, 12) == [5, 10, 12] and stats.rounds(5, 5) == [5]
-    levels = stats.alpha_spending([5, 10, 20, 40])
+    assert sequential.rounds(5, 40) == [5, 10, 20, 40] and sequential.rounds(5, 12) == [5, 10, 12] and sequential.rounds(5, 5) == [5]
+    levels = sequential.alpha_spending([5, 10, 20, 40])
     assert levels == pytest.approx([0.00625, 0.00625, 0.0125, 0.025]) and sum(levels) == pytest.approx(0.05)
 
 
@@ -356,7 +357,7 @@ def simulate_launch(rng, effect: float, paper_diff: float = 0.15, variants: int 
     cells = {0: dict(enumerate(5.7 + SIGMA * rng.standard_normal(40)))}
     for v in range(1, variants + 1):
         cells[v] = dict(enumerate(5.7 + effect + SIGMA * rng.standard_normal(40)))
-    design = verdicts.SequentialDesign("s", "paper", 5, 40)
+    design = sequential.SequentialDesign("s", "paper", 5, 40)
     decided = verdicts.decide_orderings([(v, 0, paper_diff) for v in range(1, variants + 1)], cells,
                                         {c: None for c in cells}, {None: PRIOR}, design)
     return list(decided.values())
@@ -369,6 +370,6 @@ def test_a_sequential_launch_calls_a_false_ordering_in_at_most_5_percent():
     outcomes = [o for _ in range(1000) for o in simulate_launch(rng, 0.0)]
     calls = np.mean([o.verdict in (stats.SUPPORTED, stats.CONTRADICTED) for o in outcomes])
     assert 0.02 <= calls <= 0.05 + band(0.05, len(outcomes))
-    assert {o.alpha for o in outcomes} <= set(stats.alpha_spending([5, 10, 20, 40]))
+    assert {o.alpha for o in outcomes} <= set(sequential.alpha_spending([5, 10, 20, 40]))
     supported = [o.verdict == stats.SUPPORTED for _ in range(200) for o in simulate_launch(rng, 0.15)]
     assert np.mean(supported) >= 0.9

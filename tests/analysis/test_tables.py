@@ -1,4 +1,3 @@
-import dataclasses
 import math
 import re
 
@@ -9,7 +8,7 @@ from fabricate import write_run
 
 from analysis import stats
 from analysis.collect import collect_spec
-from analysis.verdicts import SequentialDesign
+from experiments.sequential import SequentialDesign
 from analysis.tables import (LATEX_TEXT_WIDTH_PT, build_table, csv_rounding, latex_frames, latex_size, layout_frame,
                              to_latex, to_markdown, write_tables)
 from experiments.plan import expand

@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 
 import fake_training
-from analysis.verdicts import SequentialDesign
+from experiments.sequential import SequentialDesign
 from experiments import run, store, worker
 from experiments.estimate import estimate
 from experiments.profiles import load_profile
 from experiments.rates import RateBook
-from experiments.rounds import plan_rounds
+from analysis.rounds import plan_rounds
 from experiments.spec import load_spec
 
 SPEC = """\

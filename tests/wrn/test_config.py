@@ -11,8 +11,8 @@ import pickle
 import pytest
 
 from wrn import config as config_module
-from wrn.config import (DATASET_SIZES, FIELD_RULES, RunConfig, expected_sizes, is_resolved, parse_data_source, resolve,
-                        synthetic_sizes)
+from wrn.config import DATASET_SIZES, FIELD_RULES, RunConfig, expected_sizes, is_resolved, resolve
+from wrn.data.sources import parse_data_source, synthetic_sizes
 from wrn.errors import ConfigError
 from wrn.recipes import RECIPE_DATASETS, RECIPE_FIELDS, RECIPE_PRESETS, RECIPES, recipe_family
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wrn.config import DATASET_SIZES, RunConfig, expected_sizes, parse_data_source
+from wrn.config import DATASET_SIZES, RunConfig, expected_sizes
+from wrn.data.sources import parse_data_source
 from wrn.data.layout import dataset_folder
 from wrn.data.manifest import MANIFEST_NAME, read_manifest
 from wrn.errors import DataError
