@@ -60,6 +60,7 @@ from benchmarks.train_measure import (DATA_SAMPLE_IMAGES, EPOCH_IMAGES, Benchmar
 from benchmarks.train_report import describe, format_report, measurements
 from experiments.rates import DEFAULT_RESULTS, record_measurements
 from wrn.cli import ArgumentParser, run_main
+from wrn.config import RunConfig
 from wrn.cpuinfo import cpu_has_native_bf16
 from wrn.errors import UsageError
 from wrn.data.fake import write_fake_dataset
