@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the data-parallel benchmark's processes
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

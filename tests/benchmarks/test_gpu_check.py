@@ -29,6 +29,7 @@ def quick_report(tmp_path_factory) -> tuple[int, dict, str]:
     return done.returncode, json.loads(out.read_text()), done.stdout
 
 
+@pytest.mark.slow
 def test_the_quick_cpu_check_passes_every_required_check(quick_report):
     code, report, _ = quick_report
     checks = {c["name"]: c for c in report["checks"]}
@@ -41,6 +42,7 @@ def test_the_quick_cpu_check_passes_every_required_check(quick_report):
         assert check["detail"] and check["seconds"] >= 0
 
 
+@pytest.mark.slow
 def test_the_report_names_the_machine_and_measures_every_kind(quick_report):
     _, report, table = quick_report
     env = report["environment"]

@@ -99,6 +99,7 @@ def test_cpu_launch_over_an_hour_asks_for_yes(capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_smoke_table_block_type_end_to_end_then_relaunch_skips(capsys, tmp_path, monkeypatch):
     """`make demo` as a new user runs it, from a folder of their own: the smoke profile writes into
     results/smoke/, every file says "smoke"; `analysis.report --all` and `experiments.status` then agree
@@ -199,6 +200,7 @@ kind = "curves"
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("umask, file_mode, folder_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
 def test_every_file_and_folder_of_a_launch_honours_the_umask(umask, file_mode, folder_mode, tmp_path, capsys):
     """Run folders, checkpoints, results, tables, figures, the report, the kept spec and the generated
@@ -221,6 +223,7 @@ def test_every_file_and_folder_of_a_launch_honours_the_umask(umask, file_mode, f
     assert not wrong, wrong
 
 
+@pytest.mark.slow
 def test_the_deviations_spec_runs_end_to_end_on_the_smoke_profile(capsys, tmp_path):
     """Every deviation of one process trained on generated data (WRN-16-4's: WRN-28-10's take some twenty
     CPU-minutes and run with the spec's own launch; the rows of two processes are the local executor's,
@@ -254,6 +257,7 @@ def test_only_selects_part_of_a_spec_and_says_when_it_selects_nothing(capsys, tm
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_the_debug_executor_is_an_interruption_and_the_relaunch_resumes(capsys, tmp_path, monkeypatch):
     """Ctrl-C as an in-process run starts: no traceback, the run recorded as interrupted (not failed),
     the run not reached counted, the exact command to go on given; the relaunch says where the

@@ -32,6 +32,8 @@ from wrn.errors import UserError
 from wrn.files import atomic_write_json, read_json
 from wrn.names import render_label
 
+pytestmark = pytest.mark.slow  # real SLURM jobs
+
 REPO = Path(__file__).resolve().parents[2]
 TIMING_FIELDS = {"train_time_s", "images_per_s"}
 

@@ -26,6 +26,8 @@ from experiments.slurm import ENDED, job_states, make_executor, reconcile, submi
 from test_slurm import make_run, metrics_without_timing, model_weights, run_cli, training_mid_run, wait_until
 from wrn.files import read_json
 
+pytestmark = pytest.mark.slow  # real SLURM jobs of several processes
+
 cluster, data_dir = test_slurm.cluster, test_slurm.data_dir  # the dev cluster's fixtures
 
 TINY_SPEC = """

@@ -7,6 +7,8 @@ training; a task cancelled before it ran records each of its runs failed with th
 
 from __future__ import annotations
 
+import pytest
+
 import dataclasses
 import re
 import subprocess
@@ -20,6 +22,8 @@ from experiments.slurm import reconcile, submit_runs, wait_for
 from test_slurm import make_run, metrics_without_timing, model_weights, run_cli, training_mid_run, wait_until
 from test_slurm_distributed import TINY_SPEC
 from wrn.files import atomic_write_json, read_json
+
+pytestmark = pytest.mark.slow  # real SLURM jobs
 
 cluster, data_dir = test_slurm.cluster, test_slurm.data_dir  # the dev cluster's fixtures
 

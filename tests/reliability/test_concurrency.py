@@ -26,6 +26,8 @@ from experiments.locking import RunLock, RunLocked
 from experiments.run import main as launch
 from experiments.worker import EXIT_LOCKED
 
+pytestmark = pytest.mark.slow  # concurrent launchers of real workers
+
 S = STEPS_PER_EPOCH
 
 

@@ -19,6 +19,8 @@ from harness import N_TEST, N_TRAIN, REPO_ROOT, make_run, python_env, tree, work
 from experiments import store
 from experiments.run import main as run_main
 
+pytestmark = pytest.mark.slow  # workers on damaged data
+
 
 def tamper(data_root, name="data_batch_2"):
     path = data_root / "cifar-10-batches-py" / name

@@ -4,6 +4,8 @@ and the table shows it as diverged, never as a number."""
 
 from __future__ import annotations
 
+import pytest
+
 import csv
 import signal
 
@@ -11,6 +13,8 @@ from harness import STEPS_PER_EPOCH, make_run, metrics_rows, worker_log, write_s
 from experiments import store
 from experiments.run import main
 from wrn.files import read_json
+
+pytestmark = pytest.mark.slow  # workers driven to divergence
 
 S = STEPS_PER_EPOCH
 ONE_NETWORK_SPEC = '''\

@@ -18,6 +18,8 @@ from experiments.worker import EXIT_INTERRUPTED
 from wrn import checkpoint
 from wrn.files import atomic_write_json, read_json
 
+pytestmark = pytest.mark.slow  # workers signalled mid-run
+
 S = STEPS_PER_EPOCH
 SIGNALS = ["SIGTERM", "SIGINT", "SIGUSR2"]
 

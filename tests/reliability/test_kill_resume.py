@@ -19,6 +19,8 @@ from harness import (EPOCHS, STEPS_PER_EPOCH, assert_identical, json_files_parse
 from experiments import locking, store
 from wrn import checkpoint
 
+pytestmark = pytest.mark.slow  # workers killed at every point, then resumed
+
 S = STEPS_PER_EPOCH
 # name -> the faults of each killed launch, in order; a clean launch follows.
 KILL_POINTS = {

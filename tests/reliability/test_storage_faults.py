@@ -15,6 +15,8 @@ from harness import assert_identical, make_run, snapshot, tree, worker_log, writ
 from experiments import store
 from wrn import checkpoint
 
+pytestmark = pytest.mark.slow  # workers on a full or failing disk
+
 Usage = namedtuple("Usage", "total used free")
 
 

@@ -31,6 +31,8 @@ from wrn.sync_batchnorm import synchronise_batch_norm
 from wrn.timing import measure_step_time
 from wrn.train import TrainingInterrupted, train
 
+pytestmark = pytest.mark.slow  # runs of several processes on the stand-in GPUs
+
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS = ROOT / "tests" / "hooks"
 GPUS = 4  # the stand-in node of tests/conftest.py

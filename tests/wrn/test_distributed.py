@@ -19,6 +19,8 @@ from wrn.config import RunConfig
 from wrn.data.fake import write_fake_dataset
 from wrn.train import train
 
+pytestmark = pytest.mark.slow  # runs of several gloo processes
+
 ROOT = Path(__file__).resolve().parents[2]
 PROCESS = Path(__file__).with_name("ddp_process.py")
 TIME_FIELDS = ("train_time_s", "images_per_s")
