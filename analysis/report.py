@@ -31,7 +31,7 @@ from analysis.collect import Collection, collect_spec
 from analysis.costs import cost_checks
 from analysis.figures import figure_stem, write_figures
 from analysis.paper import read_paper_results
-from analysis.tables import build_table, csv_text, write_tables
+from analysis.tables import SpecTable, build_table, csv_text, write_tables
 from experiments import store
 from experiments.plan import expand, parse_overrides
 from experiments.profiles import PAPER, Profile, load_profile, profile_names
@@ -95,15 +95,37 @@ def _excluded_markdown(collection: Collection) -> str:
     return "\n".join(lines + [""])
 
 
-def timing_error_labels(results: Path, profile: Profile, labels: list[str],
-                        records: list[store.RunRecord]) -> dict[str, float]:
+class StoreReading:
+    """One reading of a results folder for one report: its run records, and each spec's collection and
+    table under a profile, built once however many parts of the report show them (a spec's own files,
+    REPORT.md, Figure 4's error labels). A store of thousands of runs takes seconds to collect."""
+
+    def __init__(self, results: Path, records: list[store.RunRecord] | None = None):
+        self.results = Path(results)
+        self.records = store.all_runs(self.results) if records is None else records
+        self._built: dict[tuple, tuple[Collection, SpecTable]] = {}
+
+    def collection(self, spec: Spec, profile: Profile, overrides: dict | None = None) -> Collection:
+        return self.table(spec, profile, overrides)[0]
+
+    def table(self, spec: Spec, profile: Profile, overrides: dict | None = None) -> tuple[Collection, SpecTable]:
+        """The collection of `spec`'s runs under `profile` and `overrides`, and the table built from it."""
+        key = (spec.name, profile.source, repr(sorted((overrides or {}).items())))
+        if key not in self._built:
+            collection = collect_spec(spec, self.results, profile, overrides, self.records)
+            self._built[key] = collection, build_table(spec, collection, SequentialDesign.read(self.results, spec.name,
+                                                                                              profile))
+        return self._built[key]
+
+
+def timing_error_labels(profile: Profile, labels: list[str], reading: StoreReading) -> dict[str, float]:
     """Each network's CIFAR-10 test error (median of finished runs under `profile`) from the first
     shipped train spec that has it, for Figure 4's bar labels; networks nobody has trained are left out."""
     found: dict[str, float] = {}
     for spec in list_specs():
         if spec.kind != "train":
             continue
-        finished = collect_spec(spec, results, profile, records=records).finished
+        finished = reading.collection(spec, profile).finished
         finished = finished[(finished["dataset"] == TIMING_ERROR_DATASET) & finished["label"].isin(labels)]
         for label, errors in finished.groupby("label")["test_error"]:
             found.setdefault(label, float(errors.median()))
@@ -111,14 +133,13 @@ def timing_error_labels(results: Path, profile: Profile, labels: list[str],
 
 
 def write_spec_report(spec: Spec, results: Path, profile: Profile | str = PAPER, overrides: dict | None = None,
-                      records: list[store.RunRecord] | None = None) -> list[Path]:
+                      reading: StoreReading | None = None) -> list[Path]:
     """Tables and figures of one spec from its runs under `results`, planned under `profile` and
-    `overrides`; returns the files written."""
+    `overrides`; returns the files written. `reading`: the folder as this report has read it."""
     results = Path(results)
     profile = profile if isinstance(profile, Profile) else load_profile(profile)
-    records = store.all_runs(results) if records is None else records
-    collection = collect_spec(spec, results, profile, overrides, records)
-    table = build_table(spec, collection, SequentialDesign.read(results, spec.name, profile))
+    reading = StoreReading(results) if reading is None else reading
+    collection, table = reading.table(spec, profile, overrides)
     stem = profile.output_stem(spec.name)
     written = write_tables(table, tables_dir(results), stem, appendix=_excluded_markdown(collection))
     runs_csv = tables_dir(results) / f"{stem}.runs.csv"
@@ -127,7 +148,7 @@ def write_spec_report(spec: Spec, results: Path, profile: Profile | str = PAPER,
     written.append(runs_csv)
     labels = None
     if any(f.kind == "timing_bars" for f in spec.figures):
-        labels = timing_error_labels(results, profile, list(table.cells["label"].dropna()), records)
+        labels = timing_error_labels(profile, list(table.cells["label"].dropna()), reading)
     written += write_figures(spec, table, collection, figures_dir(results), profile.suffix, labels)
     return written
 
@@ -146,31 +167,32 @@ def _links(results: Path, spec: Spec, profile: Profile) -> str:
     return " · ".join(parts)
 
 
-def write_index(results: Path, records: list[store.RunRecord] | None = None) -> Path:
+def write_index(results: Path, reading: StoreReading | None = None) -> Path:
     """<results>/REPORT.md: a section per profile present, with a line per spec (progress, links), what
     its seeds decide about each of its orderings, and its figures."""
     results = Path(results)
-    records = store.all_runs(results) if records is None else records
+    reading = StoreReading(results) if reading is None else reading
     lines = ["# Wide Residual Networks: reproduction report", "",
              "Generated by `python -m analysis.report --all` from the run store; our value is the median "
              "over finished runs (the paper's statistic) with an order-statistic interval labelled with its "
              "coverage. How to read the verdicts: docs/verdicts.md. Each profile is "
              "reported on its own: only the paper profile's runs reproduce the paper.", ""]
     specs = [*list_specs(), *kept_specs(results)]
-    for profile in profiles_present(records) or [load_profile(PAPER)]:
-        lines += _profile_section(results, profile, specs, records)
+    for profile in profiles_present(reading.records) or [load_profile(PAPER)]:
+        lines += _profile_section(reading, profile, specs)
     path = results / REPORT
     results.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
     return path
 
 
-def _profile_section(results: Path, profile: Profile, specs: list[Spec], records) -> list[str]:
+def _profile_section(reading: StoreReading, profile: Profile, specs: list[Spec]) -> list[str]:
+    results = reading.results
     lines = [f"## {profile.describe().capitalize()}", ""]
     figures = []
     for spec in specs:
         try:
-            collection = collect_spec(spec, results, profile, records=records)
+            collection, table = reading.table(spec, profile)
         except SpecError as e:  # a spec that cannot be planned under this profile: the others still report
             lines.append(f"- **{spec.title}** (`{spec.name}`): not reported under this profile: {e}")
             continue
@@ -180,7 +202,6 @@ def _profile_section(results: Path, profile: Profile, specs: list[Spec], records
             continue
         lines.append(f"- **{spec.title}** (`{spec.name}`): {collection.summary_line()}; {collection.describe()}. "
                      f"{_links(results, spec, profile)}")
-        table = build_table(spec, collection, SequentialDesign.read(results, spec.name, profile))
         costs = [check.sentence() for check in cost_checks(collection, rates_folder(results, profile))]
         lines += [f"  - {sentence}" for sentence in [*costs, *table.sentences, *table.official_logs]]
         for index, fig in enumerate(spec.figures):
@@ -216,14 +237,15 @@ def _main(argv: list[str] | None) -> int:
         specs = [*list_specs(), *kept_specs(results)] if args.all else [load_spec(args.spec)]
         for spec in specs:
             read_paper_results(spec)
-        records = store.all_runs(results)
-        reports = [(spec, p) for p in ([profile] if profile else profiles_present(records)) for spec in specs
-                   if store.runs_of(records, _planned(spec, p, overrides, strict=profile is not None and not args.all))]
+        reading = StoreReading(results)
+        reports = [(spec, p) for p in ([profile] if profile else profiles_present(reading.records)) for spec in specs
+                   if store.runs_of(reading.records, _planned(spec, p, overrides,
+                                                              strict=profile is not None and not args.all))]
         for spec, p in reports:
-            for path in write_spec_report(spec, results, p, overrides, records):
+            for path in write_spec_report(spec, results, p, overrides, reading):
                 print(f"wrote {path}")
         if reports:
-            print(f"wrote {write_index(results, records)}")
+            print(f"wrote {write_index(results, reading)}")
             written_any = True
     if not written_any:
         raise UserError(_no_runs(args, profile))

@@ -433,12 +433,12 @@ def _cluster_lines(cluster: ClusterProfile, tasks: list[ArrayTask], estimates: l
 
 def _report(plan: _Plan) -> int:
     """Tables, figures and REPORT.md; exit status 1 when a run of the spec failed."""
-    from analysis.report import write_index, write_spec_report  # deferred: imports pandas and matplotlib
-    records = store.all_runs(plan.results)
-    for path in write_spec_report(plan.spec, plan.results, plan.profile, plan.overrides, records):
+    from analysis.report import StoreReading, write_index, write_spec_report  # deferred: imports pandas and matplotlib
+    reading = StoreReading(plan.results)
+    for path in write_spec_report(plan.spec, plan.results, plan.profile, plan.overrides, reading):
         log_line(f"wrote {path}")
-    log_line(f"wrote {write_index(plan.results, records)}")
-    states = [r.state for r in store.runs_of(records, plan.runs)]
+    log_line(f"wrote {write_index(plan.results, reading)}")
+    states = [r.state for r in store.runs_of(reading.records, plan.runs)]
     return 1 if "failed" in states else 0
 
 

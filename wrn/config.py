@@ -133,7 +133,9 @@ class RunConfig:
 
     # ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        """The fields as JSON holds them (milestones as a list). Every field holds a plain value, so no
+        deep copy: the analysis converts one per run of a store of thousands."""
+        out = {name: getattr(self, name) for name in _FIELD_NAMES}
         if out["lr_milestones"] is not None:
             out["lr_milestones"] = list(out["lr_milestones"])
         return out
@@ -200,6 +202,9 @@ class RunConfig:
         """The seed of the data order, crops and flips: the run's, or under a shared data order the
         same for every run (0)."""
         return 0 if self.data_order == "shared" else self.seed
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(RunConfig))
 
 
 def expected_sizes(cfg: RunConfig) -> tuple[int, int]:
