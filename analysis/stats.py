@@ -359,21 +359,32 @@ class SeedBlocks:
         self.names = list(self.cells)
         self.prior_sd = prior_sd
         self.group = {c: (groups or {}).get(c) for c in self.names}
-        # One column per cell and per block; the model is rank-deficient by one per group, so a
-        # contrast is estimable only within a group (`compare` checks), and the degrees of freedom
-        # are the rows less the rank.
-        blocks = sorted({(repr(self.group[c]), s) for c in self.names for s in self.cells[c]})
-        block_column = {b: len(self.names) + k for k, b in enumerate(blocks)}
-        rows = [(i, (repr(self.group[c]), s), v) for i, c in enumerate(self.names) for s, v in self.cells[c].items()]
-        self.x = np.zeros((len(rows), len(self.names) + len(blocks)))
-        y = np.array([v for _, _, v in rows])
-        for r, (i, block, _) in enumerate(rows):
-            self.x[r, i] = 1.0
-            self.x[r, block_column[block]] = 1.0
-        self.gram_inverse = np.linalg.pinv(self.x.T @ self.x)
-        self.beta = self.gram_inverse @ self.x.T @ y
-        df = len(rows) - (int(np.linalg.matrix_rank(self.x)) if rows else 0)
-        rss = float(np.sum((y - self.x @ self.beta) ** 2))
+        # One effect per cell and per block. The blocks are disjoint, so they are absorbed exactly (each
+        # run less its block's mean: the Frisch-Waugh-Lovell projection) and only the cells' normal
+        # equations are solved: cells x cells, whatever the number of seeds (an --until-resolved spec
+        # has thousands of runs). The model is rank-deficient by one per group, so a contrast is
+        # estimable only within a group (`compare` checks), and the degrees of freedom are the runs
+        # less the rank (the blocks', plus the absorbed cells').
+        blocks = {b: k for k, b in enumerate(sorted({(repr(self.group[c]), s) for c in self.names
+                                                     for s in self.cells[c]}))}
+        rows = [(i, blocks[repr(self.group[c]), s], v) for i, c in enumerate(self.names) for s, v in self.cells[c].items()]
+        cell = np.array([r[0] for r in rows], dtype=int)
+        block = np.array([r[1] for r in rows], dtype=int)
+        y = np.array([r[2] for r in rows], dtype=float)
+        per_block = np.bincount(block, minlength=len(blocks)).astype(float)
+        counts = np.zeros((len(self.names), len(blocks)))  # runs of each cell in each block
+        np.add.at(counts, (cell, block), 1.0)
+        block_sums = np.bincount(block, weights=y, minlength=len(blocks))
+        shares = counts / np.maximum(per_block, 1.0)
+        self.reduced = np.diag(counts.sum(axis=1)) - shares @ counts.T  # C'MC
+        reduced_y = np.bincount(cell, weights=y, minlength=len(self.names)) - shares @ block_sums  # C'My
+        self.reduced_inverse = np.linalg.pinv(self.reduced, hermitian=True)
+        self.beta = self.reduced_inverse @ reduced_y  # the cells' effects (one solution)
+        rank = (int(np.linalg.matrix_rank(self.reduced, hermitian=True)) if rows else 0) + len(blocks)
+        df = len(rows) - rank
+        fitted_cells = self.beta[cell] if rows else y
+        block_effect = (block_sums - np.bincount(block, weights=fitted_cells, minlength=len(blocks))) / np.maximum(per_block, 1.0)
+        rss = float(np.sum((y - fitted_cells - block_effect[block]) ** 2))
         self.noise = Noise(math.sqrt(rss / df), df, "pooled") if df >= MIN_DF and rss > 0 else \
             Noise(prior_sd, df, "prior")
 
@@ -396,11 +407,11 @@ class SeedBlocks:
             return dataclasses.replace(NO_DIFFERENCE, n=len(self.cells.get(variant, {})),
                                        n_baseline=len(self.cells.get(baseline, {})), alpha=alpha)
         n, n_b = len(self.cells[variant]), len(self.cells[baseline])
-        contrast = np.zeros(self.x.shape[1])
+        contrast = np.zeros(len(self.names))
         contrast[self.names.index(variant)], contrast[self.names.index(baseline)] = 1.0, -1.0
-        estimable = float(np.max(np.abs(contrast @ self.gram_inverse @ (self.x.T @ self.x) - contrast))) < 1e-8
+        estimable = float(np.max(np.abs(contrast @ self.reduced_inverse @ self.reduced - contrast))) < 1e-8
         if estimable:
-            se = self.noise.sd * math.sqrt(float(contrast @ self.gram_inverse @ contrast))
+            se = self.noise.sd * math.sqrt(float(contrast @ self.reduced_inverse @ contrast))
             return Difference.of(self.paired(variant, baseline), self.noise.estimated, n, n_b,
                                  float(contrast @ self.beta), se, self.noise.df, alpha)
         a, b = np.array(list(self.cells[variant].values())), np.array(list(self.cells[baseline].values()))
