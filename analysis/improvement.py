@@ -38,6 +38,14 @@ def _better_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.mean((a < b) + 0.5 * (a == b), axis=-1)
 
 
+def _pairs_share(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of all pairs (x of `a`, y of `b`) with x < y, ties counted half: the Mann-Whitney
+    statistic, by sorting (n log n: a sweep's thousands of runs per side make n·m pairs too many)."""
+    b = np.sort(b)
+    right, left = np.searchsorted(b, a, "right"), np.searchsorted(b, a, "left")
+    return float(((len(b) - right) + 0.5 * (right - left)).sum() / (len(a) * len(b)))
+
+
 def probability_of_improvement(variant: dict[int, float], baseline: dict[int, float], paired: bool,
                                alpha: float = ALPHA) -> Improvement:
     """P(variant better than baseline), lower being better: over the seeds both sides ran when
@@ -57,9 +65,9 @@ def probability_of_improvement(variant: dict[int, float], baseline: dict[int, fl
         a, b = np.array(list(variant.values())), np.array(list(baseline.values()))
         if min(len(a), len(b)) < MIN_RUNS_IMPROVEMENT:
             return NO_IMPROVEMENT
-        p = float(_better_share(a[:, None], b[None, :]).mean())
+        p = _pairs_share(a, b)
         ra = a[rng.integers(0, len(a), (BOOTSTRAP_RESAMPLES, len(a)))]
         rb = b[rng.integers(0, len(b), (BOOTSTRAP_RESAMPLES, len(b)))]
-        boot = _better_share(ra[:, :, None], rb[:, None, :]).mean(axis=-1)
+        boot = np.array([_pairs_share(x, y) for x, y in zip(ra, rb, strict=True)])
     low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
     return Improvement(p, float(low), float(high))
