@@ -41,6 +41,7 @@ def _assert_rounded(path: Path) -> None:
                 assert value == kept, (path.name, column, text)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", shipped_names())
 def test_every_spec_writes_its_tables_and_figures(tmp_path, name):
     spec = load_spec(name)
@@ -261,6 +262,7 @@ def test_runs_in_the_earlier_per_spec_layout_are_read_where_they_are(tmp_path):
     assert "6.00 [5.00, 7.00] (75%) n=3" in (tmp_path / "tables" / "table_deepening.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec_name", sorted(s.name for s in list_specs()))
 @pytest.mark.parametrize("profile", ["fast", None])  # None: runs recorded before profiles were (any profile)
 def test_a_store_of_any_shipped_spec_reports_itself_and_everything_else(tmp_path, capsys, spec_name, profile):

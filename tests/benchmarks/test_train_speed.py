@@ -68,6 +68,7 @@ def test_breakdown_accounts_for_the_profiled_step(measured):
     assert b["convolution_bound_ratio"] == pytest.approx(b["convolution_bound_img_s"] / r["baseline_img_s"])
 
 
+@pytest.mark.slow
 def test_json_output_and_concurrent_processes(capsys, tiny):
     assert train_speed.main([*tiny, "--json", "--precision", "fp32", "--no-baseline", "--concurrent", "2"]) == 0
     out = capsys.readouterr().out.strip().splitlines()

@@ -152,6 +152,7 @@ def distributed_run(results: Path, data: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_local_executor_trains_a_run_as_its_processes_and_resumes_it_after_a_stop(tmp_path):
     """Ctrl-C in the middle of a two-process run: both ranks stop at one step, rank 0's checkpoint
     is where the next launch resumes, and the run finishes as two processes."""

@@ -171,6 +171,7 @@ def test_a_spec_without_orderings_has_nothing_to_resolve(tmp_path, capsys):
     assert "no table.baseline" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_sequential_smoke_launch_with_real_training_stops_within_its_budget(tmp_path, capsys):
     """Real training on the smoke profile, through the local executor's worker processes: whatever the
     tiny networks' errors decide, the rounds stop by the budget, every cell has seeds 0..n-1 with n a
