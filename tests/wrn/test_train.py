@@ -133,10 +133,9 @@ def test_a_real_run_refuses_generated_data(tmp_path, data_dir):
     assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / checkpoint.CURRENT).exists()
 
 
-def test_the_warmup_climbs_step_by_step_to_the_linearly_scaled_rate(tmp_path, data_dir, monkeypatch):
-    """Goyal et al.'s gradual warm-up: every step of the warm-up epochs at its own rate, from lr to
-    lr x batch / the recipe's batch, then the schedule's epochs as usual."""
-    import wrn.train as engine
+def step_rates(monkeypatch) -> list[float]:
+    """The learning rate of every training step the engine takes from now on, in order."""
+    import wrn.train as engine  # deferred: the module itself is patched
 
     seen: list[float] = []
     real_step = engine.training_step
@@ -146,6 +145,13 @@ def test_the_warmup_climbs_step_by_step_to_the_linearly_scaled_rate(tmp_path, da
         return real_step(step_model, optimizer, *args)
 
     monkeypatch.setattr(engine, "training_step", recording_step)
+    return seen
+
+
+def test_the_warmup_climbs_step_by_step_to_the_linearly_scaled_rate(tmp_path, data_dir, monkeypatch):
+    """Goyal et al.'s gradual warm-up: every step of the warm-up epochs at its own rate, from lr to
+    lr x batch / the recipe's batch, then the schedule's epochs as usual."""
+    seen = step_rates(monkeypatch)
     cfg = tiny(batch_size=32, lr=0.1, lr_scaling="linear", warmup_epochs=1, epochs=2, lr_milestones=(3,))
     train(cfg, tmp_path, data_dir, device="cpu", progress=False)
     steps = 96 // 32
@@ -157,16 +163,7 @@ def test_the_warmup_climbs_step_by_step_to_the_linearly_scaled_rate(tmp_path, da
 def test_he_et_als_warm_up_runs_its_steps_at_their_rate_then_the_schedule(tmp_path, data_dir, monkeypatch):
     """arXiv:1603.05027's warm-up: the first `warmup_steps` steps at `warmup_lr`, across an epoch's
     end, then the schedule's rate, step by step; a resume inside it picks up at its step."""
-    import wrn.train as engine
-
-    seen: list[float] = []
-    real_step = engine.training_step
-
-    def recording_step(step_model, optimizer, *args):
-        seen.append(optimizer.param_groups[0]["lr"])
-        return real_step(step_model, optimizer, *args)
-
-    monkeypatch.setattr(engine, "training_step", recording_step)
+    seen = step_rates(monkeypatch)
     cfg = tiny(batch_size=32, lr=0.1, warmup_steps=4, warmup_lr=0.01, epochs=3, lr_milestones=(3,), lr_decay=0.5)
     train(cfg, tmp_path, data_dir, device="cpu", progress=False)
     assert seen == pytest.approx([0.01] * 4 + [0.1] * 2 + [0.05] * 3)  # 3 steps an epoch
